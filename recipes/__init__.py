@@ -1,0 +1,1 @@
+"""Bundled recipes (TOML data files), one per corpus; loaded by talkdata.recipe."""

@@ -1,0 +1,1 @@
+"""Bundled JSON Schemas: recipe, sample metadata, dataset manifest."""

@@ -1,0 +1,1 @@
+"""Audio features: MFCC per video frame, DeepSpeech logits."""

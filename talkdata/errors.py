@@ -1,0 +1,47 @@
+"""The two kinds of failure talkdata distinguishes.
+
+``UserError`` is bad input from the person running the tool (unknown recipe, missing
+directory, bad config key): the CLI prints its message on one line and exits with code 2.
+
+``ClipError`` is a problem with one clip (corrupt media, no face, no audio): the build records
+it in ``rejects.parquet`` with its ``reason`` code and goes on with the other clips.
+"""
+
+
+class UserError(Exception):
+    """Bad input from the user; the message says what is wrong and what to do."""
+
+
+class ClipError(Exception):
+    """One clip cannot become a sample.
+
+    ``reason`` is a short stable code (see ``REASONS``), ``stage`` the per-clip stage that
+    raised it, the message a human-readable detail.
+    """
+
+    def __init__(self, reason: str, message: str, stage: str = ""):
+        if reason not in REASONS:
+            raise ValueError(f"unknown reject reason {reason!r}")
+        super().__init__(message)
+        self.reason = reason
+        self.stage = stage
+
+    def __reduce__(self):  # keep reason/stage when pickled across dask workers
+        return (type(self), (self.reason, str(self), self.stage))
+
+
+#: Every reason code a clip can be rejected with, and what it means.
+REASONS = {
+    "unreadable": "the file cannot be opened as media (empty, truncated header, not a media file)",
+    "decode_error": "decoding failed part-way through the file",
+    "decode_timeout": "decoding took longer than the per-clip timeout",
+    "decoder_crash": "the decoder process crashed on this file",
+    "no_video_stream": "the file has no video stream",
+    "no_audio_stream": "the file has no audio stream",
+    "too_short": "fewer frames than the minimum clip length",
+    "no_face": "no face was found in any frame",
+    "face_missing": "the face is missing in too many frames, or in a gap too long to interpolate",
+    "missing_source": "a file the clip record names does not exist",
+    "known_bad": "the corpus documents this file as broken (skip list in the recipe's source module)",
+    "failed": "an unexpected error while processing (see the message; retried with --retry-failed)",
+}

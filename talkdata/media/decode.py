@@ -1,0 +1,194 @@
+"""Decode video frames at a constant output frame rate and audio aligned to frame 0 (PyAV).
+
+Frame selection is by presentation timestamp, never by counting frames: output frame ``t`` is the
+source frame on screen at ``t / fps`` seconds after the first video frame (the last source frame
+whose timestamp is <= that time). A 29.97 fps source therefore comes out at 25 fps without drift,
+a variable-frame-rate source comes out at a constant rate, and frames with timestamps going
+backwards (corrupt streams) are dropped and counted instead of being duplicated silently. The clip
+lasts until the last source frame's display time ends, so ``T = ceil(duration * fps)``.
+
+Audio is decoded and resampled to mono at ``sample_rate``; sample 0 is the instant of the first
+video frame (streams often start at different times: CREMA-D's video starts 27 ms after its audio).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+from ..errors import ClipError
+
+#: timestamps closer than this (seconds) count as equal when choosing frames
+TIME_EPSILON = 1e-4
+
+
+@contextmanager
+def open_media(path: str | Path):
+    """Open a media file, turning every way that can fail into a ``ClipError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClipError("missing_source", f"file not found: {path}", stage="decode")
+    if path.stat().st_size == 0:
+        raise ClipError("unreadable", f"empty file (0 bytes): {path.name}", stage="decode")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError) as err:
+        raise ClipError("unreadable", f"cannot open {path.name} as media: {err}", stage="decode") from None
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+@dataclass
+class VideoStats:
+    """What the decoder saw, filled in while frames are produced."""
+
+    width: int = 0
+    height: int = 0
+    rotation: int = 0
+    start_time: float = 0.0  # seconds, timestamp of the first video frame
+    source_fps: float = 0.0
+    source_frames: int = 0
+    dropped_frames: int = 0  # timestamps not increasing
+    duration: float = 0.0  # seconds from the first frame to the end of the last one
+    output_frames: int = 0
+    frame_times: list = field(default_factory=list, repr=False)
+
+
+def _nominal_frame_duration(stream) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return 1.0 / float(rate) if rate else 0.04
+
+
+def _rotation(frame) -> int:
+    """Clockwise display rotation in degrees from the frame's display matrix (phone videos)."""
+    angle = getattr(frame, "rotation", 0) or 0
+    return int(round(angle)) % 360
+
+
+def _to_array(frame, fmt: str, rotation: int) -> np.ndarray:
+    image = frame.to_ndarray(format=fmt)
+    # PyAV reports the display matrix angle counter-clockwise; undo it to get the upright picture
+    turns = (rotation // 90) % 4
+    if turns:
+        image = np.rot90(image, k=turns)
+    # PyAV returns views with padded rows; dlib misreads strided arrays, so always copy to contiguous
+    return np.ascontiguousarray(image)
+
+
+def iter_frames(path: str | Path, fps: float, fmt: str = "rgb24", stats: VideoStats | None = None) -> Iterator[np.ndarray]:
+    """Yield frames ``t = 0, 1, ...`` at ``fps`` as numpy arrays (``fmt``: rgb24 or gray)."""
+    stats = stats if stats is not None else VideoStats()
+    with open_media(path) as container:
+        if not container.streams.video:
+            raise ClipError("no_video_stream", f"{Path(path).name} has no video stream", stage="decode")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        nominal = _nominal_frame_duration(stream)
+        stats.source_fps = 1.0 / nominal
+        previous = None  # (relative time, av frame, cached array)
+        last_time = None
+        t = 0
+        try:
+            for frame in container.decode(stream):
+                time = frame.time
+                if time is None:
+                    time = last_time + nominal if last_time is not None else 0.0
+                if last_time is None:
+                    stats.start_time = time
+                    stats.width, stats.height = frame.width, frame.height
+                    stats.rotation = _rotation(frame)
+                    if stats.rotation in (90, 270):
+                        stats.width, stats.height = frame.height, frame.width
+                elif time <= last_time + TIME_EPSILON:
+                    stats.dropped_frames += 1
+                    continue
+                stats.source_frames += 1
+                relative = time - stats.start_time
+                while previous is not None and t / fps < relative - TIME_EPSILON:
+                    if previous[2] is None:
+                        previous = (previous[0], None, _to_array(previous[1], fmt, stats.rotation))
+                    stats.frame_times.append(previous[0])
+                    yield previous[2]
+                    t += 1
+                previous = (relative, frame, None)
+                last_time = time
+        except av.FFmpegError as err:
+            if previous is None:
+                raise ClipError("decode_error", f"decoding failed: {err}", stage="decode") from None
+            # keep what was decoded before the error; the caller sees the shorter duration
+        if previous is None:
+            raise ClipError("too_short", f"{Path(path).name} has no decodable video frame", stage="decode")
+        stats.duration = previous[0] + nominal
+        while t / fps < stats.duration - TIME_EPSILON:
+            if previous[2] is None:
+                previous = (previous[0], None, _to_array(previous[1], fmt, stats.rotation))
+            stats.frame_times.append(previous[0])
+            yield previous[2]
+            t += 1
+        stats.output_frames = t
+
+
+def output_frame_count(duration: float, fps: float) -> int:
+    """Number of output frames ``t`` with ``t / fps`` inside ``[0, duration)``."""
+    return max(0, math.ceil(duration * fps - TIME_EPSILON * fps))
+
+
+@dataclass
+class AudioTrack:
+    samples: np.ndarray  # float32 mono in [-1, 1]
+    sample_rate: int
+    start_time: float  # seconds, timestamp of sample 0 in the container's clock
+
+
+def decode_audio(path: str | Path, sample_rate: int = 16000) -> AudioTrack:
+    """The whole first audio stream as mono float32 at ``sample_rate``."""
+    with open_media(path) as container:
+        if not container.streams.audio:
+            raise ClipError("no_audio_stream", f"{Path(path).name} has no audio stream", stage="audio")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        start = None
+        try:
+            for frame in container.decode(stream):
+                if start is None:
+                    start = frame.time if frame.time is not None else 0.0
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.FFmpegError as err:
+            if not chunks:
+                raise ClipError("decode_error", f"audio decoding failed: {err}", stage="audio") from None
+    if start is None:
+        raise ClipError("no_audio_stream", f"{Path(path).name} has an audio stream without samples", stage="audio")
+    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    return AudioTrack(samples=samples, sample_rate=sample_rate, start_time=float(start))
+
+
+def align_audio(track: AudioTrack, video_start: float, n_frames: int, fps: float) -> tuple[np.ndarray, float]:
+    """Cut ``track`` so sample 0 is at ``video_start`` and it lasts ``round(n_frames / fps * rate)``.
+
+    Returns the samples and the seconds of silence that had to be added (audio shorter than video).
+    """
+    rate = track.sample_rate
+    length = int(round(n_frames / fps * rate))
+    offset = int(round((video_start - track.start_time) * rate))
+    if offset >= 0:
+        samples = track.samples[offset : offset + length]
+        lead = 0
+    else:
+        lead = min(-offset, length)
+        samples = track.samples[: length - lead]
+    out = np.zeros(length, dtype=np.float32)
+    out[lead : lead + len(samples)] = samples
+    padded = (length - len(samples)) / rate
+    return out, padded

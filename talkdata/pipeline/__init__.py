@@ -1,0 +1,1 @@
+"""Per-clip processing, dataset-level stages, executor and cache."""
