@@ -62,6 +62,16 @@ DEFAULTS: dict[str, Any] = {
     "pose": {
         "focal_scale": 1.0,  # focal length in pixels = focal_scale * max(frame width, height)
     },
+    "shape": {
+        "reference": "last",  # identity reference frame: first | last (ATVG) | mean
+        "project_identity": False,  # project the identity-removed motion onto the basis (ATVG)
+        "n_components": 20,  # K: PCA codes per frame in pca.npy
+        "scale": 1.0,  # multiply shapes before PCA (ATVG uses 5)
+        "max_frames": 100000,  # frames sampled (deterministically) to fit the basis
+        "seed": 0,
+        "fit_split": "train",  # split the basis is fitted on (falls back to all samples if empty)
+        "regions": [],  # extra per-region bases saved in the model: lips, rest
+    },
     "split": {
         "protocol": "default",  # default (speaker-disjoint by seed) or a recipe-named protocol
         "seed": 0,
@@ -181,6 +191,11 @@ def validate(config: dict[str, Any]) -> None:
         (0 <= config["face"]["max_missing_fraction"] <= 1, "face.max_missing_fraction must be in [0, 1]"),
         (config["mfcc"]["rows_per_frame"] >= 1, "mfcc.rows_per_frame must be >= 1"),
         (config["shards"]["max_samples"] >= 1, "shards.max_samples must be >= 1"),
+        (config["shape"]["reference"] in ("first", "last", "mean"), "shape.reference must be first, last or mean"),
+        (1 <= config["shape"]["n_components"] <= 136, "shape.n_components must be in 1..136"),
+        (config["shape"]["scale"] > 0, "shape.scale must be > 0"),
+        (config["shape"]["fit_split"] in ("train", "val", "test", "all"), "shape.fit_split must be train, val, test or all"),
+        (all(r in ("lips", "rest", "full") for r in config["shape"]["regions"]), "shape.regions may list lips, rest, full"),
         (abs(sum(config["split"][s] for s in ("train", "val", "test")) - 1.0) < 1e-6,
          "split.train + split.val + split.test must sum to 1"),
     ]

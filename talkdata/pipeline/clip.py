@@ -1,0 +1,195 @@
+"""Per-clip processing: a pure function of (clip record, config) -> sample files + metadata.
+
+Stages, each timed (the timings feed ``benchmarks/pipeline.py``, never the outputs):
+
+1. ``audio``: decode the audio track, resample to 16 kHz mono (fails fast on files without audio);
+2. ``track``: decode frames at the output fps and follow one face with detector + landmarks
+   (pass 1); missing frames are interpolated or the clip is rejected;
+3. ``align``: smoothed similarity transforms to the crop template; landmarks in crop space;
+4. ``encode``: warp every frame and encode the crop video (pass 2: frames kept from pass 1 when
+   they fit in ``video.cache_budget_mb``, else decoded again, so memory does not grow with length);
+5. ``features``: head pose, blink, MFCC (and DeepSpeech when a model is configured).
+
+Any problem with the clip raises ``ClipError`` with a reason code; the caller records it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..audio.mfcc import mfcc_per_frame
+from ..errors import ClipError
+from ..face.align import apply_affine, compute_affines, warp_crop
+from ..face.blink import eye_aspect_ratio
+from ..face.detect import HogDetector
+from ..face.landmarks import landmark_backend
+from ..face.pose import estimate_pose
+from ..face.template import crop_template
+from ..face.track import FaceTracker, fill_missing
+from ..media.decode import VideoStats, align_audio, decode_audio, iter_frames
+from ..media.encode import H264Writer, encode_wav
+from ..sources.base import ClipRecord
+
+
+@dataclass
+class ClipOutput:
+    files: dict[str, bytes]  # sample fields by name: "video.mp4", "lmk.npy", ...
+    meta: dict  # the sample's ``json`` field, without the split (added when packing)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def track_face(path: str, config: dict, stats: VideoStats) -> tuple[FaceTracker, list[np.ndarray] | None]:
+    """Pass 1: follow the face through every output frame; keep frames if they fit the budget."""
+    face = config["face"]
+    detector = HogDetector(face["detect_upsample"], face["detect_pad"], face["detect_max_side"], face["min_face_size"])
+    predictor = landmark_backend(face["backend"], face["fan_device"])
+    tracker = FaceTracker(detector, predictor, face["detect_every"], face["redetect_iou"])
+    budget = config["video"]["cache_budget_mb"] * 2**20
+    kept: list[np.ndarray] | None = []
+    used = 0
+    wants_rgb = face["backend"] != "dlib"
+    for rgb in iter_frames(path, config["video"]["fps"], "rgb24", stats):
+        tracker.step(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), rgb if wants_rgb else None)
+        if kept is not None:
+            used += rgb.nbytes
+            if used <= budget:
+                kept.append(rgb)
+            else:
+                kept = None  # too long to keep: pass 2 decodes again
+    return tracker, kept
+
+
+def render_crops(path: str, frames: list[np.ndarray] | None, affines: np.ndarray, config: dict) -> bytes:
+    """Pass 2: warp each frame with its transform and encode the crop video."""
+    crop, fps = config["crop"], config["video"]["fps"]
+    writer = H264Writer(crop["size"], crop["size"], fps, crop["crf"], crop["preset"])
+    source = frames if frames is not None else iter_frames(path, fps, "rgb24")
+    for t, rgb in enumerate(source):
+        if t >= len(affines):
+            break
+        writer.write(warp_crop(rgb, affines[t], crop["size"], crop["border"]))
+    if writer.frames != len(affines):
+        raise ClipError("decode_error", f"second decoding pass gave {writer.frames} frames, first gave {len(affines)}",
+                        stage="encode")
+    return writer.finish()
+
+
+def process_clip(record: ClipRecord, config: dict) -> ClipOutput:
+    timer = _Timer()
+    fps = config["video"]["fps"]
+    rate = config["audio"]["sample_rate"]
+    if record.skip:
+        raise ClipError(record.skip, record.skip_message or "skipped by the recipe", stage="index")
+    if not Path(record.path).is_file():
+        raise ClipError("missing_source", f"file not found: {record.relpath}", stage="index")
+
+    with timer.stage("audio"):
+        track = decode_audio(record.path, rate)
+    stats = VideoStats()
+    with timer.stage("track"):
+        tracker, kept = track_face(record.path, config, stats)
+        n_frames = stats.output_frames
+        if n_frames < config["video"]["min_frames"]:
+            raise ClipError("too_short", f"{n_frames} frames at {fps:g} fps (video.min_frames="
+                            f"{config['video']['min_frames']})", stage="decode")
+        raw_landmarks, raw_boxes, found = tracker.result()
+        face = config["face"]
+        landmarks_src = fill_missing(raw_landmarks, found, face["max_gap_frames"], face["max_missing_fraction"])
+        boxes = fill_missing(raw_boxes, found, face["max_gap_frames"], face["max_missing_fraction"])
+
+    with timer.stage("align"):
+        crop = config["crop"]
+        template = crop_template(crop["size"], crop["face_width"], crop["face_center_y"])
+        affines = compute_affines(landmarks_src, template, list(crop["stable_points"]), crop["smooth_window"])
+        landmarks_crop = apply_affine(landmarks_src, affines)
+
+    with timer.stage("encode"):
+        video = render_crops(record.path, kept, affines, config)
+        del kept
+
+    with timer.stage("features"):
+        samples, padded = align_audio(track, stats.start_time, n_frames, fps)
+        pose = estimate_pose(landmarks_src, stats.width, stats.height, config["pose"]["focal_scale"])
+        blink = eye_aspect_ratio(landmarks_src)
+        mfcc = mfcc_per_frame(samples, n_frames, fps, rate, config["mfcc"])
+        files = {
+            "video.mp4": video,
+            "audio.wav": encode_wav(samples, rate),
+            "lmk.npy": npy_bytes(landmarks_crop.astype(np.float32)),
+            "lmk_src.npy": npy_bytes(landmarks_src.astype(np.float32)),
+            "affine.npy": npy_bytes(affines.astype(np.float32)),
+            "bbox.npy": npy_bytes(boxes.astype(np.float32)),
+            "pose.npy": npy_bytes(pose),
+            "blink.npy": npy_bytes(blink),
+            "mfcc.npy": npy_bytes(mfcc),
+        }
+        audio_features = ["mfcc"]
+        if config["audio"]["deepspeech_model"]:
+            from ..audio.deepspeech import deepspeech_features, load_deepspeech
+
+            model = load_deepspeech(config["audio"]["deepspeech_model"])
+            files["deepspeech.npy"] = npy_bytes(deepspeech_features(samples, n_frames, fps, model))
+            audio_features.append("deepspeech")
+
+    meta = {
+        "dataset": record.dataset,
+        "key": record.key,
+        "speaker": record.speaker,
+        "clip": record.clip,
+        "source": {"path": record.relpath, "sha256": file_sha256(record.path), "bytes": Path(record.path).stat().st_size},
+        "fps_in": round(stats.source_fps, 6),
+        "fps": fps,
+        "frames": n_frames,
+        "duration": n_frames / fps,
+        "source_frames": stats.source_frames,
+        "dropped_frames": stats.dropped_frames,
+        "source_size": [stats.width, stats.height],
+        "rotation": stats.rotation,
+        "audio_rate": rate,
+        "audio_samples": len(samples),
+        "audio_padded_s": round(padded, 6),
+        "crop_size": crop["size"],
+        "face": {
+            "frames_found": int(found.sum()),
+            "frames_interpolated": int((~found).sum()),
+            "detector_runs": tracker.n_detector_runs,
+        },
+        "backends": {"detector": "dlib-hog", "landmarks": face["backend"], "audio_features": audio_features},
+        **record.meta,
+    }
+    return ClipOutput(files=files, meta=meta, timings=timer.seconds)
