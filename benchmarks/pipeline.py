@@ -1,0 +1,357 @@
+"""Throughput of one talkdata worker, per stage and end to end, next to the naive per-frame pipeline.
+
+Usage::
+
+    python benchmarks/pipeline.py [--clips DIR ...] [--repeat N]
+
+``DIR`` is a corpus folder; its kind is guessed (``VideoFlash/`` -> CREMA-D, ``*.mpg`` / ``*.align``
+-> GRID, anything else -> a folder of videos) or given as ``grid=DIR``, ``crema_d=DIR``,
+``videos=DIR``. Default: the sample clips in ``tests/data``.
+
+Everything runs in this process, one clip at a time (one worker). Models are loaded by a warm-up
+run before any timing. Every number is a frame rate: output frames (25 fps, ``meta['frames']``)
+divided by the seconds spent, summed over all clips and repetitions.
+
+What is measured, on the same clips:
+
+- ``talkdata``: ``process_clip`` wall time, with its own per-stage timings (``audio``, ``track``,
+  ``align``, ``encode``, ``features``), plus writing the outputs into WebDataset shards with
+  ``ShardWriter``. *End to end* = ``process_clip`` + shard writing.
+- building blocks, timed directly because ``track`` mixes decoding, detection and landmarks:
+  decoding only (``iter_frames`` consumed), detection only (``HogDetector.detect`` on every
+  ``face.detect_every``-th frame, as the tracker does), landmarks only (the dlib backend's
+  ``predict`` on every frame with a fixed box).
+- ``naive``: the pipeline as published demo / preprocessing scripts write it (ATVGnet's
+  ``demo.py``, and the many scripts derived from it): every frame is decoded, dlib's HOG detector
+  runs with one upsampling step on every frame, the first face is taken, the 68-point predictor
+  runs on every frame, each frame gets its own similarity transform (no smoothing) and
+  ``cv2.warpAffine`` to 256 x 256, each crop is written as a JPEG with ``cv2.imwrite`` into a
+  temporary folder, and MFCCs come from ``python_speech_features.mfcc`` on the whole audio track.
+  It uses talkdata only to decode frames and for the template / similarity helpers.
+
+The machine's CPU count matters: PyAV decodes with threads and OpenCV uses its own pool, so a
+"worker" may use more than one core. The ``cpu/wall`` column says how many cores it did use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import cv2
+import dlib
+import numpy as np
+import python_speech_features
+
+from talkdata.config import DEFAULTS
+from talkdata.errors import ClipError
+from talkdata.face.align import similarity_transform
+from talkdata.face.detect import HogDetector
+from talkdata.face.landmarks import landmark_backend
+from talkdata.face.template import crop_template
+from talkdata.media.decode import iter_frames
+from talkdata.pipeline.clip import process_clip
+from talkdata.shards import ShardWriter
+from talkdata.sources import crema_d, grid, videos
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+DEFAULT_CLIPS = [f"grid={DATA / 'grid'}", f"crema_d={DATA / 'crema_d'}", f"videos={DATA / 'voxceleb2_like'}"]
+INDEXERS = {"grid": grid.index, "crema_d": crema_d.index, "videos": videos.index}
+LABELS = {"grid": "GRID", "crema_d": "CREMA-D", "videos": "videos"}
+PIPELINE_STAGES = ("audio", "track", "align", "encode", "features")
+NAIVE_STAGES = ("audio", "decode", "detect", "landmarks", "warp+jpeg", "mfcc")
+
+
+# --------------------------------------------------------------------------------------------
+# the naive pipeline (self-contained: what published scripts do)
+# --------------------------------------------------------------------------------------------
+
+def _dlib_model_file() -> str:
+    spec = importlib.util.find_spec("face_recognition_models")
+    return str(Path(list(spec.submodule_search_locations)[0]) / "models" / "shape_predictor_68_face_landmarks.dat")
+
+
+class NaivePipeline:
+    """Per frame: detect (upsample 1) -> first face -> 68 points -> similarity warp -> JPEG."""
+
+    def __init__(self, size: int = 256, stable_points=(33, 36, 39, 42, 45)):
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(_dlib_model_file())
+        self.size = size
+        self.stable = list(stable_points)
+        self.template = crop_template(size, 0.6, 0.55)[self.stable]
+
+    @staticmethod
+    def load_audio(path: str, rate: int = 16000) -> np.ndarray:
+        # published scripts call ffmpeg to extract a wav, then librosa.load(wav, sr=16000)
+        with av.open(path) as container:
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            chunks = []
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+    def run(self, path: str, out_dir: str, seconds: dict[str, float]) -> int:
+        """Process one clip; adds seconds per stage into ``seconds``; returns the frames decoded."""
+        clock = time.perf_counter
+        t0 = clock()
+        speech = self.load_audio(path)
+        t1 = clock()
+        seconds["audio"] += t1 - t0
+        frames = iter_frames(path, 25.0, "bgr24")  # cv2-style BGR frames at 25 fps
+        index = 0
+        while True:
+            t0 = clock()
+            image = next(frames, None)
+            t1 = clock()
+            seconds["decode"] += t1 - t0
+            if image is None:
+                break
+            gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+            rects = self.detector(gray, 1)
+            t2 = clock()
+            seconds["detect"] += t2 - t1
+            if len(rects) == 0:
+                index += 1
+                continue  # as the scripts do: frames without a face are skipped
+            shape = self.predictor(gray, rects[0])
+            points = np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], dtype=np.float64)
+            t3 = clock()
+            seconds["landmarks"] += t3 - t2
+            matrix = similarity_transform(points[self.stable], self.template)
+            crop = cv2.warpAffine(image, matrix, (self.size, self.size))
+            cv2.imwrite(os.path.join(out_dir, f"{index:05d}.jpg"), crop)
+            seconds["warp+jpeg"] += clock() - t3
+            index += 1
+        t0 = clock()
+        # ATVGnet demo.py: pad 1920 samples on both sides, mfcc(speech, 16000, winstep=0.01)
+        speech = np.concatenate([np.zeros(1920, np.float32), speech, np.zeros(1920, np.float32)])
+        python_speech_features.mfcc(speech, 16000, winstep=0.01)
+        seconds["mfcc"] += clock() - t0
+        return index
+
+
+# --------------------------------------------------------------------------------------------
+# measurements
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    label: str
+    clips: int = 0
+    frames: int = 0  # output frames, summed over clips and repetitions
+    rejected: list[str] = field(default_factory=list)
+    process_wall: float = 0.0
+    process_cpu: float = 0.0
+    stages: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in PIPELINE_STAGES})
+    write: float = 0.0
+    blocks: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "detect": 0.0, "landmarks": 0.0})
+    detect_calls: int = 0
+    naive_wall: float = 0.0
+    naive_cpu: float = 0.0
+    naive_frames: int = 0
+    naive_stages: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in NAIVE_STAGES})
+
+    @property
+    def e2e_seconds(self) -> float:
+        return self.process_wall + self.write
+
+
+def parse_clip_arg(text: str) -> tuple[str, Path]:
+    kind, sep, rest = text.partition("=")
+    if sep and kind in INDEXERS:
+        return kind, Path(rest)
+    root = Path(text)
+    if (root / "VideoFlash").is_dir():
+        return "crema_d", root
+    if next(root.rglob("*.align"), None) is not None or next(root.rglob("*.mpg"), None) is not None:
+        return "grid", root
+    return "videos", root
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(kind: str, root: Path, repeat: int, naive: NaivePipeline, config: dict) -> Result:
+    records = [r for r in INDEXERS[kind](root, config) if not r.skip]
+    label = LABELS[kind] if kind != "videos" else f"{root.name}"
+    result = Result(label=label)
+    face = config["face"]
+
+    # warm-up (model loading, decoder and encoder start-up), and drop clips the pipeline rejects
+    usable = []
+    for record in records:
+        try:
+            process_clip(record, config)
+            usable.append(record)
+        except ClipError as err:
+            result.rejected.append(f"{record.key}: {err.reason}")
+    with tempfile.TemporaryDirectory() as tmp:
+        if usable:
+            naive.run(usable[0].path, tmp, {s: 0.0 for s in NAIVE_STAGES})
+    result.clips = len(usable)
+
+    detector = HogDetector(face["detect_upsample"], face["detect_pad"], face["detect_max_side"], face["min_face_size"])
+    predictor = landmark_backend("dlib")
+    clock = time.perf_counter
+    for _ in range(repeat):
+        # talkdata: process_clip, then shard writing of this repetition's outputs
+        outputs = []
+        for record in usable:
+            c0, t0 = cpu_seconds(), clock()
+            output = process_clip(record, config)
+            result.process_wall += clock() - t0
+            result.process_cpu += cpu_seconds() - c0
+            for stage, seconds in output.timings.items():
+                result.stages[stage] = result.stages.get(stage, 0.0) + seconds
+            result.frames += output.meta["frames"]
+            outputs.append((record.key, output.files))
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = clock()
+            writer = ShardWriter(Path(tmp), "bench", "train", config["shards"]["max_samples"],
+                                 config["shards"]["max_bytes"])
+            for key, files in outputs:
+                writer.write(key, files)
+            writer.close()
+            result.write += clock() - t0
+        del outputs
+
+        # building blocks on the same clips
+        for record in usable:
+            t0 = clock()
+            frames = [f for f in iter_frames(record.path, config["video"]["fps"])]
+            result.blocks["decode"] += clock() - t0
+            grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+            del frames
+            box = None
+            t0 = clock()
+            for gray in grays[:: face["detect_every"]]:
+                boxes = detector.detect(gray)
+                result.detect_calls += 1
+                if box is None and boxes:
+                    box = boxes[0]
+            result.blocks["detect"] += clock() - t0
+            if box is None:  # no detection on key frames: a box in the frame centre
+                h, w = grays[0].shape
+                box = np.array([w * 0.25, h * 0.25, w * 0.75, h * 0.75])
+            t0 = clock()
+            for gray in grays:
+                predictor.predict(gray, None, box)
+            result.blocks["landmarks"] += clock() - t0
+
+        # naive
+        for record in usable:
+            with tempfile.TemporaryDirectory() as tmp:
+                c0, t0 = cpu_seconds(), clock()
+                result.naive_frames += naive.run(record.path, tmp, result.naive_stages)
+                result.naive_wall += clock() - t0
+                result.naive_cpu += cpu_seconds() - c0
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------
+
+def fps(frames: int, seconds: float) -> str:
+    return f"{frames / seconds:8.1f}" if seconds > 0 else "     n/a"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def report(results: list[Result]) -> None:
+    print()
+    print("End to end, one worker (output frames per second; talkdata = process_clip + shard writing)")
+    rows = []
+    for r in results:
+        speedup = (r.frames / r.e2e_seconds) / (r.naive_frames / r.naive_wall) if r.naive_wall else float("nan")
+        rows.append([r.label, str(r.clips), str(r.frames), fps(r.frames, r.e2e_seconds).strip(),
+                     fps(r.frames, r.process_wall).strip(), f"{r.process_cpu / r.process_wall:.2f}",
+                     fps(r.naive_frames, r.naive_wall).strip(), f"{r.naive_cpu / r.naive_wall:.2f}",
+                     f"{speedup:.2f}x"])
+    print(table(["dataset", "clips", "frames", "talkdata e2e fps", "process_clip fps", "cpu/wall",
+                 "naive fps", "cpu/wall", "speedup"], rows))
+
+    print()
+    print("Per stage (frames per second of that stage alone; ms per output frame in brackets)")
+    names = [r.label for r in results]
+
+    def cell(frames: int, seconds: float) -> str:
+        if seconds <= 0:
+            return "n/a"
+        return f"{frames / seconds:.1f} ({1000 * seconds / frames:.2f} ms)"
+
+    rows = []
+    for stage in PIPELINE_STAGES:
+        rows.append([f"talkdata {stage}"] + [cell(r.frames, r.stages.get(stage, 0.0)) for r in results])
+    rows.append(["talkdata write (ShardWriter)"] + [cell(r.frames, r.write) for r in results])
+    rows.append(["talkdata end to end"] + [cell(r.frames, r.e2e_seconds) for r in results])
+    rows.append(["block: decode (iter_frames 25 fps)"] + [cell(r.frames, r.blocks["decode"]) for r in results])
+    rows.append(["block: detect (HOG, every 10th frame)"] + [cell(r.frames, r.blocks["detect"]) for r in results])
+    rows.append(["block: landmarks (dlib 68, every frame)"] + [cell(r.frames, r.blocks["landmarks"]) for r in results])
+    rows.append(["block: decode+detect+landmarks"] + [cell(r.frames, sum(r.blocks.values())) for r in results])
+    for stage in NAIVE_STAGES:
+        rows.append([f"naive {stage}"] + [cell(r.naive_frames, r.naive_stages[stage]) for r in results])
+    rows.append(["naive end to end"] + [cell(r.naive_frames, r.naive_wall) for r in results])
+    print(table(["stage"] + names, rows))
+
+    print()
+    print("Detector cost per call (ms): "
+          + ", ".join(f"{r.label} {1000 * r.blocks['detect'] / max(r.detect_calls, 1):.1f}" for r in results))
+    for r in results:
+        if r.rejected:
+            print(f"{r.label}: left out (rejected by process_clip): " + "; ".join(r.rejected))
+    grid_result = next((r for r in results if r.label == "GRID"), None)
+    if grid_result is not None and grid_result.naive_wall:
+        e2e = grid_result.frames / grid_result.e2e_seconds
+        speedup = e2e / (grid_result.naive_frames / grid_result.naive_wall)
+        print()
+        print(f"Goal (GRID, dlib, one worker): >= 100 frames/s end to end: {e2e:.1f} -> "
+              f"{'met' if e2e >= 100 else 'NOT met'}; >= 5x naive: {speedup:.2f}x -> "
+              f"{'met' if speedup >= 5 else 'NOT met'}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", nargs="+", default=DEFAULT_CLIPS, metavar="DIR",
+                        help="corpus folders (optionally KIND=DIR, KIND in grid, crema_d, videos)")
+    parser.add_argument("--repeat", type=int, default=3, help="times every clip is processed (default 3)")
+    args = parser.parse_args(argv)
+    config = copy.deepcopy(DEFAULTS)
+    print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"dlib {dlib.__version__}, opencv {cv2.__version__}, av {av.__version__}; "
+          f"OpenCV threads {cv2.getNumThreads()}; repeat {args.repeat}")
+    naive = NaivePipeline(config["crop"]["size"], config["crop"]["stable_points"])
+    results = []
+    for item in args.clips:
+        kind, root = parse_clip_arg(item)
+        started = time.perf_counter()
+        results.append(measure(kind, root, args.repeat, naive, config))
+        print(f"  measured {results[-1].label} ({root}): {results[-1].clips} clips in "
+              f"{time.perf_counter() - started:.1f} s", flush=True)
+    report(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
