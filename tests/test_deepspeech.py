@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
+import onnx  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from talkdata.audio import deepspeech as ds  # noqa: E402
@@ -80,7 +80,8 @@ def model(tmp_path: Path) -> ds.DeepSpeechModel:
 
 def _decode_audio(path: Path) -> np.ndarray:
     """Decode a media file's audio to 16 kHz mono float32 with PyAV."""
-    av = pytest.importorskip("av")
+    import av
+
     chunks = []
     resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
     with av.open(str(path)) as container:

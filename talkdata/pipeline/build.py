@@ -73,6 +73,17 @@ def prepare_output(out: Path) -> None:
         raise UserError(f"cannot write to the output folder {out}: {err.strerror or err}") from None
 
 
+def preflight(config: dict) -> None:
+    """Load the configured models once here, so a missing model stops the build before any clip."""
+    from ..face.landmarks import landmark_backend
+
+    landmark_backend(config["face"]["backend"], config["face"]["fan_device"])
+    if config["audio"]["deepspeech_model"]:
+        from ..audio.deepspeech import load_deepspeech
+
+        load_deepspeech(config["audio"]["deepspeech_model"])
+
+
 def index_clips(recipe: Recipe, source: Path, config: dict) -> list[ClipRecord]:
     if not source.exists():
         raise UserError(f"source folder not found: {source}")
@@ -101,6 +112,7 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
     if limit is not None:
         records = records[:limit]
     prepare_output(out)
+    preflight(config)
     work = out / WORK_DIR
     cache = ClipCache(work)
 

@@ -1,0 +1,143 @@
+"""The dataset-level stage inside real builds: shape model fitted on train, codes consistent with
+the basis, re-projection with --shape-model, DeepSpeech features when a model is configured, and
+clear errors for missing models."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from talkdata.audio.deepspeech import deepspeech_features, load_deepspeech
+from talkdata.cli import main
+from talkdata.errors import UserError
+from talkdata.face.landmarks import FAN_WEIGHTS, fan_weights_path
+from talkdata.face.shape import load_shape_model, project, reconstruct
+from talkdata.media.decode import VideoStats, align_audio, decode_audio, iter_frames
+from talkdata.shards import read_shard
+from test_deepspeech import _linear_onnx
+
+DATA = Path(__file__).parent / "data"
+
+
+def build(*args: str) -> None:
+    result = CliRunner().invoke(main, ["build", *args, "--no-progress"])
+    assert result.exit_code == 0, result.output
+
+
+def samples(out: Path) -> dict[str, dict[str, bytes]]:
+    found = {}
+    for shard in sorted((out / "shards").rglob("*.tar")):
+        found.update(read_shard(shard))
+    return found
+
+
+def npy(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data))
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("stats") / "grid"
+    model = _linear_onnx(tmp_path_factory.mktemp("model") / "deepspeech.onnx")
+    build("grid", "--source", str(DATA / "grid"), "--out", str(out), "--set", f'audio.deepspeech_model="{model}"')
+    return out
+
+
+def test_shape_model_is_fitted_on_train_only(grid):
+    manifest = json.loads((grid / "dataset.json").read_text())
+    settings = manifest["shape_model"]["settings"]
+    assert settings["fit_split"] == "train" and settings["clips"] == manifest["splits"]["train"]["samples"] == 1
+    assert settings["frames_sampled"] == 75
+    assert 0 < manifest["shape_model"]["explained_variance_ratio_first_6"] <= manifest["shape_model"][
+        "explained_variance_ratio_all"] <= 1
+    model = load_shape_model(grid / "stats/shape_model.npz")
+    assert model.basis.components.shape == (20, 136)
+    assert np.allclose(model.basis.components @ model.basis.components.T, np.eye(20), atol=1e-8)
+
+
+def test_codes_reconstruct_with_the_dropped_variance(grid):
+    model = load_shape_model(grid / "stats/shape_model.npz")
+    train = [s for s in samples(grid).values() if json.loads(s["json"])["split"] == "train"]
+    norm = np.concatenate([npy(s["lmk_norm.npy"]) for s in train]).astype(np.float64)
+    codes = np.concatenate([npy(s["pca.npy"]) for s in train]).astype(np.float64)
+    assert np.allclose(codes, project(norm, model.basis), atol=1e-5)
+    for k in (6, 20):
+        basis = model.basis
+        partial = type(basis)(basis.mean, basis.components[:k], basis.explained_variance[:k],
+                              basis.explained_variance_ratio[:k], basis.scale, basis.region, basis.point_indices)
+        error = ((reconstruct(codes[:, :k], partial) - norm) ** 2).reshape(len(norm), -1).sum(1).mean()
+        # the fit used exactly these frames: the mean squared error is the variance of the dropped components
+        total = basis.explained_variance.sum() / basis.explained_variance_ratio.sum()
+        assert error == pytest.approx((1 - basis.explained_variance_ratio[:k].sum()) * total, rel=1e-3)
+
+
+def test_identity_removed_landmarks_keep_mouth_motion(grid):
+    for files in samples(grid).values():
+        src = npy(files["lmk_src.npy"])
+        norm = npy(files["lmk_norm.npy"])
+        opening_src = np.linalg.norm(src[:, 66] - src[:, 62], axis=1) / np.linalg.norm(src[:, 45] - src[:, 36], axis=1)
+        opening_norm = np.linalg.norm(norm[:, 66] - norm[:, 62], axis=1)
+        assert np.corrcoef(opening_src, opening_norm)[0, 1] > 0.95
+        # reference = last frame: the last frame is exactly the template
+        model = load_shape_model(grid / "stats/shape_model.npz")
+        assert np.allclose(norm[-1], model.template_std, atol=1e-5)
+
+
+def test_deepspeech_field_matches_the_feature_pipeline(grid, tmp_path_factory):
+    manifest = json.loads((grid / "dataset.json").read_text())
+    assert manifest["audio_features"] == ["deepspeech", "mfcc"]
+    files = samples(grid)["s1/bbaf2n"]
+    meta = json.loads(files["json"])
+    assert meta["backends"]["audio_features"] == ["mfcc", "deepspeech"]
+    features = npy(files["deepspeech.npy"])
+    assert features.shape == (75, 29) and features.dtype == np.float32
+    stats = VideoStats()
+    for _ in iter_frames(DATA / "grid/s1/bbaf2n.mpg", 25.0, "gray", stats):
+        pass
+    audio, _ = align_audio(decode_audio(DATA / "grid/s1/bbaf2n.mpg"), stats.start_time, 75, 25.0)
+    model = load_deepspeech(manifest["config"]["audio"]["deepspeech_model"])
+    assert np.allclose(features, deepspeech_features(audio, 75, 25.0, model), atol=1e-5)
+
+
+def test_reprojection_onto_another_datasets_basis(grid, tmp_path):
+    out = tmp_path / "crema"
+    given = grid / "stats/shape_model.npz"
+    build("crema-d", "--source", str(DATA / "crema_d"), "--out", str(out), "--limit", "2", "--shape-model", str(given))
+    assert (out / "stats/shape_model.npz").read_bytes() == given.read_bytes()
+    model = load_shape_model(given)
+    for files in samples(out).values():
+        assert np.allclose(npy(files["pca.npy"]), project(npy(files["lmk_norm.npy"]), model.basis), atol=1e-5)
+        assert json.loads(files["json"])["shape_model"]["sha256"] == json.loads(
+            (grid / "dataset.json").read_text())["artifacts"]["stats/shape_model.npz"]["sha256"]
+
+
+def test_missing_models_stop_the_build_with_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["build", "grid", "--source", str(DATA / "grid"), "--out", str(tmp_path / "o"),
+                                       "--set", f'audio.deepspeech_model="{tmp_path}/none.onnx"'])
+    assert result.exit_code == 2 and "DeepSpeech model not found" in result.output
+    result = CliRunner().invoke(main, ["build", "grid", "--source", str(DATA / "grid"), "--out", str(tmp_path / "o"),
+                                       "--shape-model", str(tmp_path / "nope.npz")])
+    assert result.exit_code == 2 and "cannot read shape model" in result.output
+
+
+def test_fan_weights_missing_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(UserError) as err:
+        fan_weights_path()
+    assert FAN_WEIGHTS[0] in str(err.value) and str(tmp_path / "torch" / "hub" / "checkpoints") in str(err.value)
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / FAN_WEIGHTS[1]).write_bytes(b"weights")
+    assert fan_weights_path() == checkpoints / FAN_WEIGHTS[1]
+
+
+def test_fan_backend_without_the_extra_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(main, ["build", "grid", "--source", str(DATA / "grid"), "--out", str(tmp_path / "o"),
+                                       "--set", 'face.backend="fan"'])
+    assert result.exit_code == 2
+    assert "talkdata[fan]" in result.output or "FAN weights not found" in result.output
