@@ -141,3 +141,16 @@ def test_fan_backend_without_the_extra_is_a_clear_error(tmp_path):
                                        "--set", 'face.backend="fan"'])
     assert result.exit_code == 2
     assert "talkdata[fan]" in result.output or "FAN weights not found" in result.output
+
+
+def test_card_shows_the_shape_modes(grid):
+    from PIL import Image
+
+    png = grid / "card" / "shape_modes.png"
+    with Image.open(png) as image:
+        assert image.size == (880, 260)
+        pixels = np.asarray(image.convert("L"))
+    assert (pixels < 128).mean() > 0.005  # points were drawn, not an empty canvas
+    assert "card/shape_modes.png" in (grid / "README.md").read_text()
+    manifest = json.loads((grid / "dataset.json").read_text())
+    assert f"{manifest['shape_model']['explained_variance_ratio_first_6']:.3f} (first 6)" in (grid / "README.md").read_text()

@@ -257,7 +257,7 @@ def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], key
         "shape_model": _shape_summary(model),
     }
     manifest = write_manifest(out, manifest)
-    write_card(out, manifest, index_rows)
+    write_card(out, manifest, index_rows, model)
     return manifest
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from ..manifest import write_atomic
@@ -14,7 +15,7 @@ def _size_category(n: int) -> str:
     return "n>1M"
 
 
-def write_card(out: Path, manifest: dict, index_rows: list[dict]) -> None:
+def write_card(out: Path, manifest: dict, index_rows: list[dict], shape_model=None) -> None:
     total = sum(s["samples"] for s in manifest["splits"].values())
     recipe = manifest["recipe"]
     splits = [s for s, info in manifest["splits"].items() if info["samples"]]
@@ -47,6 +48,49 @@ def write_card(out: Path, manifest: dict, index_rows: list[dict]) -> None:
         body.append(f"- shape model: {shape['components']} PCA components, explained variance "
                     f"{shape['explained_variance_ratio_first_6']:.3f} (first 6), "
                     f"{shape['explained_variance_ratio_all']:.3f} (all {shape['components']})")
+    if shape_model is not None:
+        render_shape_modes(out / "card" / "shape_modes.png", shape_model)
+        body += ["", "Identity-removed landmarks (`lmk_norm.npy`) are coded in this basis (`pca.npy`):", "",
+                 "![mean shape and the first PCA modes at +-2 standard deviations](card/shape_modes.png)"]
     body += ["", "Built with [talkdata](https://pypi.org/project/talkdata/); `talkdata verify` checks this folder "
              "against `dataset.json`.", ""]
     write_atomic(out / "README.md", "\n".join(header + body).encode())
+
+
+def render_shape_modes(path: Path, model, n_modes: int = 3) -> None:
+    """Mean shape and the first PCA modes at -2 / +2 standard deviations (deterministic PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ..face.shape import reconstruct
+
+    basis = model.basis
+    n_modes = min(n_modes, basis.n_components)
+    fig, axes = plt.subplots(1, n_modes + 1, figsize=(2.2 * (n_modes + 1), 2.6), dpi=100)
+    zero = np.zeros((1, basis.n_components), dtype=np.float32)
+    mean = reconstruct(zero, basis)[0]
+    panels = [("mean shape", [(mean, "k")])]
+    for k in range(n_modes):
+        panels.append((f"mode {k + 1} ({basis.explained_variance_ratio[k]:.0%})", []))
+        for sign, colour in ((-2, "tab:blue"), (2, "tab:red")):
+            code = zero.copy()
+            code[0, k] = sign * np.sqrt(basis.explained_variance[k])
+            panels[-1][1].append((reconstruct(code, basis)[0], colour))
+    for axis, (title, shapes) in zip(axes, panels):
+        for shape, colour in shapes:
+            axis.scatter(shape[:, 0], shape[:, 1], s=4, c=colour)
+        axis.set_title(title, fontsize=8)
+        axis.set_aspect("equal")
+        axis.invert_yaxis()
+        axis.set_xticks([])
+        axis.set_yticks([])
+    fig.suptitle("landmark shape model (blue -2 sd, red +2 sd)", fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, buffer.getvalue())
