@@ -16,6 +16,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .manifest import sha256_file
+
 
 def _member(name: str, size: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
@@ -71,13 +73,9 @@ class ShardWriter:
         os.fsync(self._handle.fileno())
         self._handle.close()
         os.replace(self._temp, self._final)
-        digest = hashlib.sha256()
-        with open(self._final, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
         self.shards.append(ShardInfo(
             path=self._final.relative_to(self.root).as_posix(), split=self.split, samples=len(self._keys),
-            bytes=self._final.stat().st_size, sha256=digest.hexdigest(), keys=self._keys,
+            bytes=self._final.stat().st_size, sha256=sha256_file(self._final), keys=self._keys,
         ))
         self._tar = None
 

@@ -15,7 +15,6 @@ Any problem with the clip raises ``ClipError`` with a reason code; the caller re
 
 from __future__ import annotations
 
-import hashlib
 import io
 import time
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from ..face.pose import estimate_pose
 from ..face.template import crop_template
 from ..face.track import FaceTracker, fill_missing
 from ..media.decode import VideoStats, align_audio, decode_audio, iter_frames
+from ..manifest import sha256_file
 from ..media.encode import H264Writer, encode_wav
 from ..sources.base import ClipRecord
 
@@ -50,14 +50,6 @@ def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _Timer:
@@ -171,7 +163,7 @@ def process_clip(record: ClipRecord, config: dict) -> ClipOutput:
         "key": record.key,
         "speaker": record.speaker,
         "clip": record.clip,
-        "source": {"path": record.relpath, "sha256": file_sha256(record.path), "bytes": Path(record.path).stat().st_size},
+        "source": {"path": record.relpath, "sha256": sha256_file(record.path), "bytes": Path(record.path).stat().st_size},
         "fps_in": round(stats.source_fps, 6),
         "fps": fps,
         "frames": n_frames,
