@@ -298,3 +298,19 @@ def test_lipnet_protocol_split(tmp_path):
     build_ok("grid", "--source", str(DATA / "grid"), "--out", str(out), "--set", 'split.protocol="lipnet-unseen"')
     splits = {row["key"]: row["split"] for row in pq.read_table(out / "index.parquet").to_pylist()}
     assert splits == {"s1/bbaf2n": "test", "s2/swwp2s": "test", "unknown_speaker/lbbc2a": "train"}
+
+
+def test_build_on_an_existing_dask_scheduler(grid_out, tmp_path):
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        out = tmp_path / "cluster"
+        build_ok("grid", "--source", str(DATA / "grid"), "--out", str(out), "--scheduler", cluster.scheduler_address)
+    assert (out / "dataset.json").read_bytes() == (grid_out / "dataset.json").read_bytes()
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(main, ["build", "grid", "--source", str(DATA / "grid"), "--out", str(tmp_path / "o"),
+                                       "--scheduler", "tcp://127.0.0.1:9"])
+    assert result.exit_code == 2 and "cannot connect to the dask scheduler" in result.output

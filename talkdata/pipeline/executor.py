@@ -83,7 +83,7 @@ def _run_dask(tasks, config, work_dir, workers, scheduler, finish) -> None:
     cluster = None
     if scheduler:
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout="10s")
         except (OSError, TimeoutError) as err:
             raise UserError(f"cannot connect to the dask scheduler at {scheduler}: {err}") from None
     else:
