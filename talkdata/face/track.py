@@ -66,11 +66,15 @@ def _jumped(prev: np.ndarray, new: np.ndarray) -> bool:
 class FaceTracker:
     """Feed frames in order with :meth:`step`; read the per-frame results afterwards."""
 
-    def __init__(self, detector, predictor, detect_every: int = 10, redetect_iou: float = 0.3):
+    def __init__(self, detector, predictor, detect_every: int = 10, redetect_iou: float = 0.3,
+                 max_unconfirmed: int = 3):
         self.detector = detector
         self.predictor = predictor
         self.detect_every = detect_every
         self.redetect_iou = redetect_iou
+        self.max_unconfirmed = max_unconfirmed
+        self._confirmed_at = 0  # last frame where a detection confirmed the track
+        self._misses = 0  # consecutive key frames whose detection did not confirm the track
         self.state = TrackState()
         self.landmarks: list[np.ndarray | None] = []
         self.boxes: list[np.ndarray | None] = []
@@ -99,15 +103,26 @@ class FaceTracker:
                 box = choose_first_face(boxes, gray.shape[:2]) if state.last_box is None else max(
                     boxes, key=lambda b: box_iou(b, state.last_box))
                 points = self._seed(gray, rgb, box)
+                self._confirmed_at, self._misses = t, 0
         else:
             box = box_from_landmarks(state.last_landmarks, state.box_from_landmarks)
             if t % self.detect_every == 0:
                 boxes = self._detect(gray)
-                if boxes:
-                    best = max(boxes, key=lambda b: box_iou(b, box))
-                    if box_iou(best, box) >= self.redetect_iou:
-                        box = best
-                        points = self._seed(gray, rgb, box)
+                best = max(boxes, key=lambda b: box_iou(b, box)) if boxes else None
+                if best is not None and box_iou(best, box) >= self.redetect_iou:
+                    box = best
+                    points = self._seed(gray, rgb, box)
+                    self._confirmed_at, self._misses = t, 0
+                else:
+                    self._misses += 1
+                    if self._misses >= self.max_unconfirmed:
+                        # the landmark predictor answers on any image: after several key frames without a
+                        # detection the track is following nothing, so drop it back to the last confirmation
+                        self._drop_since(self._confirmed_at + 1)
+                        state.last_landmarks, self._misses = None, 0
+                        self.landmarks.append(None)
+                        self.boxes.append(None)
+                        return
             if points is None:
                 points = self.predictor.predict(gray, rgb, box)
                 if _jumped(landmark_box(state.last_landmarks), landmark_box(points)):
@@ -123,6 +138,11 @@ class FaceTracker:
             state.last_box = box
         self.landmarks.append(points)
         self.boxes.append(box)
+
+    def _drop_since(self, start: int) -> None:
+        for t in range(start, len(self.landmarks)):
+            self.landmarks[t] = None
+            self.boxes[t] = None
 
     def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``landmarks (T,68,2)``, ``boxes (T,4)`` with NaN where no face, and ``found (T,)``."""

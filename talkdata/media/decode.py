@@ -7,7 +7,8 @@ a variable-frame-rate source comes out at a constant rate, and frames with times
 backwards (corrupt streams) are dropped and counted instead of being duplicated silently. The clip
 lasts until the last source frame's display time ends, so ``T = ceil(duration * fps)``.
 
-Audio is decoded and resampled to mono at ``sample_rate``; sample 0 is the instant of the first
+Audio is decoded and resampled to ``sample_rate``, then mixed to mono by averaging the channels;
+sample 0 is the instant of the first
 video frame (streams often start at different times: CREMA-D's video starts 27 ms after its audio).
 """
 
@@ -154,7 +155,9 @@ def decode_audio(path: str | Path, sample_rate: int = 16000) -> AudioTrack:
         if not container.streams.audio:
             raise ClipError("no_audio_stream", f"{Path(path).name} has no audio stream", stage="audio")
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        # keep the channels and average them here: ffmpeg's own stereo->mono mix adds L and R at
+        # 0.707 each (3 dB louder than either channel, and past [-1, 1] on loud speech)
+        resampler = av.AudioResampler(format="fltp", rate=sample_rate)
         chunks: list[np.ndarray] = []
         start = None
         try:
@@ -162,15 +165,17 @@ def decode_audio(path: str | Path, sample_rate: int = 16000) -> AudioTrack:
                 if start is None:
                     start = frame.time if frame.time is not None else 0.0
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    chunks.append(out.to_ndarray().mean(axis=0))
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks.append(out.to_ndarray().mean(axis=0))
         except av.FFmpegError as err:
             if not chunks:
                 raise ClipError("decode_error", f"audio decoding failed: {err}", stage="audio") from None
     if start is None:
         raise ClipError("no_audio_stream", f"{Path(path).name} has an audio stream without samples", stage="audio")
     samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    # the resampling filter can overshoot full-scale sources by a fraction of a percent
+    np.clip(samples, -1.0, 1.0, out=samples)
     return AudioTrack(samples=samples, sample_rate=sample_rate, start_time=float(start))
 
 
