@@ -10,7 +10,10 @@ Usage::
 
 Everything runs in this process, one clip at a time (one worker). Models are loaded by a warm-up
 run before any timing. Every number is a frame rate: output frames (25 fps, ``meta['frames']``)
-divided by the seconds spent, summed over all clips and repetitions.
+divided by the seconds spent on all clips of a dataset in one repetition; the tables give the median
+over the repetitions (shared machines have disturbed repetitions; each one is also printed). Within
+a repetition the clips are run one after the other through talkdata, the naive pipeline and the
+building blocks, so that a disturbance hits all of them alike.
 
 What is measured, on the same clips:
 
@@ -150,11 +153,10 @@ class NaivePipeline:
 # --------------------------------------------------------------------------------------------
 
 @dataclass
-class Result:
-    label: str
-    clips: int = 0
-    frames: int = 0  # output frames, summed over clips and repetitions
-    rejected: list[str] = field(default_factory=list)
+class Rep:
+    """Seconds and frames of one repetition over all clips of one dataset."""
+
+    frames: int = 0  # output frames, summed over the clips
     process_wall: float = 0.0
     process_cpu: float = 0.0
     stages: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in PIPELINE_STAGES})
@@ -167,8 +169,20 @@ class Result:
     naive_stages: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in NAIVE_STAGES})
 
     @property
-    def e2e_seconds(self) -> float:
+    def e2e(self) -> float:
         return self.process_wall + self.write
+
+
+@dataclass
+class Result:
+    label: str
+    clips: int = 0
+    rejected: list[str] = field(default_factory=list)
+    reps: list[Rep] = field(default_factory=list)
+
+    def median(self, value) -> float:
+        """Median over the repetitions of ``value(rep)`` (robust to a disturbed repetition)."""
+        return float(np.median([value(rep) for rep in self.reps]))
 
 
 def parse_clip_arg(text: str) -> tuple[str, Path]:
@@ -211,17 +225,48 @@ def measure(kind: str, root: Path, repeat: int, naive: NaivePipeline, config: di
     predictor = landmark_backend("dlib")
     clock = time.perf_counter
     for _ in range(repeat):
-        # talkdata: process_clip, then shard writing of this repetition's outputs
+        rep = Rep()
         outputs = []
+        # clip by clip, talkdata then naive then the building blocks, so that a disturbance of the
+        # machine hits all of them alike
         for record in usable:
             c0, t0 = cpu_seconds(), clock()
             output = process_clip(record, config)
-            result.process_wall += clock() - t0
-            result.process_cpu += cpu_seconds() - c0
+            rep.process_wall += clock() - t0
+            rep.process_cpu += cpu_seconds() - c0
             for stage, seconds in output.timings.items():
-                result.stages[stage] = result.stages.get(stage, 0.0) + seconds
-            result.frames += output.meta["frames"]
+                rep.stages[stage] = rep.stages.get(stage, 0.0) + seconds
+            rep.frames += output.meta["frames"]
             outputs.append((record.key, output.files))
+
+            with tempfile.TemporaryDirectory() as tmp:
+                c0, t0 = cpu_seconds(), clock()
+                rep.naive_frames += naive.run(record.path, tmp, rep.naive_stages)
+                rep.naive_wall += clock() - t0
+                rep.naive_cpu += cpu_seconds() - c0
+
+            t0 = clock()
+            frames = [f for f in iter_frames(record.path, config["video"]["fps"])]
+            rep.blocks["decode"] += clock() - t0
+            grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+            del frames
+            box = None
+            t0 = clock()
+            for gray in grays[:: face["detect_every"]]:
+                boxes = detector.detect(gray)
+                rep.detect_calls += 1
+                if box is None and boxes:
+                    box = boxes[0]
+            rep.blocks["detect"] += clock() - t0
+            if box is None:  # no detection on key frames: a box in the frame centre
+                h, w = grays[0].shape
+                box = np.array([w * 0.25, h * 0.25, w * 0.75, h * 0.75])
+            t0 = clock()
+            for gray in grays:
+                predictor.predict(gray, None, box)
+            rep.blocks["landmarks"] += clock() - t0
+
+        # shard writing of this repetition's outputs
         with tempfile.TemporaryDirectory() as tmp:
             t0 = clock()
             writer = ShardWriter(Path(tmp), "bench", "train", config["shards"]["max_samples"],
@@ -229,39 +274,9 @@ def measure(kind: str, root: Path, repeat: int, naive: NaivePipeline, config: di
             for key, files in outputs:
                 writer.write(key, files)
             writer.close()
-            result.write += clock() - t0
+            rep.write += clock() - t0
         del outputs
-
-        # building blocks on the same clips
-        for record in usable:
-            t0 = clock()
-            frames = [f for f in iter_frames(record.path, config["video"]["fps"])]
-            result.blocks["decode"] += clock() - t0
-            grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-            del frames
-            box = None
-            t0 = clock()
-            for gray in grays[:: face["detect_every"]]:
-                boxes = detector.detect(gray)
-                result.detect_calls += 1
-                if box is None and boxes:
-                    box = boxes[0]
-            result.blocks["detect"] += clock() - t0
-            if box is None:  # no detection on key frames: a box in the frame centre
-                h, w = grays[0].shape
-                box = np.array([w * 0.25, h * 0.25, w * 0.75, h * 0.75])
-            t0 = clock()
-            for gray in grays:
-                predictor.predict(gray, None, box)
-            result.blocks["landmarks"] += clock() - t0
-
-        # naive
-        for record in usable:
-            with tempfile.TemporaryDirectory() as tmp:
-                c0, t0 = cpu_seconds(), clock()
-                result.naive_frames += naive.run(record.path, tmp, result.naive_stages)
-                result.naive_wall += clock() - t0
-                result.naive_cpu += cpu_seconds() - c0
+        result.reps.append(rep)
     return result
 
 
@@ -269,62 +284,72 @@ def measure(kind: str, root: Path, repeat: int, naive: NaivePipeline, config: di
 # report
 # --------------------------------------------------------------------------------------------
 
-def fps(frames: int, seconds: float) -> str:
-    return f"{frames / seconds:8.1f}" if seconds > 0 else "     n/a"
-
-
 def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
+def rate(frames: int, seconds: float) -> float:
+    return frames / seconds if seconds > 0 else float("nan")
+
+
 def report(results: list[Result]) -> None:
+    repeat = max(len(r.reps) for r in results)
     print()
-    print("End to end, one worker (output frames per second; talkdata = process_clip + shard writing)")
+    print(f"End to end, one worker: output frames per second, median of {repeat} repetitions "
+          "(talkdata e2e = process_clip + shard writing; cpu/wall = cores used)")
     rows = []
     for r in results:
-        speedup = (r.frames / r.e2e_seconds) / (r.naive_frames / r.naive_wall) if r.naive_wall else float("nan")
-        rows.append([r.label, str(r.clips), str(r.frames), fps(r.frames, r.e2e_seconds).strip(),
-                     fps(r.frames, r.process_wall).strip(), f"{r.process_cpu / r.process_wall:.2f}",
-                     fps(r.naive_frames, r.naive_wall).strip(), f"{r.naive_cpu / r.naive_wall:.2f}",
+        frames = r.reps[0].frames
+        e2e = r.median(lambda p: rate(p.frames, p.e2e))
+        naive_fps = r.median(lambda p: rate(p.naive_frames, p.naive_wall))
+        speedup = r.median(lambda p: rate(p.frames, p.e2e) / rate(p.naive_frames, p.naive_wall))
+        rows.append([r.label, str(r.clips), str(frames), f"{e2e:.1f}",
+                     f"{r.median(lambda p: rate(p.frames, p.process_wall)):.1f}",
+                     f"{r.median(lambda p: p.process_cpu / p.process_wall):.2f}",
+                     f"{naive_fps:.1f}", f"{r.median(lambda p: p.naive_cpu / p.naive_wall):.2f}",
                      f"{speedup:.2f}x"])
     print(table(["dataset", "clips", "frames", "talkdata e2e fps", "process_clip fps", "cpu/wall",
                  "naive fps", "cpu/wall", "speedup"], rows))
+    for r in results:
+        print(f"  {r.label} per repetition: talkdata e2e "
+              + ", ".join(f"{rate(p.frames, p.e2e):.1f}" for p in r.reps) + " fps; naive "
+              + ", ".join(f"{rate(p.naive_frames, p.naive_wall):.1f}" for p in r.reps) + " fps")
 
     print()
-    print("Per stage (frames per second of that stage alone; ms per output frame in brackets)")
-    names = [r.label for r in results]
+    print("Per stage: frames per second of that stage alone (ms per output frame), median of repetitions")
 
-    def cell(frames: int, seconds: float) -> str:
-        if seconds <= 0:
-            return "n/a"
-        return f"{frames / seconds:.1f} ({1000 * seconds / frames:.2f} ms)"
+    def cell(r: Result, frames, seconds) -> str:
+        fps = r.median(lambda p: rate(frames(p), seconds(p)))
+        return f"{fps:.1f} ({1000 / fps:.2f} ms)" if fps == fps else "n/a"
 
-    rows = []
-    for stage in PIPELINE_STAGES:
-        rows.append([f"talkdata {stage}"] + [cell(r.frames, r.stages.get(stage, 0.0)) for r in results])
-    rows.append(["talkdata write (ShardWriter)"] + [cell(r.frames, r.write) for r in results])
-    rows.append(["talkdata end to end"] + [cell(r.frames, r.e2e_seconds) for r in results])
-    rows.append(["block: decode (iter_frames 25 fps)"] + [cell(r.frames, r.blocks["decode"]) for r in results])
-    rows.append(["block: detect (HOG, every 10th frame)"] + [cell(r.frames, r.blocks["detect"]) for r in results])
-    rows.append(["block: landmarks (dlib 68, every frame)"] + [cell(r.frames, r.blocks["landmarks"]) for r in results])
-    rows.append(["block: decode+detect+landmarks"] + [cell(r.frames, sum(r.blocks.values())) for r in results])
-    for stage in NAIVE_STAGES:
-        rows.append([f"naive {stage}"] + [cell(r.naive_frames, r.naive_stages[stage]) for r in results])
-    rows.append(["naive end to end"] + [cell(r.naive_frames, r.naive_wall) for r in results])
-    print(table(["stage"] + names, rows))
+    out_frames = lambda p: p.frames
+    naive_frames = lambda p: p.naive_frames
+    spec = [(f"talkdata {s}", out_frames, (lambda s: lambda p: p.stages.get(s, 0.0))(s)) for s in PIPELINE_STAGES]
+    spec += [
+        ("talkdata write (ShardWriter)", out_frames, lambda p: p.write),
+        ("talkdata end to end", out_frames, lambda p: p.e2e),
+        ("block: decode (iter_frames 25 fps)", out_frames, lambda p: p.blocks["decode"]),
+        ("block: detect (HOG, every 10th frame)", out_frames, lambda p: p.blocks["detect"]),
+        ("block: landmarks (dlib 68, every frame)", out_frames, lambda p: p.blocks["landmarks"]),
+        ("block: decode+detect+landmarks", out_frames, lambda p: sum(p.blocks.values())),
+    ]
+    spec += [(f"naive {s}", naive_frames, (lambda s: lambda p: p.naive_stages[s])(s)) for s in NAIVE_STAGES]
+    spec += [("naive end to end", naive_frames, lambda p: p.naive_wall)]
+    rows = [[name] + [cell(r, frames, seconds) for r in results] for name, frames, seconds in spec]
+    print(table(["stage"] + [r.label for r in results], rows))
 
     print()
-    print("Detector cost per call (ms): "
-          + ", ".join(f"{r.label} {1000 * r.blocks['detect'] / max(r.detect_calls, 1):.1f}" for r in results))
+    print("Detector cost per call (ms): " + ", ".join(
+        f"{r.label} {r.median(lambda p: 1000 * p.blocks['detect'] / max(p.detect_calls, 1)):.1f}" for r in results))
     for r in results:
         if r.rejected:
             print(f"{r.label}: left out (rejected by process_clip): " + "; ".join(r.rejected))
     grid_result = next((r for r in results if r.label == "GRID"), None)
-    if grid_result is not None and grid_result.naive_wall:
-        e2e = grid_result.frames / grid_result.e2e_seconds
-        speedup = e2e / (grid_result.naive_frames / grid_result.naive_wall)
+    if grid_result is not None and grid_result.reps:
+        e2e = grid_result.median(lambda p: rate(p.frames, p.e2e))
+        speedup = grid_result.median(lambda p: rate(p.frames, p.e2e) / rate(p.naive_frames, p.naive_wall))
         print()
         print(f"Goal (GRID, dlib, one worker): >= 100 frames/s end to end: {e2e:.1f} -> "
               f"{'met' if e2e >= 100 else 'NOT met'}; >= 5x naive: {speedup:.2f}x -> "
