@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/memory.py [--minutes 10] [--keep-going]
+    python benchmarks/memory.py [--minutes 10]
 
 A synthetic 1280 x 720, 25 fps clip with a real face is made from the GRID sample
 ``tests/data/grid/s1/bbaf2n.mpg``: its 75 frames are upscaled to 720 pixels high, placed in the
