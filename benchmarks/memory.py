@@ -126,6 +126,7 @@ def child(path: str) -> None:
     print(json.dumps({
         "frames": output.meta["frames"],
         "source_size": output.meta["source_size"],
+        "face": output.meta["face"],
         "baseline_maxrss_kb": baseline,
         "peak_maxrss_kb": peak,
         "process_seconds": round(seconds, 3),
