@@ -4,7 +4,6 @@ clear errors for missing models."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from talkdata.errors import UserError
 from talkdata.face.landmarks import FAN_WEIGHTS, fan_weights_path
 from talkdata.face.shape import load_shape_model, project, reconstruct
 from talkdata.media.decode import VideoStats, align_audio, decode_audio, iter_frames
-from talkdata.shards import read_shard
+from test_build import all_samples as samples, npy
 from test_deepspeech import _linear_onnx
 
 DATA = Path(__file__).parent / "data"
@@ -27,17 +26,6 @@ DATA = Path(__file__).parent / "data"
 def build(*args: str) -> None:
     result = CliRunner().invoke(main, ["build", *args, "--no-progress"])
     assert result.exit_code == 0, result.output
-
-
-def samples(out: Path) -> dict[str, dict[str, bytes]]:
-    found = {}
-    for shard in sorted((out / "shards").rglob("*.tar")):
-        found.update(read_shard(shard))
-    return found
-
-
-def npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data))
 
 
 @pytest.fixture(scope="module")

@@ -68,7 +68,3 @@ def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int, border: str = "r
     """The ``size`` x ``size`` crop of ``image`` under ``matrix`` (bilinear)."""
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=BORDERS[border])
 
-
-def crop_boxes(landmarks: np.ndarray) -> np.ndarray:
-    """(T,4) x0, y0, x1, y1 of the landmarks of each frame."""
-    return np.concatenate([landmarks.min(axis=1), landmarks.max(axis=1)], axis=1)

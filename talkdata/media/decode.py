@@ -14,7 +14,6 @@ video frame (streams often start at different times: CREMA-D's video starts 27 m
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,11 +134,6 @@ def iter_frames(path: str | Path, fps: float, fmt: str = "rgb24", stats: VideoSt
             yield previous[2]
             t += 1
         stats.output_frames = t
-
-
-def output_frame_count(duration: float, fps: float) -> int:
-    """Number of output frames ``t`` with ``t / fps`` inside ``[0, duration)``."""
-    return max(0, math.ceil(duration * fps - TIME_EPSILON * fps))
 
 
 @dataclass

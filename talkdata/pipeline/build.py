@@ -23,7 +23,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from .. import __version__
 from ..config import resolve
 from ..errors import REASONS, UserError
 from ..face.shape import load_shape_model, shape_model_bytes

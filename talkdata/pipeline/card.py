@@ -19,7 +19,7 @@ def write_card(out: Path, manifest: dict, index_rows: list[dict], shape_model=No
     total = sum(s["samples"] for s in manifest["splits"].values())
     recipe = manifest["recipe"]
     splits = [s for s, info in manifest["splits"].items() if info["samples"]]
-    header = ["---", f"pretty_name: {recipe['title']!r}", f"license: other",
+    header = ["---", f"pretty_name: {recipe['title']!r}", "license: other",
               f"license_name: {recipe['license']!r}", "task_categories:", "  - text-to-video", "  - audio-to-audio",
               "tags:", "  - talking-face", "  - webdataset", "  - talkdata", "size_categories:",
               f"  - {_size_category(total)}", "configs:", "  - config_name: default", "    data_files:"]
