@@ -49,13 +49,16 @@ def read_frames_with_times(path: str | Path, fmt: str = "rgb24") -> tuple[list[n
     """Every decoded frame of the first video stream and its timestamp relative to the first frame.
 
     Plain PyAV decoding in presentation order, no frame-rate conversion: this is the "source frame"
-    reference that frame-selection tests compare against.
+    reference that frame-selection tests compare against. ``fmt="planes"`` gives the decoder's own
+    picture (yuv420p planes stacked, as ``VideoFrame.to_ndarray()`` returns them) without any colour
+    conversion.
     """
     frames, times = [], []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         for frame in container.decode(stream):
-            frames.append(np.ascontiguousarray(frame.to_ndarray(format=fmt)))
+            image = frame.to_ndarray() if fmt == "planes" else frame.to_ndarray(format=fmt)
+            frames.append(np.ascontiguousarray(image))
             times.append(frame.time)
     times = np.asarray(times, dtype=np.float64)
     return frames, times - times[0] if len(times) else times

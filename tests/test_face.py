@@ -19,7 +19,7 @@ import media_factory as mf
 from talkdata.config import DEFAULTS
 from talkdata.errors import ClipError
 from talkdata.face.align import apply_affine
-from talkdata.face.detect import HogDetector
+from talkdata.face.detect import HogDetector, box_iou
 from talkdata.face.landmarks import landmark_backend
 from talkdata.face.template import crop_template
 from talkdata.media.decode import VideoStats, align_audio, decode_audio, iter_frames
@@ -28,6 +28,7 @@ from talkdata.pipeline.clip import ClipOutput, process_clip
 from talkdata.sources import crema_d, grid, videos
 from talkdata.sources.base import ClipRecord
 
+DATA = Path(__file__).parent / "data"
 FPS = 25.0
 RATE = 16000
 STABLE = [33, 36, 39, 42, 45]
@@ -131,6 +132,25 @@ def test_crop_landmarks_agree_with_fresh_dlib(which, real_outputs):
     assert undetected <= 0.1 * len(crops)
     assert errors.mean() < 0.05
     assert np.percentile(errors, 95) < 0.1
+
+
+def test_detect_near_finds_the_tracked_face_and_only_there():
+    """The key-frame check around a tracked box finds the same face as a full-frame detection, and
+    nothing when the window holds no face."""
+    detector = HogDetector()
+    for path in (DATA / "grid" / "s1" / "bbaf2n.mpg", DATA / "crema_d" / "VideoFlash" / "1001_DFA_HAP_XX.flv"):
+        gray = next(iter_frames(path, 25.0, "gray"))
+        full = detector.detect(gray)
+        assert full, path.name
+        near = detector.detect_near(gray, full[0] + np.array([6.0, -4.0, 6.0, -4.0]))  # a drifted track
+        assert near and max(box_iou(b, full[0]) for b in near) > 0.6, path.name
+    gray = next(iter_frames(DATA / "grid" / "s1" / "bbaf2n.mpg", 25.0, "gray"))
+    h, w = gray.shape
+    face = detector.detect(gray)[0]
+    size = face[2] - face[0]
+    corner = np.array([0.0, h - size / 3, size / 3, h])  # a small box in the bottom-left corner, far from the face
+    assert box_iou(corner, face) == 0
+    assert detector.detect_near(gray, corner, margin=0.5) == []
 
 
 @pytest.mark.parametrize("which", ["grid", "crema"])

@@ -1,6 +1,7 @@
 """Follow one face through a clip: detect on key frames, follow with landmarks in between.
 
-The tracker runs the detector on every ``detect_every``-th frame and whenever it has no face.
+The tracker runs the detector on every ``detect_every``-th frame and whenever it has no face (on
+the whole frame when it has no face, in a window around the tracked face otherwise).
 Between key frames the face box of frame t is derived from the landmarks of frame t-1 (with the
 box-from-landmarks mapping calibrated on the last detection), so the landmark predictor itself
 carries the track. A key-frame detection that overlaps the tracked box re-seeds the track (this
@@ -81,9 +82,9 @@ class FaceTracker:
         self.n_detector_runs = 0
         self.n_detections = 0
 
-    def _detect(self, gray: np.ndarray) -> list[np.ndarray]:
+    def _detect(self, gray: np.ndarray, near: np.ndarray | None = None) -> list[np.ndarray]:
         self.n_detector_runs += 1
-        boxes = self.detector.detect(gray)
+        boxes = self.detector.detect(gray) if near is None else self.detector.detect_near(gray, near)
         self.n_detections += bool(boxes)
         return boxes
 
@@ -107,8 +108,11 @@ class FaceTracker:
         else:
             box = box_from_landmarks(state.last_landmarks, state.box_from_landmarks)
             if t % self.detect_every == 0:
-                boxes = self._detect(gray)
+                boxes = self._detect(gray, near=box)  # only a face overlapping the track matters here
                 best = max(boxes, key=lambda b: box_iou(b, box)) if boxes else None
+                if best is None or box_iou(best, box) < self.redetect_iou:
+                    boxes = self._detect(gray)  # the window can miss what the whole frame shows
+                    best = max(boxes, key=lambda b: box_iou(b, box)) if boxes else None
                 if best is not None and box_iou(best, box) >= self.redetect_iou:
                     box = best
                     points = self._seed(gray, rgb, box)
