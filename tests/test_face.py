@@ -355,3 +355,27 @@ def test_mfcc_matches_the_shipped_wav_for_mono_audio(crema_out):
     assert loud.sum() > 0.3 * len(loud)
     assert difference[loud].max() < 0.5
     assert difference.mean() < 0.1
+
+
+def test_mfcc_chunks_and_fractional_hops_are_exact(monkeypatch):
+    """Chunked computation equals one pass, and at 30 fps (hop 133.33 samples) every row is the
+    library's MFCC of the 25 ms window starting at round(row time * 16000): no drift."""
+    from talkdata.audio import mfcc as mfcc_module
+
+    samples = decode_audio(mf.GRID_S1, RATE).samples
+    settings = DEFAULTS["mfcc"]
+    whole = mfcc_module.mfcc_per_frame(samples, 75, FPS, RATE, settings)
+    monkeypatch.setattr(mfcc_module, "CHUNK_ROWS", 7)
+    np.testing.assert_array_equal(mfcc_module.mfcc_per_frame(samples, 75, FPS, RATE, settings), whole)
+    monkeypatch.undo()
+
+    fps30 = mfcc_module.mfcc_per_frame(samples, 90, 30.0, RATE, settings).reshape(-1, 13)
+    emphasised = np.concatenate([samples[:1], samples[1:] - 0.97 * samples[:-1]]).astype(np.float64)
+    for row in (0, 1, 3, 200, 359):
+        start = int(np.floor(row * RATE / 120 + 0.5))
+        window = emphasised[start:start + 400]
+        window = np.concatenate([window, np.zeros(400 - len(window))])
+        reference = mfcc(window, RATE, winstep=0.01, preemph=0.0)[0]
+        np.testing.assert_allclose(fps30[row], reference, rtol=1e-5, atol=1e-5, err_msg=f"row {row}")
+    # the library's own rounded hop (133 samples) would have drifted by 120 samples (7.5 ms) at row 359
+    assert int(np.floor(359 * RATE / 120 + 0.5)) - 359 * 133 == 120
