@@ -52,6 +52,9 @@ def write_card(out: Path, manifest: dict, index_rows: list[dict], shape_model=No
         render_shape_modes(out / "card" / "shape_modes.png", shape_model)
         body += ["", "Identity-removed landmarks (`lmk_norm.npy`) are coded in this basis (`pca.npy`):", "",
                  "![mean shape and the first PCA modes at +-2 standard deviations](card/shape_modes.png)"]
+    from ..qa.card_figures import write_card_figures  # contact sheet, histograms, rejects (card/*.png)
+
+    body += write_card_figures(out, manifest, index_rows)
     body += ["", "Built with [talkdata](https://pypi.org/project/talkdata/); `talkdata verify` checks this folder "
              "against `dataset.json`.", ""]
     write_atomic(out / "README.md", "\n".join(header + body).encode())

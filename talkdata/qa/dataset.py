@@ -1,0 +1,173 @@
+"""Read what the QA figures need from a finished dataset folder: the index, single samples, chosen
+fields of many samples, and a few decoded frames.
+
+Samples are read straight from their shard: tar members are visited in order and only the wanted
+ones are read (an uncompressed tar skips the others by seeking), and video is decoded only up
+to the last frame asked for.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..manifest import MANIFEST
+
+INDEX = "index.parquet"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The decoded per-sample fields the inspection figures show (video stays encoded)."""
+
+    key: str
+    meta: dict
+    video: bytes  # the H.264 mp4 bytes of video.mp4
+    lmk: np.ndarray  # (T, 68, 2) crop pixels
+    pose: np.ndarray  # (T, 6)
+    blink: np.ndarray  # (T,)
+    pca: np.ndarray  # (T, K)
+    mfcc: np.ndarray  # (T, rows, 13)
+    audio: np.ndarray  # (N,) float32 in [-1, 1]
+    sample_rate: int
+
+    @property
+    def frames(self) -> int:
+        return int(self.lmk.shape[0])
+
+    @property
+    def fps(self) -> float:
+        return float(self.meta["fps"])
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps
+
+
+def check_dataset(out: str | Path) -> Path:
+    """``out`` as a Path, or a UserError when it is not a finished talkdata build."""
+    out = Path(out)
+    if not out.is_dir():
+        raise UserError(f"{out} is not a folder; give the --out folder of a talkdata build")
+    if not (out / MANIFEST).is_file() or not (out / INDEX).is_file():
+        raise UserError(f"{out} is not a talkdata dataset folder (no {MANIFEST} or {INDEX}); "
+                        "give the --out folder of a finished build")
+    return out
+
+
+def dataset_name(out: str | Path) -> str:
+    """The dataset's name from its manifest (never the folder name: figures must not depend on it)."""
+    return str(json.loads((Path(out) / MANIFEST).read_text()).get("name", "dataset"))
+
+
+def index_rows(out: str | Path) -> list[dict]:
+    """Rows of ``index.parquet`` (key, split, shard, speaker, duration, ...) in key order."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(Path(out) / INDEX).to_pylist()
+    return sorted(rows, key=lambda row: row["key"])
+
+
+def find_row(rows: list[dict], key: str, out: str | Path) -> dict:
+    for row in rows:
+        if row["key"] == key:
+            return row
+    close = difflib.get_close_matches(key, [row["key"] for row in rows], n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; keys are SPEAKER/CLIP as listed in index.parquet"
+    raise UserError(f"no sample with key {key!r} in {out}{hint}")
+
+
+def hash_order(keys: Iterable[str], seed: int) -> list[str]:
+    """``keys`` in a seeded pseudo-random order that depends only on the keys themselves."""
+    return sorted(keys, key=lambda k: (hashlib.sha256(f"{seed}:{k}".encode()).hexdigest(), k))
+
+
+def read_fields(out: str | Path, rows: list[dict], fields: Iterable[str]) -> dict[str, dict[str, bytes]]:
+    """``{key: {field: bytes}}`` for the samples of ``rows``, reading only ``fields`` of each.
+
+    Each shard is opened once; a missing shard or member is a UserError that points at ``verify``.
+    """
+    out = Path(out)
+    fields = set(fields)
+    by_shard: dict[str, set[str]] = {}
+    for row in rows:
+        by_shard.setdefault(row["shard"], set()).add(row["key"])
+    found: dict[str, dict[str, bytes]] = {}
+    for shard in sorted(by_shard):
+        wanted = by_shard[shard]
+        path = out / shard
+        if not path.is_file():
+            raise UserError(f"shard {shard} listed in {INDEX} is missing; run `talkdata verify {out}`")
+        left = {key: set(fields) for key in wanted}
+        with tarfile.open(path) as tar:
+            for member in tar:  # members are sorted by key: stop once every wanted field was read
+                folder, _, base = member.name.rpartition("/")
+                stem, _, field = base.partition(".")
+                key = f"{folder}/{stem}" if folder else stem
+                if field in left.get(key, ()) and member.isfile():
+                    found.setdefault(key, {})[field] = tar.extractfile(member).read()
+                    left[key].discard(field)
+                    if not left[key]:
+                        del left[key]
+                        if not left:
+                            break
+    for row in rows:
+        missing = fields - set(found.get(row["key"], {}))
+        if missing:
+            raise UserError(f"sample {row['key']} in {row['shard']} lacks {', '.join(sorted(missing))}; "
+                            f"run `talkdata verify {out}`")
+    return found
+
+
+def npy(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+SAMPLE_FIELDS = ("video.mp4", "audio.wav", "lmk.npy", "pose.npy", "blink.npy", "pca.npy", "mfcc.npy", "json")
+
+
+def load_sample(out: str | Path, key: str) -> Sample:
+    """One sample of the dataset folder ``out`` (UserError for a bad folder or unknown key)."""
+    from ..media.encode import decode_wav
+
+    out = check_dataset(out)
+    row = find_row(index_rows(out), key, out)
+    files = read_fields(out, [row], SAMPLE_FIELDS)[key]
+    audio, rate = decode_wav(files["audio.wav"])
+    return Sample(key=key, meta=json.loads(files["json"]), video=files["video.mp4"], lmk=npy(files["lmk.npy"]),
+                  pose=npy(files["pose.npy"]), blink=npy(files["blink.npy"]), pca=npy(files["pca.npy"]),
+                  mfcc=npy(files["mfcc.npy"]), audio=audio, sample_rate=rate)
+
+
+def decode_frames(video: bytes, indices: Iterable[int]) -> dict[int, np.ndarray]:
+    """``{index: (H, W, 3) uint8 RGB}`` for the wanted frame indices of mp4 bytes.
+
+    Decoding stops at the last wanted frame, so asking for frame 0 decodes one frame.
+    """
+    import av
+
+    wanted = set(int(i) for i in indices)
+    if not wanted:
+        return {}
+    last = max(wanted)
+    frames: dict[int, np.ndarray] = {}
+    number = -1
+    with av.open(io.BytesIO(video)) as container:
+        for number, frame in enumerate(container.decode(video=0)):
+            if number in wanted:
+                frames[number] = frame.to_ndarray(format="rgb24")
+            if number >= last:
+                break
+    if len(frames) != len(wanted):
+        missing = sorted(wanted - set(frames))
+        raise ValueError(f"the video has no frame {missing[0]} (it ends after frame {number})")
+    return frames

@@ -1,0 +1,56 @@
+"""``talkdata inspect``: write the inspection figure / page of one sample, or a contact sheet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError
+from ..manifest import write_atomic
+from .contact_sheet import PER_SPLIT, contact_sheet
+from .dataset import check_dataset, decode_frames, load_sample
+from .render import png_bytes
+from .sample_figure import render_sample, strip_indices
+
+
+def _write(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
+    return path
+
+
+def inspect_dataset(out: str | Path, key: str | None = None, png: str | Path | None = None,
+                    html: str | Path | None = None, frames: int = 8, per_split: int = PER_SPLIT,
+                    seed: int = 0) -> list[str]:
+    """Write the requested files; returns one line per file written.
+
+    With ``key``: the sample's figure (``png``) and/or page (``html``), ``frames`` frames in the
+    strip. Without: a contact sheet (``png``) of ``per_split`` seeded random samples per split.
+    """
+    if png is None and html is None:
+        raise UserError("nothing to write: give --png FILE and/or --html FILE")
+    if key is None and html is not None:
+        raise UserError("--html needs --key KEY: the page shows one sample (without --key, --png writes a contact sheet)")
+    out = check_dataset(out)
+    lines = []
+    if key is None:
+        image = contact_sheet(out, per_split, seed)
+        path = _write(png, png_bytes(image))
+        lines.append(f"wrote {path}: contact sheet, {image.shape[1]}x{image.shape[0]} px")
+        return lines
+    sample = load_sample(out, key)
+    indices = strip_indices(sample.frames, frames)
+    figure = render_sample(sample, decode_frames(sample.video, indices), len(indices))
+    size = f"{figure.image.shape[1]}x{figure.image.shape[0]} px"
+    if png is not None:
+        path = _write(png, png_bytes(figure.image))
+        lines.append(f"wrote {path}: {key}, frames {', '.join(map(str, indices))} of {sample.frames}, {size}")
+    if html is not None:
+        from .html_page import sample_html
+
+        path = _write(html, sample_html(sample, figure).encode())
+        lines.append(f"wrote {path}: {key}, {sample.frames} frames with slider and playable clip")
+    return lines
