@@ -34,6 +34,7 @@ class ClipError(Exception):
 REASONS = {
     "unreadable": "the file cannot be opened as media (empty, truncated header, not a media file)",
     "decode_error": "decoding failed part-way through the file",
+    "truncated": "the file ends before the frames its container index lists (cut-off download or copy)",
     "decode_timeout": "decoding took longer than the per-clip timeout",
     "decoder_crash": "the decoder process crashed on this file",
     "no_video_stream": "the file has no video stream",
@@ -43,5 +44,8 @@ REASONS = {
     "face_missing": "the face is missing in too many frames, or in a gap too long to interpolate",
     "missing_source": "a file the clip record names does not exist",
     "known_bad": "the corpus documents this file as broken (skip list in the recipe's source module)",
+    "unavailable": "the source video cannot be fetched any more (YouTube: removed, private, geo-blocked, HTTP 404/410)",
+    "fetch_failed": "fetching the source video failed (network, rate limit, bot check); the next download tries again",
+    "tube_out_of_range": "the tube's frame range or chunk does not exist in the downloaded video (TalkingHead-1KH)",
     "failed": "an unexpected error while processing (see the message; retried with --retry-failed)",
 }

@@ -17,7 +17,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import av
 import cv2
@@ -27,6 +27,11 @@ from ..errors import ClipError
 
 #: timestamps closer than this (seconds) count as equal when choosing frames
 TIME_EPSILON = 1e-4
+
+
+def av_message(err: BaseException) -> str:
+    """The decoder's reason without the file's path (rejects are versioned: no absolute paths)."""
+    return getattr(err, "strerror", None) or type(err).__name__
 
 
 @contextmanager
@@ -40,7 +45,7 @@ def open_media(path: str | Path):
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except (av.FFmpegError, OSError, ValueError) as err:
-        raise ClipError("unreadable", f"cannot open {path.name} as media: {err}", stage="decode") from None
+        raise ClipError("unreadable", f"cannot open {path.name} as media: {av_message(err)}", stage="decode") from None
     try:
         yield container
     finally:
@@ -72,6 +77,16 @@ def _rotation(frame) -> int:
     """Clockwise display rotation in degrees from the frame's display matrix (phone videos)."""
     angle = getattr(frame, "rotation", 0) or 0
     return int(round(angle)) % 360
+
+
+#: called for every decoded video and audio frame; the isolated worker process sets it to send
+#: heartbeats to its supervisor (see ``talkdata.pipeline.isolation``)
+progress_hook: Callable[[], None] | None = None
+
+
+def report_progress() -> None:
+    if progress_hook is not None:
+        progress_hook()
 
 
 _FROM_I420 = {"rgb24": cv2.COLOR_YUV2RGB_I420, "bgr24": cv2.COLOR_YUV2BGR_I420}
@@ -107,6 +122,7 @@ def iter_frames(path: str | Path, fps: float, fmt: str = "rgb24", stats: VideoSt
         t = 0
         try:
             for frame in container.decode(stream):
+                report_progress()
                 time = frame.time
                 if time is None:
                     time = last_time + nominal if last_time is not None else 0.0
@@ -130,11 +146,16 @@ def iter_frames(path: str | Path, fps: float, fmt: str = "rgb24", stats: VideoSt
                 previous = (relative, frame, None)
                 last_time = time
         except av.FFmpegError as err:
-            if previous is None:
-                raise ClipError("decode_error", f"decoding failed: {err}", stage="decode") from None
-            # keep what was decoded before the error; the caller sees the shorter duration
+            # never a silently shortened sample: an error part-way rejects the clip
+            raise ClipError("decode_error", f"decoding failed after {stats.source_frames} frames: "
+                            f"{av_message(err)}", stage="decode") from None
         if previous is None:
             raise ClipError("too_short", f"{Path(path).name} has no decodable video frame", stage="decode")
+        declared = stream.frames  # from the container's index (mp4, mov, mkv); 0 when it has none
+        decoded = stats.source_frames + stats.dropped_frames
+        if declared and decoded < 0.98 * declared - 2:
+            raise ClipError("truncated", f"{Path(path).name}: the container's index lists {declared} frames but "
+                            f"the file holds only {decoded} (cut-off download or copy?)", stage="decode")
         stats.duration = previous[0] + nominal
         while t / fps < stats.duration - TIME_EPSILON:
             if previous[2] is None:
@@ -165,6 +186,7 @@ def decode_audio(path: str | Path, sample_rate: int = 16000) -> AudioTrack:
         start = None
         try:
             for frame in container.decode(stream):
+                report_progress()
                 if start is None:
                     start = frame.time if frame.time is not None else 0.0
                 for out in resampler.resample(frame):
@@ -173,7 +195,7 @@ def decode_audio(path: str | Path, sample_rate: int = 16000) -> AudioTrack:
                 chunks.append(out.to_ndarray().mean(axis=0))
         except av.FFmpegError as err:
             if not chunks:
-                raise ClipError("decode_error", f"audio decoding failed: {err}", stage="audio") from None
+                raise ClipError("decode_error", f"audio decoding failed: {av_message(err)}", stage="audio") from None
     if start is None:
         raise ClipError("no_audio_stream", f"{Path(path).name} has an audio stream without samples", stage="audio")
     samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)

@@ -33,7 +33,7 @@ from ..face.landmarks import landmark_backend
 from ..face.pose import estimate_pose
 from ..face.template import crop_template
 from ..face.track import FaceTracker, fill_missing
-from ..media.decode import VideoStats, align_audio, decode_audio, iter_frames
+from ..media.decode import VideoStats, align_audio, decode_audio, iter_frames, report_progress
 from ..manifest import sha256_file
 from ..media.encode import H264Writer, encode_wav
 from ..sources.base import ClipRecord
@@ -94,6 +94,7 @@ def render_crops(path: str, frames: list[np.ndarray] | None, affines: np.ndarray
     for t, rgb in enumerate(source):
         if t >= len(affines):
             break
+        report_progress()
         writer.write(warp_crop(rgb, affines[t], crop["size"], crop["border"]))
     if writer.frames != len(affines):
         raise ClipError("decode_error", f"second decoding pass gave {writer.frames} frames, first gave {len(affines)}",

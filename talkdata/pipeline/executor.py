@@ -1,4 +1,7 @@
-"""Run per-clip work in process (``workers=0``), on a local dask cluster, or on an existing one.
+"""Run per-clip work from this process (``workers=0``), on a local dask cluster, or on an existing one.
+
+Wherever it runs, a clip is processed in a supervised child process (``isolation.py``) unless
+isolation is turned off for debugging.
 
 The executor only schedules: each task processes one clip and writes its cache entry itself
 (workers must therefore see the output folder), and returns a small status dict. Results never
@@ -8,6 +11,7 @@ cache in key order.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import traceback
 from typing import Callable
@@ -18,6 +22,7 @@ from ..errors import ClipError, UserError
 from ..sources.base import ClipRecord
 from .cache import ClipCache
 from .clip import process_clip
+from .isolation import IsolatedWorker
 
 
 def process_and_store(record_data: dict, config: dict, work_dir: str, key: str) -> dict:
@@ -44,6 +49,22 @@ def process_and_store(record_data: dict, config: dict, work_dir: str, key: str) 
     return status
 
 
+_WORKER: IsolatedWorker | None = None  # one supervised child per process that runs clips (dask worker or CLI)
+
+
+def process_isolated(record_data: dict, config: dict, work_dir: str, key: str, stall_timeout: float) -> dict:
+    """``process_and_store`` in this process's isolated child; crashes and stalls are stored as rejects."""
+    global _WORKER
+    if _WORKER is None:
+        _WORKER = IsolatedWorker(stall_timeout)
+        atexit.register(_WORKER.close)
+    _WORKER.stall_timeout = stall_timeout
+    status = _WORKER.run(record_data, config, work_dir, key)
+    if status.get("reason") in ("decoder_crash", "decode_timeout"):  # the child could not store these
+        ClipCache(work_dir).store(key, status)
+    return status
+
+
 def _crash_status(record: ClipRecord, err: BaseException) -> dict:
     name = type(err).__name__
     reason = "decoder_crash" if name == "KilledWorker" else "failed"
@@ -53,8 +74,14 @@ def _crash_status(record: ClipRecord, err: BaseException) -> dict:
 
 def run_tasks(tasks: list[tuple[ClipRecord, str]], config: dict, work_dir: str, workers: int = 0,
               scheduler: str | None = None, progress: bool = True,
-              on_result: Callable[[dict], None] | None = None) -> list[dict]:
-    """Process ``(record, cache key)`` tasks; returns their status dicts in task order."""
+              on_result: Callable[[dict], None] | None = None, isolate: bool = True,
+              stall_timeout: float = 120.0) -> list[dict]:
+    """Process ``(record, cache key)`` tasks; returns their status dicts in task order.
+
+    With ``isolate`` (the default) every clip is processed in a supervised child process (see
+    ``isolation.py``), so a decoder crash or hang becomes a reject; without it, in the calling
+    process (for debugging: a segfault then ends the build).
+    """
     results: dict[int, dict] = {}
     bar = tqdm(total=len(tasks), desc="process clips", unit="clip", disable=not progress or not tasks)
 
@@ -69,15 +96,18 @@ def run_tasks(tasks: list[tuple[ClipRecord, str]], config: dict, work_dir: str, 
             return []
         if workers == 0 and not scheduler:
             for i, (record, key) in enumerate(tasks):
-                finish(i, process_and_store(record.to_dict(), config, work_dir, key))
+                if isolate:
+                    finish(i, process_isolated(record.to_dict(), config, work_dir, key, stall_timeout))
+                else:
+                    finish(i, process_and_store(record.to_dict(), config, work_dir, key))
         else:
-            _run_dask(tasks, config, work_dir, workers, scheduler, finish)
+            _run_dask(tasks, config, work_dir, workers, scheduler, finish, isolate, stall_timeout)
     finally:
         bar.close()
     return [results[i] for i in range(len(tasks))]
 
 
-def _run_dask(tasks, config, work_dir, workers, scheduler, finish) -> None:
+def _run_dask(tasks, config, work_dir, workers, scheduler, finish, isolate, stall_timeout) -> None:
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -93,7 +123,8 @@ def _run_dask(tasks, config, work_dir, workers, scheduler, finish) -> None:
     try:
         futures = {}
         for i, (record, key) in enumerate(tasks):
-            future = client.submit(process_and_store, record.to_dict(), config, work_dir, key, pure=False,
+            args = (record.to_dict(), config, work_dir, key) + ((stall_timeout,) if isolate else ())
+            future = client.submit(process_isolated if isolate else process_and_store, *args, pure=False,
                                    key=f"clip-{i}-{key[:12]}")
             futures[future] = i
         for future in as_completed(futures):

@@ -1,0 +1,180 @@
+"""Per-clip work in a supervised child process, so that one bad file cannot take a build down.
+
+Decoding untrusted media can crash the decoder (a segfault in a codec) or hang it. Every clip is
+therefore processed in a child process (``python -m talkdata.pipeline.isolation``) that stays up
+from one clip to the next (models are loaded once). The parent sends it one task at a time and
+waits for the answer:
+
+- the child dies (a signal, or ``os._exit`` in native code): the clip is rejected as
+  ``decoder_crash`` and a fresh child takes the next clip;
+- the child sends nothing for ``stall_timeout`` seconds: it is killed and the clip is rejected as
+  ``decode_timeout``. The child sends a heartbeat (at most once a second) while frames and audio
+  are being decoded, so long clips never time out while they make progress.
+
+Protocol: length-prefixed pickles on the child's stdin (tasks) and on a dedicated pipe (replies:
+``("beat",)`` or ``("done", status)``); the child's own stdout goes to stderr so that prints from
+native libraries cannot corrupt the replies.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+from typing import BinaryIO
+
+from ..errors import REASONS
+
+_HEADER = struct.Struct("<Q")
+BEAT_INTERVAL = 1.0
+
+
+def _write(stream: BinaryIO, message) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read_exact(fd: int, size: int) -> bytes | None:
+    chunks = []
+    while size:
+        chunk = os.read(fd, size)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read(fd: int):
+    header = _read_exact(fd, _HEADER.size)
+    if header is None:
+        return None
+    data = _read_exact(fd, _HEADER.unpack(header)[0])
+    return None if data is None else pickle.loads(data)
+
+
+def crash_status(base: dict, reason: str, message: str) -> dict:
+    assert reason in REASONS
+    return {**base, "status": "rejected", "reason": reason, "stage": "decode", "message": message}
+
+
+class IsolatedWorker:
+    """Runs ``process_and_store`` tasks in one child process, replaced after a crash or a stall."""
+
+    def __init__(self, stall_timeout: float = 120.0):
+        self.stall_timeout = stall_timeout
+        self._child: subprocess.Popen | None = None
+        self._replies: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child is not None else None
+
+    def _start(self) -> None:
+        read_fd, write_fd = os.pipe()
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "talkdata.pipeline.isolation", str(write_fd)],
+            stdin=subprocess.PIPE, pass_fds=(write_fd,), close_fds=True,
+        )
+        os.close(write_fd)
+        self._replies = read_fd
+
+    def _stop(self) -> None:
+        if self._child is None:
+            return
+        if self._child.poll() is None:
+            self._child.kill()
+        self._child.wait()
+        for stream in (self._child.stdin,):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        os.close(self._replies)
+        self._child, self._replies = None, None
+
+    def close(self) -> None:
+        if self._child is not None and self._child.poll() is None:
+            try:
+                _write(self._child.stdin, None)  # ask it to exit
+                self._child.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self._stop()
+
+    def run(self, record_data: dict, config: dict, work_dir: str, key: str) -> dict:
+        """The clip's status; crashes and stalls become rejects (the caller stores them)."""
+        if self._child is None or self._child.poll() is not None:
+            self._stop()
+            self._start()
+        base = {"key": record_data.get("key") or _record_key(record_data), "source": record_data["relpath"]}
+        try:
+            _write(self._child.stdin, (record_data, config, work_dir, key))
+        except (BrokenPipeError, OSError):
+            return self._crashed(base)
+        while True:
+            ready, _, _ = select.select([self._replies], [], [], self.stall_timeout)
+            if not ready:
+                self._stop()
+                return crash_status(base, "decode_timeout",
+                                    f"no progress for {self.stall_timeout:g} s while processing (decoder hang?); "
+                                    "the worker was killed")
+            message = _read(self._replies)
+            if message is None:
+                return self._crashed(base)
+            if message[0] == "done":
+                return message[1]
+            if message[0] == "error":  # a configuration problem: re-raised in the parent
+                raise message[1]
+
+    def _crashed(self, base: dict) -> dict:
+        code = self._child.wait()
+        self._stop()
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        return crash_status(base, "decoder_crash", f"the worker process died ({how}) while processing this clip")
+
+
+def _record_key(record_data: dict) -> str:
+    from ..sources.base import ClipRecord
+
+    return ClipRecord.from_dict(record_data).key
+
+
+def _child_main(reply_fd: int) -> None:
+    replies = os.fdopen(reply_fd, "wb")
+    os.dup2(2, 1)  # native libraries printing to stdout must not reach the parent's pipe
+    tasks = sys.stdin.buffer
+    from ..errors import UserError
+    from ..media import decode
+    from .executor import process_and_store
+
+    last = [0.0]
+
+    def beat() -> None:
+        now = time.monotonic()
+        if now - last[0] >= BEAT_INTERVAL:
+            last[0] = now
+            _write(replies, ("beat",))
+
+    decode.progress_hook = beat
+    while True:
+        task = _read(tasks.fileno())
+        if task is None:
+            return
+        last[0] = time.monotonic()
+        try:
+            status = process_and_store(*task)
+        except UserError as err:
+            _write(replies, ("error", err))
+            continue
+        _write(replies, ("done", status))
+
+
+if __name__ == "__main__":  # pragma: no cover - the child side, exercised through IsolatedWorker
+    _child_main(int(sys.argv[1]))
