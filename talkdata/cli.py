@@ -46,6 +46,7 @@ def main() -> None:
 def recipes(name: str | None) -> None:
     """List the bundled recipes, or show one recipe in full."""
     from .recipe import load_recipe, recipe_names
+    from .sources.fetch import describe, download_summary
 
     if name is None:
         for recipe_name in recipe_names():
@@ -53,6 +54,7 @@ def recipes(name: str | None) -> None:
             click.echo(f"{recipe_name:10s} {data['title']}")
             click.echo(f"{'':10s} size: {data['size']}; license: {data['license']}")
             click.echo(f"{'':10s} access: {data['access']}")
+            click.echo(f"{'':10s} {download_summary(load_recipe(recipe_name))}")
         return
     recipe = load_recipe(name)
     data = recipe.data
@@ -63,6 +65,37 @@ def recipes(name: str | None) -> None:
         click.echo(f"split protocol {protocol}: {spec['description']}")
     if recipe.defaults:
         click.echo("defaults: " + json.dumps(recipe.defaults, sort_keys=True))
+    for line in describe(recipe):
+        click.echo(line)
+
+
+def _echo_err(text: str) -> None:
+    click.echo(text, err=True)
+
+
+@main.command()
+@click.argument("recipe")
+@click.option("--only", default=None, metavar="A,B",
+              help="Download only these subsets, comma-separated (GRID: speakers s1,s2; VoxCeleb2: dev, test; "
+                   "CREMA-D: actors 1001,1002; `talkdata recipes NAME` lists them).")
+@click.option("--mirror", default=None, metavar="URL",
+              help="Fetch from this host instead of the official ones, same paths (https://mirror.example.org[/prefix]).")
+@click.option("--jobs", type=click.IntRange(min=1), default=4, show_default=True, help="Parallel downloads.")
+@click.option("--delete-archives", is_flag=True, help="Remove downloaded archives once they are extracted.")
+@click.option("--dry-run", is_flag=True, help="Show what would be downloaded, and exit.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def download(recipe, only, mirror, jobs, delete_archives, dry_run, no_progress):
+    """Download, verify and extract corpus RECIPE into $TALKDATA_HOME/RECIPE (default ~/.cache/talkdata/RECIPE).
+
+    Interrupted downloads resume; finished ones are skipped. Credentials come from the environment
+    variables the recipe names, or ~/.netrc (`talkdata recipes RECIPE` shows them).
+    """
+    from .recipe import load_recipe
+    from .sources.fetch import download as run_download, parse_only
+
+    report = run_download(load_recipe(recipe), parse_only(only), mirror, jobs, progress=not no_progress, log=_echo_err,
+                          keep_archives=not delete_archives, dry_run=dry_run)
+    click.echo(report.summary())
 
 
 def _build_options(func):
@@ -75,6 +108,11 @@ def _build_options(func):
                      help="Override a config value, e.g. --set crop.size=128 (repeatable; --list-keys shows all)."),
         click.option("--limit", type=click.IntRange(min=1), default=None, help="Process only the first N clips."),
         click.option("--retry-failed", is_flag=True, help="Process again the clips that failed with an error."),
+        click.option("--clip-timeout", type=click.FloatRange(min=1), default=120.0, show_default=True,
+                     metavar="SECONDS", help="Reject a clip (decode_timeout) after this long without decoding progress."),
+        click.option("--no-isolation", is_flag=True,
+                     help="Process clips in this process instead of a supervised child (debugging; a decoder crash "
+                          "then stops the build)."),
         click.option("--shape-model", type=click.Path(dir_okay=False), default=None,
                      help="Use this stats/shape_model.npz instead of fitting one."),
         click.option("--no-progress", is_flag=True, help="Hide progress bars."),
@@ -98,16 +136,27 @@ def _list_keys(ctx, _param, value):
 
 @main.command()
 @click.argument("recipe")
-@click.option("--source", type=click.Path(), required=True, help="Folder holding the corpus in its official layout.")
+@click.option("--source", type=click.Path(), default=None,
+              help="Folder holding the corpus in its official layout (default: $TALKDATA_HOME/RECIPE, downloading "
+                   "what is missing first).")
+@click.option("--only", default=None, metavar="A,B", help="Without --source: download only these subsets (see `talkdata download`).")
+@click.option("--mirror", default=None, metavar="URL", help="Without --source: download from this host (same paths).")
 @_build_options
 @click.option("--list-keys", is_flag=True, expose_value=False, is_eager=True, callback=_list_keys,
               help="List every config key with its default and exit.")
-def build(recipe, source, out, workers, scheduler, sets, limit, retry_failed, shape_model, no_progress):
-    """Build WebDataset shards from the corpus RECIPE found in --source."""
+def build(recipe, source, only, mirror, out, workers, scheduler, sets, limit, retry_failed, clip_timeout, no_isolation,
+          shape_model, no_progress):
+    """Build WebDataset shards from the corpus RECIPE found in --source (or downloaded into the data root)."""
     from .pipeline.build import build as run_build
+    from .recipe import load_recipe
+    from .sources.fetch import parse_only, resolve_source
+
+    source = resolve_source(load_recipe(recipe), source, parse_only(only), mirror, progress=not no_progress,
+                            log=_echo_err)
 
     report = run_build(recipe, source, out, parse_set_options(sets), workers=workers, scheduler=scheduler,
-                       limit=limit, retry_failed=retry_failed, shape_model=shape_model, progress=not no_progress)
+                       limit=limit, retry_failed=retry_failed, shape_model=shape_model, progress=not no_progress,
+                       isolate=not no_isolation, clip_timeout=clip_timeout)
     click.echo(report.summary())
 
 
@@ -143,6 +192,62 @@ def verify(dataset):
         sys.exit(1)
     total = sum(s["samples"] for s in manifest["splits"].values())
     click.echo(f"ok: {len(manifest['shards'])} shards, {total} samples, version {manifest['version']}")
+
+
+@main.command()
+@click.argument("dataset_a", type=click.Path())
+@click.argument("dataset_b", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON (keys: see talkdata/diff.py).")
+def diff(dataset_a, dataset_b, as_json):
+    """Compare two built datasets: config, recipe, versions, artifacts, samples added/removed/changed per split.
+
+    Exit code 0 when both are the same version, 1 when they differ (like diff(1)), 2 on bad input.
+    """
+    from .diff import diff_datasets, render_text, to_json
+
+    result = diff_datasets(dataset_a, dataset_b)
+    click.echo(to_json(result) if as_json else render_text(result), nl=False)
+    sys.exit(0 if result.identical else 1)
+
+
+@main.command()
+@click.argument("dataset", type=click.Path())
+@click.option("--key", default=None, metavar="SPEAKER/CLIP", help="The sample to show; without it, a contact sheet.")
+@click.option("--png", type=click.Path(dir_okay=False), default=None,
+              help="Write a PNG: the sample's frames, landmarks, pose, blink, PCA, audio and MFCC on one time "
+                   "axis, or without --key one frame of random samples per split.")
+@click.option("--html", type=click.Path(dir_okay=False), default=None,
+              help="Write a self-contained HTML page of the sample (playable clip, frame slider); needs --key.")
+@click.option("--frames", type=click.IntRange(min=1, max=32), default=8, show_default=True,
+              help="Frames in the sample's strip.")
+@click.option("--per-split", type=click.IntRange(min=1), default=6, show_default=True,
+              help="Samples per split on the contact sheet.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the contact sheet's sample choice.")
+def inspect(dataset, key, png, html, frames, per_split, seed):
+    """Look at the samples of the built DATASET folder: one sample (--key) or a contact sheet."""
+    from .qa import inspect_dataset
+
+    for line in inspect_dataset(dataset, key=key, png=png, html=html, frames=frames, per_split=per_split, seed=seed):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--data", required=True, help="A dataset built by 'talkdata build' (folder or URL).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps (default: the loop's).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run folder for checkpoint.pt, metrics.jsonl, metrics.json, config.json [default: runs/NAME].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a training setting, e.g. --set batch_size=8 (repeatable; see config.json of a run).")
+def train(name, data, steps, device, out, seed, sets):
+    """Run the reference training loop NAME (atnet, facial-pose) on a built dataset."""
+    from .train import run_training
+
+    result = run_training(name, data, steps=steps, device=device, out=out, seed=seed,
+                          overrides=parse_set_options(sets), log=click.echo)
+    click.echo(result.summary())
 
 
 if __name__ == "__main__":  # pragma: no cover

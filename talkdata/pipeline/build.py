@@ -30,6 +30,7 @@ from ..manifest import canonical_json, sha256_file, write_atomic, write_manifest
 from ..recipe import Recipe, load_recipe
 from ..shards import ShardWriter, sample_hash
 from ..sources.base import ClipRecord
+from ..sources.fetch import check_source
 from ..sources.splits import SPLITS, assign_splits
 from .cache import ClipCache, cache_key
 from .card import write_card
@@ -90,6 +91,7 @@ def index_clips(recipe: Recipe, source: Path, config: dict) -> list[ClipRecord]:
         raise UserError(f"source is not a folder: {source}")
     if not any(source.iterdir()):
         raise UserError(f"source folder is empty: {source}")
+    check_source(recipe, source)  # the dataset module's own checks (e.g. CREMA-D git-lfs pointer files)
     records = recipe.indexer()(source, config)
     keys: dict[str, ClipRecord] = {}
     for record in records:
@@ -102,7 +104,11 @@ def index_clips(recipe: Recipe, source: Path, config: dict) -> list[ClipRecord]:
 
 def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | None = None, workers: int = 0,
           scheduler: str | None = None, limit: int | None = None, retry_failed: bool = False,
-          shape_model: str | None = None, progress: bool = True) -> BuildReport:
+          shape_model: str | None = None, progress: bool = True, isolate: bool = True,
+          clip_timeout: float = 120.0) -> BuildReport:
+    """``isolate``/``clip_timeout``: clips run in a supervised child process, rejected as
+    ``decoder_crash`` when it dies and ``decode_timeout`` after ``clip_timeout`` seconds without
+    progress (execution settings: they never change the output, so they are not part of the config)."""
     started = time.time()
     recipe = load_recipe(recipe_name)
     config = resolve(recipe.defaults, recipe.name, sets or {})
@@ -121,7 +127,7 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
         status = cache.status(key)
         if status is None or (retry_failed and status["status"] == "failed"):
             todo.append((record, key))
-    run_tasks(todo, config, str(work), workers, scheduler, progress)
+    run_tasks(todo, config, str(work), workers, scheduler, progress, isolate=isolate, stall_timeout=clip_timeout)
     statuses = [cache.status(key) for key in keys]
 
     manifest = pack(out, recipe, config, records, keys, statuses, cache, shape_model, progress)

@@ -88,3 +88,23 @@ def index(root: Path, config: dict) -> list[ClipRecord]:
     if not records:
         raise UserError(f"no CREMA-D clips (AAAA_SSS_EEE_LL.flv) in {folder}")
     return records
+
+
+def check_source(root: Path) -> None:
+    """Stop with a clear message when ``VideoFlash/`` holds git-lfs pointer files instead of video.
+
+    A clone made without git-lfs (or GitHub's zip download) has small text stubs in place of the
+    media; the build would otherwise reject every clip as unreadable.
+    """
+    from .fetch import is_lfs_pointer
+
+    folder = root / "VideoFlash"
+    if not folder.is_dir():
+        return
+    clips = sorted(folder.glob("*.flv"))
+    pointers = [p for p in clips if is_lfs_pointer(p)]
+    if pointers:
+        raise UserError(
+            f"{len(pointers)} of the {len(clips)} files in {folder} are git-lfs pointer files, not video "
+            f"(e.g. {pointers[0].name}): run 'git lfs pull' in {root}, or let talkdata fetch the media: "
+            "talkdata download crema-d (then build without --source)")
