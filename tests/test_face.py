@@ -379,3 +379,23 @@ def test_mfcc_chunks_and_fractional_hops_are_exact(monkeypatch):
         np.testing.assert_allclose(fps30[row], reference, rtol=1e-5, atol=1e-5, err_msg=f"row {row}")
     # the library's own rounded hop (133 samples) would have drifted by 120 samples (7.5 ms) at row 359
     assert int(np.floor(359 * RATE / 120 + 0.5)) - 359 * 133 == 120
+
+
+def test_corpus_face_box_seeds_the_tracker(config):
+    """VoxCeleb2's face box (record.meta["face_box"]) starts the track on the first frames of the real
+    sample, where dlib's HOG finds no face, and the landmarks it gives there are the face's."""
+    from talkdata.pipeline.clip import track_face
+    from talkdata.sources.voxceleb2 import FACE_BOX
+
+    path = DATA / "voxceleb2_like" / "00002.mp4"
+    plain, _ = track_face(str(path), config, VideoStats())
+    hinted, _ = track_face(str(path), config, VideoStats(), FACE_BOX)
+    plain_lmk, _, plain_found = plain.result()
+    hinted_lmk, _, hinted_found = hinted.result()
+    assert not plain_found[:3].any() and plain_found[3:].all()  # the detector misses frames 0-2
+    assert hinted_found.all() and hinted.n_hint_seeds == 1
+    first = int(np.argmax(plain_found))
+    error = np.linalg.norm(hinted_lmk[0] - plain_lmk[first], axis=-1).mean() / inter_ocular(plain_lmk[first])
+    assert error < 0.25, error  # the same face three frames later (measured 0.18: the head moves)
+    later = np.linalg.norm(hinted_lmk[first:] - plain_lmk[first:], axis=-1).mean(axis=1) / inter_ocular(plain_lmk[first:])
+    assert np.median(later) < 0.1  # then both follow the same face (measured median 0.02)

@@ -68,7 +68,11 @@ class FaceTracker:
     """Feed frames in order with :meth:`step`; read the per-frame results afterwards."""
 
     def __init__(self, detector, predictor, detect_every: int = 10, redetect_iou: float = 0.3,
-                 max_unconfirmed: int = 3):
+                 max_unconfirmed: int = 3, hint: list[float] | None = None):
+        """``hint``: where the corpus says the face is, ``[x0, y0, x1, y1]`` as fractions of the frame
+        (VoxCeleb2's face-track crops, TalkingHead-1KH tubes). It seeds the track when the detector
+        finds nothing, and a tracked face that overlaps it counts as confirmed."""
+        self.hint = hint
         self.detector = detector
         self.predictor = predictor
         self.detect_every = detect_every
@@ -81,12 +85,19 @@ class FaceTracker:
         self.boxes: list[np.ndarray | None] = []
         self.n_detector_runs = 0
         self.n_detections = 0
+        self.n_hint_seeds = 0
 
     def _detect(self, gray: np.ndarray, near: np.ndarray | None = None) -> list[np.ndarray]:
         self.n_detector_runs += 1
         boxes = self.detector.detect(gray) if near is None else self.detector.detect_near(gray, near)
         self.n_detections += bool(boxes)
         return boxes
+
+    def _hint_box(self, gray: np.ndarray) -> np.ndarray | None:
+        if self.hint is None:
+            return None
+        h, w = gray.shape[:2]
+        return np.asarray(self.hint, dtype=np.float64) * np.array([w, h, w, h])
 
     def _seed(self, gray, rgb, box) -> np.ndarray:
         points = self.predictor.predict(gray, rgb, box)
@@ -100,6 +111,9 @@ class FaceTracker:
         box = None
         if state.last_landmarks is None:
             boxes = self._detect(gray)
+            if not boxes and self.hint is not None:
+                boxes = [self._hint_box(gray)]
+                self.n_hint_seeds += 1
             if boxes:
                 box = choose_first_face(boxes, gray.shape[:2]) if state.last_box is None else max(
                     boxes, key=lambda b: box_iou(b, state.last_box))
@@ -117,6 +131,8 @@ class FaceTracker:
                     box = best
                     points = self._seed(gray, rgb, box)
                     self._confirmed_at, self._misses = t, 0
+                elif self.hint is not None and box_iou(self._hint_box(gray), box) >= self.redetect_iou:
+                    self._confirmed_at, self._misses = t, 0  # the corpus's face box vouches for the track
                 else:
                     self._misses += 1
                     if self._misses >= self.max_unconfirmed:

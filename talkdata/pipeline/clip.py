@@ -65,12 +65,15 @@ class _Timer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
-def track_face(path: str, config: dict, stats: VideoStats) -> tuple[FaceTracker, list[np.ndarray] | None]:
-    """Pass 1: follow the face through every output frame; keep frames if they fit the budget."""
+def track_face(path: str, config: dict, stats: VideoStats,
+               hint: list[float] | None = None) -> tuple[FaceTracker, list[np.ndarray] | None]:
+    """Pass 1: follow the face through every output frame; keep frames if they fit the budget.
+
+    ``hint`` is the corpus's face box as fractions of the frame (``record.meta["face_box"]``)."""
     face = config["face"]
     detector = HogDetector(face["detect_upsample"], face["detect_pad"], face["detect_max_side"], face["min_face_size"])
     predictor = landmark_backend(face["backend"], face["fan_device"])
-    tracker = FaceTracker(detector, predictor, face["detect_every"], face["redetect_iou"])
+    tracker = FaceTracker(detector, predictor, face["detect_every"], face["redetect_iou"], hint=hint)
     budget = config["video"]["cache_budget_mb"] * 2**20
     kept: list[np.ndarray] | None = []
     used = 0
@@ -115,7 +118,7 @@ def process_clip(record: ClipRecord, config: dict) -> ClipOutput:
         track = decode_audio(record.path, rate)
     stats = VideoStats()
     with timer.stage("track"):
-        tracker, kept = track_face(record.path, config, stats)
+        tracker, kept = track_face(record.path, config, stats, record.meta.get("face_box"))
         n_frames = stats.output_frames
         if n_frames < config["video"]["min_frames"]:
             raise ClipError("too_short", f"{n_frames} frames at {fps:g} fps (video.min_frames="
@@ -181,6 +184,7 @@ def process_clip(record: ClipRecord, config: dict) -> ClipOutput:
             "frames_found": int(found.sum()),
             "frames_interpolated": int((~found).sum()),
             "detector_runs": tracker.n_detector_runs,
+            "hint_seeds": tracker.n_hint_seeds,
         },
         "backends": {"detector": "dlib-hog", "landmarks": face["backend"], "audio_features": audio_features},
         **record.meta,
