@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from .config import known_keys, parse_set_options
-from .errors import UserError
+from .errors import DISK_FULL_ERRNOS, UserError, disk_full_error
 
 
 class _Command(click.Command):
@@ -24,9 +24,8 @@ class _Command(click.Command):
             click.echo("interrupted; run the same command again to resume", err=True)
             ctx.exit(130)
         except OSError as err:
-            if err.errno == 28:  # ENOSPC
-                click.echo(f"error: disk full while writing {err.filename or ''}; free space and run the same "
-                           "command again to resume", err=True)
+            if err.errno in DISK_FULL_ERRNOS:
+                click.echo(f"error: {disk_full_error(err)}", err=True)
                 ctx.exit(2)
             raise
 

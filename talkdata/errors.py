@@ -7,9 +7,21 @@ directory, bad config key): the CLI prints its message on one line and exits wit
 it in ``rejects.parquet`` with its ``reason`` code and goes on with the other clips.
 """
 
+import errno
+
 
 class UserError(Exception):
     """Bad input from the user; the message says what is wrong and what to do."""
+
+
+#: write errors that mean "no room": disk full, quota exceeded, file size limit (ulimit -f)
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def disk_full_error(err: OSError) -> UserError:
+    where = f" while writing {err.filename}" if err.filename else ""
+    return UserError(f"no space left{where} ({err.strerror}); free space and run the same command again to "
+                     "resume (finished clips are kept)")
 
 
 class ClipError(Exception):

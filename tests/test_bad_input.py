@@ -258,3 +258,32 @@ def test_decoder_crash_and_hang_do_not_stop_the_build(tmp_path):
     assert "decoder_crash 1" in stdout and "decode_timeout 1" in stdout
     for pid in signalled.values():  # no worker left behind (the frozen one was killed)
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def _versioned_files(out: Path) -> dict[str, bytes]:
+    skip = {"build_info.json"}
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and ".work" not in p.relative_to(out).parts and p.name not in skip}
+
+
+def test_disk_full_stops_with_one_line_and_resumes(tmp_path, grid_dataset):
+    """Writes fail with EFBIG past a 60 KB file-size limit (what a full disk looks like to the
+    build): one clear line, exit 2, nothing half-written in the cache; the same command without the
+    limit then finishes with the same bytes as an uninterrupted build."""
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "talkdata.cli", "build", "grid", "--source", str(DATA / "grid"), "--out", str(out),
+            "--no-progress"]
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+
+    full = subprocess.run(args, capture_output=True, text=True, timeout=600, preexec_fn=limit_file_size)
+    assert full.returncode == 2, full.stderr
+    lines = full.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no space left while writing ") and "resume" in lines[0]
+    assert "Traceback" not in full.stderr
+    leftovers = [p for p in (out / ".work").rglob("*") if p.name.startswith(".tmp-")]
+    assert leftovers == []  # no half-written cache entry
+    resumed = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _versioned_files(out) == _versioned_files(grid_dataset)

@@ -73,12 +73,16 @@ class ClipCache:
         final.parent.mkdir(parents=True, exist_ok=True)
         staging = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
         staging.mkdir()
+        contents = dict(files or {})
+        if meta is not None:
+            contents["meta.json"] = json.dumps(meta, sort_keys=True).encode()
+        contents["status.json"] = json.dumps(status, sort_keys=True).encode()
         try:
-            for name, data in (files or {}).items():
-                (staging / name).write_bytes(data)
-            if meta is not None:
-                (staging / "meta.json").write_text(json.dumps(meta, sort_keys=True))
-            (staging / "status.json").write_text(json.dumps(status, sort_keys=True))
+            for name, data in contents.items():
+                try:
+                    (staging / name).write_bytes(data)
+                except OSError as err:  # name the file (a full disk says only "No space left")
+                    raise OSError(err.errno, err.strerror, str(final / name)) from None
             if final.exists():
                 shutil.rmtree(final)
             os.replace(staging, final)

@@ -18,7 +18,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from ..errors import ClipError, UserError
+from ..errors import DISK_FULL_ERRNOS, ClipError, UserError, disk_full_error
 from ..sources.base import ClipRecord
 from .cache import ClipCache
 from .clip import process_clip
@@ -34,18 +34,37 @@ def process_and_store(record_data: dict, config: dict, work_dir: str, key: str) 
         output = process_clip(record, config)
     except ClipError as err:
         status = {**base, "status": "rejected", "reason": err.reason, "stage": err.stage, "message": str(err)}
-        cache.store(key, status)
+        _store(cache, key, status)
         return status
     except UserError:
         raise  # configuration problems (missing model file, ...) stop the build
+    except OSError as err:
+        if err.errno in DISK_FULL_ERRNOS:
+            raise disk_full_error(err) from None  # stops the build; nothing half-written stays in the cache
+        return _store_failure(cache, key, base, err)
     except Exception as err:  # an unexpected error: record it, retry with --retry-failed
-        last = traceback.extract_tb(err.__traceback__)[-1]
-        message = f"{type(err).__name__}: {err} (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
-        status = {**base, "status": "failed", "reason": "failed", "stage": "process", "message": message}
-        cache.store(key, status)
-        return status
+        return _store_failure(cache, key, base, err)
     status = {**base, "status": "done", "timings": output.timings}
-    cache.store(key, {k: v for k, v in status.items() if k != "timings"}, output.files, output.meta)
+    _store(cache, key, {k: v for k, v in status.items() if k != "timings"}, output.files, output.meta)
+    return status
+
+
+def _store(cache: ClipCache, key: str, status: dict, files: dict | None = None, meta: dict | None = None) -> None:
+    """``cache.store``; a full disk stops the build (the entry is written whole or not at all)."""
+    try:
+        cache.store(key, status, files, meta)
+    except OSError as err:
+        if err.errno in DISK_FULL_ERRNOS:
+            raise disk_full_error(err) from None
+        raise
+
+
+def _store_failure(cache: ClipCache, key: str, base: dict, err: BaseException) -> dict:
+    """Record an unexpected error as ``failed`` (retried with --retry-failed)."""
+    last = traceback.extract_tb(err.__traceback__)[-1]
+    message = f"{type(err).__name__}: {err} (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
+    status = {**base, "status": "failed", "reason": "failed", "stage": "process", "message": message}
+    _store(cache, key, status)
     return status
 
 
