@@ -47,7 +47,7 @@ REASONS = {
     "unreadable": "the file cannot be opened as media (empty, truncated header, not a media file)",
     "decode_error": "decoding failed part-way through the file",
     "truncated": "the file ends before the frames its container index lists (cut-off download or copy)",
-    "decode_timeout": "decoding took longer than the per-clip timeout",
+    "decode_timeout": "processing made no progress for --clip-timeout seconds (a decoder hang); the worker was killed",
     "decoder_crash": "the decoder process crashed on this file",
     "no_video_stream": "the file has no video stream",
     "no_audio_stream": "the file has no audio stream",
