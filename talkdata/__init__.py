@@ -1,3 +1,12 @@
 """talkdata: turn talking-face corpora into versioned, training-ready WebDataset shards."""
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # talkdata.load is imported on first use, so that ``import talkdata`` stays light
+    if name == "load":
+        from .loader import load
+
+        return load
+    raise AttributeError(f"module 'talkdata' has no attribute {name!r}")

@@ -1,0 +1,42 @@
+"""Reference training loops: ``talkdata train atnet`` and ``talkdata train facial-pose``.
+
+:func:`run_training` checks torch and the device, applies ``--set`` overrides to the loop's
+``Settings`` and runs it. torch is imported only here, when a loop runs (extra ``talkdata[train]``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import UserError
+from .common import RunResult, apply_overrides, pick_device, require_torch
+
+#: loop name -> module in this package
+LOOPS = {"atnet": "atnet", "facial-pose": "facial_pose"}
+
+
+def run_training(name: str, data: str, *, steps: int | None = None, device: str = "cpu", out: str | Path | None = None,
+                 seed: int = 0, overrides: dict[str, Any] | None = None,
+                 log: Callable[[str], None] | None = None) -> RunResult:
+    """Train loop ``name`` on the dataset ``data``; writes the run folder ``out`` (default ``runs/NAME``)."""
+    if name not in LOOPS:
+        raise UserError(f"unknown training loop {name!r}; choose from {', '.join(LOOPS)}")
+    torch = require_torch()
+    from importlib import import_module
+
+    module = import_module(f".{LOOPS[name]}", __name__)
+    settings = apply_overrides(module.Settings(), dict(overrides or {}))
+    if steps is not None:
+        settings = apply_overrides(settings, {"steps": int(steps)})
+    if settings.steps < 1:
+        raise UserError("--steps must be at least 1")
+    threads = torch.get_num_threads()
+    try:
+        return module.train(str(data), Path(out) if out else Path("runs") / name, settings, pick_device(device),
+                            int(seed), log)
+    finally:
+        torch.set_num_threads(threads)  # the threads setting must not outlive the run
+
+
+__all__ = ["LOOPS", "RunResult", "run_training"]

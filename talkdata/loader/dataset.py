@@ -1,0 +1,177 @@
+"""``talkdata.load``: a webdataset pipeline from a built dataset to a profile's training items.
+
+Stages (each a small function over an iterator, webdataset style; see :class:`TalkDataset`):
+
+    shard plan (seed, epoch, worker / rank)  ->  open shards (local or fsspec)
+    ->  tar members of the wanted fields (webdataset)  ->  samples  ->  keep this consumer's samples
+    ->  decode fields  ->  profile items (windows)  ->  seeded shuffle buffer
+
+Everything random is seeded: the shard order by ``(seed, epoch)``, the profile's choices by
+``(seed, epoch, clip key)`` (the same items whatever the number of workers), the shuffle buffer by
+``(seed, epoch, rank, worker)``. Call :meth:`TalkDataset.set_epoch` before each epoch to get a
+new order (the DataLoader must not use ``persistent_workers`` for the new epoch to reach them).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import Iterable, Iterator
+
+import numpy as np
+import webdataset as wds
+
+from ..errors import UserError
+from .decode import decode_sample
+from .profiles import ItemContext, Profile, get_profile, positive_int
+from .source import DatasetSource, open_dataset, resolve_splits
+from .stream import (current_consumer, keep_ordinals, open_shards, plan_epoch, read_samples, resampled_shards,
+                     rng_for)
+
+DEFAULT_SHUFFLE_BUFFER = 64
+
+
+class TalkDataset(wds.DataPipeline):
+    """An ``IterableDataset`` (torch's when torch is installed, else webdataset's stand-in) of
+    profile items (dicts of numpy arrays). Build it with :func:`load`."""
+
+    def __init__(self, dataset: DatasetSource, splits: tuple[str, ...], profile: Profile, context: ItemContext,
+                 shuffle: bool, resampled: bool, shuffle_buffer: int):
+        self.dataset = dataset
+        self.splits = splits
+        self.profile = profile
+        self.context = context
+        self.shuffle = shuffle
+        self.resampled = resampled
+        self.shuffle_buffer = shuffle_buffer
+        self.shards = dataset.shards(splits)
+        super().__init__(self._samples, self._decode, self._items, self._shuffle)
+
+    # -- epoch -------------------------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        return self.context.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch`` in every seed (shard order, profile randomness, shuffle buffer)."""
+        self.context = replace(self.context, epoch=int(epoch))
+
+    # -- stages ------------------------------------------------------------------------------------
+
+    def _samples(self) -> Iterator[dict]:
+        consumer = current_consumer()
+        seed, epoch = self.context.seed, self.context.epoch
+        fields = set(self.context.fields) | {"json"}
+        if self.resampled:
+            return read_samples(open_shards(resampled_shards(self.shards, consumer, seed, epoch)), fields)
+        plan = plan_epoch(self.shards, consumer, seed, epoch, self.shuffle)
+        offsets = {shard.url: shard.offset for shard in plan.shards}
+        return keep_ordinals(read_samples(open_shards(plan.shards), fields), plan, offsets)
+
+    def _decode(self, samples: Iterable[dict]) -> Iterator:
+        for sample in samples:
+            yield decode_sample(sample, set(self.context.fields), self.dataset.source)
+
+    def _items(self, clips: Iterable) -> Iterator[dict]:
+        for clip in clips:
+            for item in self.profile.items(clip, self.context):
+                yield own_arrays(item)
+
+    def _shuffle(self, items: Iterable[dict]) -> Iterator[dict]:
+        if not self.shuffle or self.shuffle_buffer <= 1:
+            return iter(items)
+        consumer = current_consumer()
+        seed = int(rng_for(self.context.seed, self.context.epoch, consumer.rank, consumer.worker, "buffer")
+                   .integers(2**63))
+        return wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=random.Random(seed))(iter(items))
+
+    def __repr__(self) -> str:
+        return (f"TalkDataset({self.dataset.source!r}, profile={self.profile.name!r}, split={'+'.join(self.splits)}, "
+                f"shards={len(self.shards)}, window={self.context.window}, stride={self.context.stride}, "
+                f"fields={sorted(self.context.fields)})")
+
+
+def own_arrays(item: dict) -> dict:
+    """Copy the arrays that are views, so that an item in the shuffle buffer does not keep its whole
+    decoded clip alive (memory is then buffer size x item size, whatever the clip length)."""
+    return {key: value.copy() if isinstance(value, np.ndarray) and value.base is not None else value
+            for key, value in item.items()}
+
+
+def select_fields(profile: Profile, dataset: DatasetSource, fields, options: dict) -> frozenset[str]:
+    required, optional = profile.field_sets(options)
+    if fields is None:
+        chosen = list(profile.default_fields(dataset, options))
+    else:
+        chosen = [fields] if isinstance(fields, str) else list(fields)
+        usable = set(required) | set(optional)
+        for name in chosen:
+            if name not in usable:
+                hint = f" (did you mean {name}.npy?)" if f"{name}.npy" in usable else ""
+                raise UserError(f"profile {profile.name!r} does not use field {name!r}{hint}; it reads "
+                                f"{', '.join(sorted(usable))}")
+        missing = [name for name in required if name not in chosen]
+        if missing:
+            raise UserError(f"profile {profile.name!r} needs the field(s) {', '.join(missing)}; add them to fields")
+    if "deepspeech.npy" in chosen and "deepspeech" not in dataset.audio_features:
+        from .decode import HOW_TO_GET
+
+        raise UserError(f"{dataset.source} has no deepspeech.npy: {HOW_TO_GET['deepspeech.npy']}")
+    return frozenset(chosen)
+
+
+def resolve_options(profile: Profile, options: dict) -> dict:
+    unknown = sorted(set(options) - set(profile.options))
+    if unknown:
+        known = ", ".join(sorted(profile.options)) or "none"
+        raise UserError(f"profile {profile.name!r} has no option {unknown[0]!r} (its options: {known})")
+    return {**profile.options, **options}
+
+
+def load(source, profile: str | None = None, fields=None, window: int | None = None, stride: int | None = None,
+         split: str | tuple[str, ...] = "train", shuffle: bool = True, seed: int = 0, resampled: bool = False,
+         shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, whole_clips: bool = False, **options) -> TalkDataset:
+    """Stream a built talkdata dataset as training items.
+
+    ``source``: the dataset folder (with ``dataset.json``) or an fsspec URL to it.
+    ``profile``: ``None`` (plain windows of the shard fields), ``"atvg"``, ``"sda"``,
+    ``"diffused_heads"``, ``"facial"`` or ``"vid2vid"`` (README "Loading for training").
+    ``fields``: shard members to read (e.g. ``["mfcc.npy", "pca.npy"]``); default: all the profile
+    uses. Outputs that need a field left out are left out.
+    ``window`` / ``stride``: frames per item and between item starts; default: the profile's window
+    (16; 128 for facial; 1 for diffused_heads) and ``stride = window``. ``whole_clips=True`` gives
+    one item per clip (raw and sda).
+    ``split``: ``"train"``, ``"val"``, ``"test"``, a list of them or ``"all"``.
+    ``shuffle``: seeded shard order and a ``shuffle_buffer``-item shuffle buffer; ``resampled``:
+    draw shards with replacement forever (bound it with ``.with_epoch(n)`` or ``itertools.islice``).
+    ``options``: profile options (``size=...``, ``identity=...``, ``features=...``, ...).
+    """
+    chosen = get_profile(profile)
+    dataset = open_dataset(source)
+    splits = resolve_splits(dataset, split)
+    options = resolve_options(chosen, options)
+    if not chosen.windowed or chosen.window_fixed:
+        if (window is not None and window != chosen.default_window) or whole_clips:
+            raise UserError(f"profile {chosen.name!r} does not take a window "
+                            f"({'pairs of frames' if not chosen.windowed else 'one target frame per item'}; "
+                            "use stride / the profile options)")
+        if not chosen.windowed and stride is not None:
+            raise UserError(f"profile {chosen.name!r} does not take a stride (use pairs_per_clip)")
+    if whole_clips:
+        if not chosen.whole_clips:
+            raise UserError(f"profile {chosen.name!r} does not take whole clips (whole_clips=True)")
+        if window is not None:
+            raise UserError("give either window or whole_clips=True, not both")
+        window = None
+    else:
+        window = positive_int("window", chosen.default_window if window is None else window) \
+            if chosen.default_window is not None else None
+    stride = positive_int("stride", stride if stride is not None else (window or 1))
+    fields = select_fields(chosen, dataset, fields, options)
+    setup = chosen.setup(dataset, fields, options)
+    context = ItemContext(fields=fields, window=window, stride=stride, seed=int(seed), epoch=0, options=options,
+                          setup=setup)
+    buffer = int(shuffle_buffer)
+    return TalkDataset(dataset, splits, chosen, context, shuffle=bool(shuffle), resampled=bool(resampled),
+                       shuffle_buffer=buffer)

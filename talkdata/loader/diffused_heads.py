@@ -1,0 +1,105 @@
+"""``profile="diffused_heads"``: Diffused Heads (Stypułkowski et al., WACV 2024) training samples.
+
+Follows ``datasets/datasets.py`` (``AudioVisualDataset.__getitem__`` / ``get_ids``) and
+``models/diffusion.py`` (``lip_loss``) of the ``train`` branch, with ``configs/config.yaml``
+(``img_resize: 128``, ``identity_frame: random``, ``n_motion_frames: 2``,
+``n_audio_motion_embs: 2``, ``grayscale_motion: true``); reference/systems_preprocessing.md section 3.
+One item per target frame ``t``:
+
+* ``frame`` (3, 128, 128): frame ``t``, ``(x / 255) * 2 - 1`` -> [-1, 1];
+* ``identity`` (3, 128, 128): the identity frame, a random frame other than ``t``
+  (``identity="random"``) or frame 0 (``identity="first"``, then ``t`` runs over ``1 .. T-1``);
+* ``motion`` (2, 128, 128): frames ``t-2, t-1`` in grayscale (ITU-R 601 luma, [-1, 1]); when
+  ``t < 2`` the missing ones are the identity frame, placed first, as ``get_ids`` does;
+* ``audio`` (5, 3200): raw 16 kHz windows of frames ``t-2 .. t+2`` (indices clamped to the clip:
+  edge replication as in ``get_ids``). Each is the SDA window of that frame (3200 samples, hop 640,
+  1280 zeros padded at both ends of the clip): Diffused Heads feeds these windows to the SDA audio
+  encoder and trains on the 256-d embeddings, which talkdata does not compute - run your encoder
+  (the released ``audio_encoder.pt`` or any other) on ``audio``;
+* ``lips`` (20, 2): landmarks 48-67 (x, y) of the **identity** frame in 128-px coordinates (the
+  released loader reads ``lmks[frame_ids[1]]``, the identity frame; ``lips_frame="target"`` takes
+  frame ``t`` instead), and ``lip_box`` (4,) int64 ``x0, y0, x1, y1``: ``floor(min) - 5`` and
+  ``ceil(max) + 5`` clamped to the image, the region ``lip_loss`` crops (``[y0:y1, x0:x1]``).
+
+Choices: items are enumerated (``t = 0, stride, 2 stride, ...``; default stride 1: every frame once
+per epoch) where the released loader draws one random ``t`` per clip and ``__getitem__``; the
+identity frame is drawn per (clip, t, epoch) from the seed. Frames are talkdata's square aligned
+crops resized with area interpolation (face-processor's offsets are unpublished).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from .decode import Clip
+from .frames import resize, to_gray_signed, to_signed
+from .profiles import ItemContext, Profile, choose, positive_int
+from .windows import clamp, raw_audio_windows, window_starts
+
+MOTION_FRAMES = 2
+AUDIO_CONTEXT = 2
+LIPS = slice(48, 68)
+LIP_MARGIN = 5
+
+
+def other_frame(draw: int, t: int) -> int:
+    """Map a uniform draw in ``[0, T-1)`` to a uniform frame in ``[0, T)`` other than ``t``."""
+    return draw + (draw >= t)
+
+
+def lip_box(lips: np.ndarray, size: int, margin: int = LIP_MARGIN) -> np.ndarray:
+    """``x0, y0, x1, y1`` of ``lip_loss``'s crop around (20, 2) lip points in a ``size`` image."""
+    low = np.floor(lips.min(axis=0)).astype(np.int64) - margin
+    high = np.ceil(lips.max(axis=0)).astype(np.int64) + margin
+    return np.array([max(0, low[0]), max(0, low[1]), min(size, high[0]), min(size, high[1])], dtype=np.int64)
+
+
+class DiffusedHeads(Profile):
+    name = "diffused_heads"
+    required = ("video.mp4",)
+    optional = ("audio.wav", "lmk.npy")
+    default_window = 1
+    window_fixed = True
+    options = {"size": 128, "identity": "random", "lips_frame": "identity", "audio_samples": 3200}
+
+    def setup(self, dataset, fields, options):
+        positive_int("size", options["size"])
+        positive_int("audio_samples", options["audio_samples"])
+        choose("identity", options["identity"], ("random", "first"))
+        choose("lips_frame", options["lips_frame"], ("identity", "target"))
+        return {}
+
+    def items(self, clip: Clip, ctx: ItemContext) -> Iterator[dict]:
+        total = clip.frames_count
+        first = 1 if ctx.options["identity"] == "first" else 0
+        targets = window_starts(total, 1, ctx.stride, first=first)
+        if total < 2 or not targets:
+            return
+        size = ctx.options["size"]
+        rgb = resize(clip.video(), size, size)
+        frames, gray = to_signed(rgb), to_gray_signed(rgb)
+        audio = lips = None
+        if "audio.wav" in ctx.fields:
+            audio = raw_audio_windows(clip.arrays["audio"], total, clip.fps, clip.audio_rate,
+                                      ctx.options["audio_samples"])
+        if "lmk.npy" in ctx.fields:
+            crop = clip.meta.get("crop_size", clip.video().shape[1])
+            lips = clip.arrays["lmk"][:, LIPS].astype(np.float32) * np.float32(size / crop)
+        rng = ctx.rng(clip, "diffused_heads")
+        for t in targets:
+            if ctx.options["identity"] == "first":
+                identity = 0
+            else:
+                identity = other_frame(int(rng.integers(total - 1)), t)
+            past = [identity] * max(MOTION_FRAMES - t, 0) + list(range(max(t - MOTION_FRAMES, 0), t))
+            item = {"__key__": clip.key, "index": t, "identity_index": identity, "frame": frames[t],
+                    "identity": frames[identity], "motion": gray[past]}
+            if audio is not None:
+                item["audio"] = audio[clamp(range(t - AUDIO_CONTEXT, t + AUDIO_CONTEXT + 1), total)]
+            if lips is not None:
+                points = lips[identity if ctx.options["lips_frame"] == "identity" else t]
+                item["lips"] = points
+                item["lip_box"] = lip_box(points, size)
+            yield item

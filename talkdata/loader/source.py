@@ -1,0 +1,117 @@
+"""Where a built dataset lives: a local folder or an fsspec URL, its manifest and its shard list.
+
+``source`` is the dataset folder (the one holding ``dataset.json``) given as a local path or as any
+URL fsspec can open (``file://``, ``https://``, ``s3://``, ``gs://``, ``memory://``, ...). The shard
+list of a split comes from ``dataset.json``, never from listing a folder, so a remote dataset needs
+no directory listing and a half-written shard is never read.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import UserError
+
+MANIFEST = "dataset.json"
+SPLITS = ("train", "val", "test")
+
+
+def is_url(source: str) -> bool:
+    return "://" in source
+
+
+def join(source: str, relative: str) -> str:
+    """``relative`` (a manifest path, always with ``/``) under the dataset ``source``."""
+    if is_url(source):
+        return source.rstrip("/") + "/" + relative
+    return str(Path(source) / relative)
+
+
+def open_binary(url: str) -> BinaryIO:
+    """A readable binary stream for a local path or an fsspec URL (caller closes it)."""
+    if is_url(url):
+        import fsspec
+
+        return fsspec.open(url, "rb").open()
+    return open(url, "rb")
+
+
+@dataclass
+class Shard:
+    url: str
+    samples: int
+    offset: int = 0  # samples before this shard in the split's shard list (manifest order)
+
+
+@dataclass
+class DatasetSource:
+    """A dataset's location and manifest."""
+
+    source: str
+    manifest: dict = field(repr=False)
+
+    @property
+    def audio_features(self) -> list[str]:
+        return list(self.manifest.get("audio_features", []))
+
+    @property
+    def fps(self) -> float:
+        return float(self.manifest["config"]["video"]["fps"])
+
+    def shards(self, splits: tuple[str, ...]) -> list[Shard]:
+        """The shards of ``splits``, in manifest order, with each one's sample offset."""
+        shards, offset = [], 0
+        for entry in self.manifest["shards"]:
+            if entry["split"] in splits:
+                shards.append(Shard(join(self.source, entry["path"]), int(entry["samples"]), offset))
+                offset += int(entry["samples"])
+        return shards
+
+    def read_artifact(self, relative: str) -> bytes:
+        with open_binary(join(self.source, relative)) as handle:
+            return handle.read()
+
+    def shape_model(self):
+        """The dataset's ``stats/shape_model.npz``."""
+        from ..face.shape import load_shape_model
+
+        relative = (self.manifest.get("shape_model") or {}).get("path", "stats/shape_model.npz")
+        return load_shape_model(io.BytesIO(self.read_artifact(relative)))
+
+
+def open_dataset(source: str | Path) -> DatasetSource:
+    """Read ``dataset.json`` of ``source``; a ``UserError`` when it is not a talkdata dataset."""
+    text = str(source)
+    where = join(text, MANIFEST)
+    if not is_url(text) and not Path(text).is_dir():
+        if Path(text).exists():
+            raise UserError(f"{text} is not a dataset folder (give the OUT folder of 'talkdata build', or its URL)")
+        raise UserError(f"dataset folder not found: {text} (give the OUT folder of 'talkdata build', or its URL)")
+    try:
+        with open_binary(where) as handle:
+            manifest = json.loads(handle.read())
+    except FileNotFoundError:
+        raise UserError(f"{text} is not a talkdata dataset: it has no {MANIFEST} "
+                        "(give the OUT folder of 'talkdata build')") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {where}: {err}") from None
+    if not isinstance(manifest, dict) or "shards" not in manifest or "splits" not in manifest:
+        raise UserError(f"{where} is not a talkdata manifest (no 'shards' / 'splits')")
+    return DatasetSource(text, manifest)
+
+
+def resolve_splits(dataset: DatasetSource, split: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``split`` as a tuple of known, non-empty splits (``"all"`` = every split)."""
+    names = SPLITS if split == "all" else ((split,) if isinstance(split, str) else tuple(split))
+    for name in names:
+        if name not in SPLITS:
+            raise UserError(f"unknown split {name!r}; choose from {', '.join(SPLITS)} or 'all'")
+    counts = {name: dataset.manifest["splits"].get(name, {}).get("samples", 0) for name in names}
+    if not any(counts.values()):
+        raise UserError(f"split {'+'.join(names)} of {dataset.source} has no samples "
+                        f"(samples per split: {json.dumps({k: v['samples'] for k, v in dataset.manifest['splits'].items()})})")
+    return names
