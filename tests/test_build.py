@@ -314,3 +314,21 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(main, ["build", "grid", "--source", str(DATA / "grid"), "--out", str(tmp_path / "o"),
                                        "--scheduler", "tcp://127.0.0.1:9"])
     assert result.exit_code == 2 and "cannot connect to the dask scheduler" in result.output
+
+
+def test_dataset_card_header_is_hub_yaml(grid_out, crema_out):
+    """The card's YAML header parses and has the fields the Hugging Face Hub reads."""
+    import yaml
+
+    for out, license_id in ((grid_out, "cc-by-4.0"), (crema_out, "odbl")):
+        manifest = json.loads((out / "dataset.json").read_text())
+        text = (out / "README.md").read_text()
+        header = yaml.safe_load(text.split("---\n")[1])
+        assert header["license"] == license_id and "license_name" not in header
+        assert header["talkdata_version_id"] == manifest["version"]
+        assert header["size_categories"] == ["n<1K"] and "text-to-video" in header["task_categories"]
+        files = header["configs"][0]["data_files"]
+        assert {f["split"] for f in files} == {s for s, v in manifest["splits"].items() if v["samples"]}
+        for entry in files:
+            assert list(out.glob(entry["path"]))  # every pattern matches the shards
+        assert f"{manifest['rejects']['count']}" in text and "total duration" in text  # the build's statistics

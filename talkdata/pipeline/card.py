@@ -15,12 +15,27 @@ def _size_category(n: int) -> str:
     return "n>1M"
 
 
+#: license identifiers the Hugging Face Hub knows, by how the recipes' license text starts
+_HUB_LICENSES = (("CC BY 4.0", "cc-by-4.0"), ("ODbL", "odbl"))
+
+
+def hub_license(text: str) -> str:
+    """The Hub's license id for a recipe's license text (``other`` plus ``license_name`` otherwise)."""
+    for prefix, identifier in _HUB_LICENSES:
+        if text.startswith(prefix) and "copyright of the videos" not in text:
+            return identifier
+    return "other"
+
+
 def write_card(out: Path, manifest: dict, index_rows: list[dict], shape_model=None) -> None:
     total = sum(s["samples"] for s in manifest["splits"].values())
     recipe = manifest["recipe"]
     splits = [s for s, info in manifest["splits"].items() if info["samples"]]
-    header = ["---", f"pretty_name: {recipe['title']!r}", "license: other",
-              f"license_name: {recipe['license']!r}", "task_categories:", "  - text-to-video", "  - audio-to-audio",
+    license_id = hub_license(recipe["license"])
+    header = ["---", f"pretty_name: {recipe['title']!r}", f"license: {license_id}"]
+    if license_id == "other":
+        header.append(f"license_name: {recipe['license']!r}")
+    header += ["task_categories:", "  - text-to-video", "  - audio-to-audio",
               "tags:", "  - talking-face", "  - webdataset", "  - talkdata", "size_categories:",
               f"  - {_size_category(total)}", "configs:", "  - config_name: default", "    data_files:"]
     for split in splits:
