@@ -35,28 +35,9 @@ DATA = Path(__file__).parent / "data"
 FPS = 25.0
 
 
-def _faststart_mp4(path: Path, frames, audio) -> Path:
-    """An mp4 with its index (moov) before the media data, as web videos are written."""
-    container = av.open(str(path), mode="w", options={"movflags": "+faststart"})
-    stream = container.add_stream("libx264", rate=25, options={"crf": "20", "preset": "ultrafast"})
-    stream.pix_fmt = "yuv420p"
-    stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
-    astream = container.add_stream("aac", rate=16000, layout="mono")
-    for i, rgb in enumerate(frames):
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        frame.pts = i
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode(None):
-        container.mux(packet)
-    mf._encode_audio(container, astream, audio, 16000)
-    container.close()
-    return path
-
-
-def _vfr_mp4(path: Path, frames, audio) -> Path:
-    """Variable frame rate: frame durations alternate between 20 ms and 60 ms (mean 40 ms)."""
-    container = av.open(str(path), mode="w")
+def _mp4(path: Path, frames, audio, frame_ms=lambda i: 40, options: dict | None = None) -> Path:
+    """H.264 + AAC mp4 with frame ``i`` lasting ``frame_ms(i)`` milliseconds."""
+    container = av.open(str(path), mode="w", options=options or {})
     stream = container.add_stream("libx264", rate=25, options={"crf": "20", "preset": "ultrafast"})
     stream.pix_fmt = "yuv420p"
     stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
@@ -66,7 +47,7 @@ def _vfr_mp4(path: Path, frames, audio) -> Path:
     for i, rgb in enumerate(frames):
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.pts, frame.time_base = pts, Fraction(1, 1000)
-        pts += 20 if i % 2 == 0 else 60
+        pts += frame_ms(i)
         for packet in stream.encode(frame):
             container.mux(packet)
     for packet in stream.encode(None):
@@ -74,6 +55,16 @@ def _vfr_mp4(path: Path, frames, audio) -> Path:
     mf._encode_audio(container, astream, audio, 16000)
     container.close()
     return path
+
+
+def _faststart_mp4(path: Path, frames, audio) -> Path:
+    """An mp4 with its index (moov) before the media data, as web videos are written."""
+    return _mp4(path, frames, audio, options={"movflags": "+faststart"})
+
+
+def _vfr_mp4(path: Path, frames, audio) -> Path:
+    """Variable frame rate: frame durations alternate between 20 ms and 60 ms (mean 40 ms)."""
+    return _mp4(path, frames, audio, frame_ms=lambda i: 20 if i % 2 == 0 else 60)
 
 
 def _set_display_rotation_90(path: Path) -> None:
