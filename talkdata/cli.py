@@ -48,12 +48,14 @@ def recipes(name: str | None) -> None:
     from .sources.fetch import describe, download_summary
 
     if name is None:
+        width = max(len(n) for n in recipe_names())
         for recipe_name in recipe_names():
-            data = load_recipe(recipe_name).data
-            click.echo(f"{recipe_name:10s} {data['title']}")
-            click.echo(f"{'':10s} size: {data['size']}; license: {data['license']}")
-            click.echo(f"{'':10s} access: {data['access']}")
-            click.echo(f"{'':10s} {download_summary(load_recipe(recipe_name))}")
+            recipe = load_recipe(recipe_name)
+            data = recipe.data
+            click.echo(f"{recipe_name:{width}s} {data['title']}")
+            click.echo(f"{'':{width}s} size: {data['size']}; license: {data['license']}")
+            click.echo(f"{'':{width}s} access: {data['access']}")
+            click.echo(f"{'':{width}s} {download_summary(recipe)}")
         return
     recipe = load_recipe(name)
     data = recipe.data
