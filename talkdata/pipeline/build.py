@@ -197,6 +197,8 @@ def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], key
         (out / "stats").mkdir(exist_ok=True)
         write_atomic(out / SHAPE_MODEL, shape_model_bytes(model))
         artifacts[SHAPE_MODEL] = {"sha256": sha256_file(out / SHAPE_MODEL), "bytes": (out / SHAPE_MODEL).stat().st_size}
+    elif (out / SHAPE_MODEL).exists():  # no sample: an earlier build's model must not stay (verify: extra file)
+        (out / SHAPE_MODEL).unlink()
 
     # remove shards of an earlier build of this folder; new ones are written under temporary names
     old = sorted((out / "shards").rglob("*.tar*")) if (out / "shards").exists() else []

@@ -1,0 +1,259 @@
+"""``talkdata diff``: comparing two built versions of the GRID samples (config, versions, recipe,
+artifacts, samples added / removed / changed per split), as text, as JSON, and its exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from talkdata.cli import main
+from talkdata.diff import diff_datasets, render_text
+from talkdata.manifest import canonical_json, sha256_file, version_id
+
+DATA = Path(__file__).parent / "data"
+KEYS = ["s1/bbaf2n", "s2/swwp2s", "unknown_speaker/lbbc2a"]
+
+
+def run_diff(a: Path, b: Path, *extra: str):
+    return CliRunner().invoke(main, ["diff", str(a), str(b), *extra])
+
+
+def diff_json(a: Path, b: Path) -> tuple[int, dict]:
+    result = run_diff(a, b, "--json")
+    return result.exit_code, json.loads(result.output)
+
+
+def index_rows(out: Path) -> dict[str, dict]:
+    """key -> index.parquet row, read without talkdata."""
+    return {row["key"]: row for row in pq.read_table(out / "index.parquet").to_pylist()}
+
+
+def copy_dataset(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".work", "build_info.json"))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def crop128(tmp_path_factory) -> Path:
+    """The GRID samples built from scratch with one config value changed."""
+    from talkdata.pipeline.build import build
+
+    out = tmp_path_factory.mktemp("diff-crop") / "crop128"
+    build("grid", DATA / "grid", out, sets={"crop.size": 128}, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def limit2(tmp_path_factory) -> Path:
+    """The first two GRID clips only (``--limit 2``), built from scratch."""
+    from talkdata.pipeline.build import build
+
+    out = tmp_path_factory.mktemp("diff-limit") / "limit2"
+    build("grid", DATA / "grid", out, limit=2, progress=False)
+    return out
+
+
+def test_a_dataset_and_its_copy_are_identical(grid_dataset, tmp_path):
+    version = json.loads((grid_dataset / "dataset.json").read_text())["version"]
+    same = run_diff(grid_dataset, grid_dataset)
+    assert same.exit_code == 0, same.output
+    assert f"identical: same version {version}, 3 samples" in same.output
+    copy = copy_dataset(grid_dataset, tmp_path / "elsewhere" / "copy")
+    code, data = diff_json(grid_dataset, copy)
+    assert code == 0
+    assert data["format"] == "talkdata-diff/1" and data["identical"] is True and data["same_inputs"] is True
+    assert data["a"] == {"path": str(grid_dataset), "name": "grid", "version": version}
+    assert data["b"] == {"path": str(copy), "name": "grid", "version": version}
+    for section in ("recipe", "config", "toolkit", "dependencies", "source", "other", "artifacts", "shards"):
+        assert data[section] == [], section
+    assert data["samples"]["counts"] == {"added": 0, "removed": 0, "changed": 0, "moved": 0, "unchanged": 3}
+    assert data["samples"]["moved"] == []
+
+
+def test_one_config_value_changes_every_sample(grid_dataset, crop128):
+    result = run_diff(grid_dataset, crop128)
+    assert result.exit_code == 1, result.output
+    assert "crop.size: 256 -> 128" in result.output
+    assert "samples: 0 added, 0 removed, 3 changed, 0 moved, 0 unchanged" in result.output
+    assert result.output.rstrip().splitlines()[-1].startswith("different: version ")
+
+    code, data = diff_json(grid_dataset, crop128)
+    assert code == 1 and data["identical"] is False and data["same_inputs"] is False
+    assert data["config"] == [{"key": "crop.size", "status": "changed", "a": 256, "b": 128}]  # exactly that key
+    for section in ("recipe", "toolkit", "dependencies", "source", "other"):
+        assert data[section] == [], section
+    old, new = index_rows(grid_dataset), index_rows(crop128)
+    assert sorted(old) == sorted(new) == KEYS  # same keys ...
+    changed = {}
+    for split, info in data["samples"]["splits"].items():
+        assert info["added"] == [] and info["removed"] == [] and info["unchanged"] == 0
+        for entry in info["changed"]:
+            changed[entry["key"]] = (split, entry["a"], entry["b"])
+    # ... every one changed, in its split, with the hashes index.parquet holds
+    assert changed == {k: (old[k]["split"], old[k]["sha256"], new[k]["sha256"]) for k in KEYS}
+    assert all(a != b for _, a, b in changed.values())
+    # artifacts: reported exactly when their bytes differ (the shape model is fitted on source-frame
+    # landmarks, which the crop size does not touch)
+    differing = sorted(name for name in ("index.parquet", "rejects.parquet", "stats/shape_model.npz")
+                       if sha256_file(grid_dataset / name) != sha256_file(crop128 / name))
+    assert "index.parquet" in differing
+    assert sorted(entry["path"] for entry in data["artifacts"]) == differing
+    assert all(entry["status"] == "changed" for entry in data["artifacts"])
+    assert sorted(e["path"] for e in data["shards"]) == sorted(
+        str(p.relative_to(grid_dataset)) for p in (grid_dataset / "shards").rglob("*.tar"))
+
+
+def test_removed_sample_is_reported_in_its_split(grid_dataset, limit2):
+    old = index_rows(grid_dataset)
+    removed_split = old["unknown_speaker/lbbc2a"]["split"]  # records are sorted by key: --limit 2 drops it
+    code, data = diff_json(grid_dataset, limit2)
+    assert code == 1
+    splits = data["samples"]["splits"]
+    assert splits[removed_split]["removed"] == [{"key": "unknown_speaker/lbbc2a",
+                                                 "sha256": old["unknown_speaker/lbbc2a"]["sha256"]}]
+    assert data["samples"]["counts"] == {"added": 0, "removed": 1, "changed": 0, "moved": 0, "unchanged": 2}
+    assert data["config"] == []
+    assert {"key": "clips_indexed", "status": "changed", "a": 3, "b": 2} in data["source"]
+    assert [e["path"] for e in data["shards"] if e["status"] == "removed"] == [
+        f"shards/{removed_split}/grid-{removed_split}-000000.tar"]
+    text = run_diff(grid_dataset, limit2).output
+    assert f"  {removed_split}: 0 added, 1 removed, 0 changed, 0 unchanged" in text
+    assert f"    - unknown_speaker/lbbc2a  {old['unknown_speaker/lbbc2a']['sha256'][:12]}" in text
+    # the other direction: the sample comes back as added
+    code, back = diff_json(limit2, grid_dataset)
+    assert code == 1
+    assert [e["key"] for e in back["samples"]["splits"][removed_split]["added"]] == ["unknown_speaker/lbbc2a"]
+
+
+def _rewrite(out: Path, edit_manifest, edit_rows) -> None:
+    """Change a copied dataset the way another build would have: manifest fields and index rows,
+    with the version id recomputed like ``write_manifest`` does."""
+    manifest = json.loads((out / "dataset.json").read_text())
+    edit_manifest(manifest)
+    manifest["version"] = version_id(manifest)
+    (out / "dataset.json").write_text(canonical_json(manifest))
+    rows = pq.read_table(out / "index.parquet").to_pylist()
+    pq.write_table(pa.Table.from_pylist(edit_rows(rows)), out / "index.parquet")
+
+
+def test_versions_recipe_artifacts_and_moved_samples(grid_dataset, tmp_path):
+    other = copy_dataset(grid_dataset, tmp_path / "other")
+    old_rows = index_rows(grid_dataset)
+    old_manifest = json.loads((grid_dataset / "dataset.json").read_text())
+    moved_from = old_rows["s1/bbaf2n"]["split"]
+    moved_to = next(s for s in ("train", "val", "test") if s != moved_from)
+
+    def edit_manifest(m):
+        m["toolkit"]["talkdata"] = "9.9.9"
+        m["dependencies"]["numpy"] = "0.0.1"
+        del m["dependencies"]["webdataset"]
+        m["dependencies"]["torch"] = "2.5.0"
+        m["recipe"]["title"] = "GRID, renamed"
+        m["artifacts"]["stats/shape_model.npz"]["sha256"] = "0" * 64
+
+    def edit_rows(rows):
+        for row in rows:
+            if row["key"] == "s1/bbaf2n":
+                row["split"] = moved_to
+            if row["key"] == "s2/swwp2s":
+                row["sha256"] = "f" * 64
+        rows = [r for r in rows if r["key"] != "unknown_speaker/lbbc2a"]
+        return rows + [dict(rows[0], key="s3/new_clip", split="test", sha256="e" * 64)]
+
+    _rewrite(other, edit_manifest, edit_rows)
+    result = diff_datasets(grid_dataset, other)
+    data = result.to_dict()
+    assert not result.identical
+    assert data["toolkit"] == [{"key": "talkdata", "status": "changed", "a": old_manifest["toolkit"]["talkdata"],
+                                "b": "9.9.9"}]
+    assert data["dependencies"] == [
+        {"key": "numpy", "status": "changed", "a": old_manifest["dependencies"]["numpy"], "b": "0.0.1"},
+        {"key": "torch", "status": "added", "a": None, "b": "2.5.0"},
+        {"key": "webdataset", "status": "removed", "a": old_manifest["dependencies"]["webdataset"], "b": None},
+    ]
+    assert data["recipe"] == [{"key": "title", "status": "changed", "a": old_manifest["recipe"]["title"],
+                               "b": "GRID, renamed"}]
+    assert data["config"] == [] and data["source"] == []
+    assert data["artifacts"] == [{"path": "stats/shape_model.npz", "status": "changed",
+                                  "a": old_manifest["artifacts"]["stats/shape_model.npz"]["sha256"], "b": "0" * 64}]
+    samples = data["samples"]
+    assert samples["moved"] == [{"key": "s1/bbaf2n", "a_split": moved_from, "b_split": moved_to,
+                                 "a": old_rows["s1/bbaf2n"]["sha256"], "b": old_rows["s1/bbaf2n"]["sha256"]}]
+    s2 = old_rows["s2/swwp2s"]
+    assert samples["splits"][s2["split"]]["changed"] == [{"key": "s2/swwp2s", "a": s2["sha256"], "b": "f" * 64}]
+    assert samples["splits"]["test"]["added"] == [{"key": "s3/new_clip", "sha256": "e" * 64}]
+    gone = old_rows["unknown_speaker/lbbc2a"]
+    assert samples["splits"][gone["split"]]["removed"] == [{"key": "unknown_speaker/lbbc2a", "sha256": gone["sha256"]}]
+    assert samples["counts"] == {"added": 1, "removed": 1, "changed": 1, "moved": 1, "unchanged": 0}
+    text = render_text(result)
+    for line in (f"  talkdata: {old_manifest['toolkit']['talkdata']} -> 9.9.9", "  torch: (absent) -> 2.5.0",
+                 f"  webdataset: {old_manifest['dependencies']['webdataset']} -> (absent)",
+                 f"  title: {old_manifest['recipe']['title']} -> GRID, renamed",
+                 f"    > s1/bbaf2n  {moved_from} -> {moved_to}  (same content)",
+                 f"  changed  stats/shape_model.npz  "
+                 f"{old_manifest['artifacts']['stats/shape_model.npz']['sha256'][:12]} -> {'0' * 12}"):
+        assert line in text.splitlines(), (line, text)
+
+
+def test_exit_codes_of_the_console_script(grid_dataset, crop128):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "talkdata.cli", "diff", *args], capture_output=True, text=True,
+                               timeout=300)
+
+    assert CliRunner().invoke(main, ["diff", "--help"]).exit_code == 0
+    same = run(str(grid_dataset), str(grid_dataset))
+    assert same.returncode == 0 and "identical" in same.stdout, same.stderr
+    different = run(str(grid_dataset), str(crop128), "--json")
+    assert different.returncode == 1, different.stderr
+    assert json.loads(different.stdout)["config"][0]["key"] == "crop.size"
+
+
+def test_bad_input_is_one_error_line_and_exit_2(grid_dataset, tmp_path):
+    (tmp_path / "empty").mkdir()
+    broken = copy_dataset(grid_dataset, tmp_path / "broken")
+    (broken / "dataset.json").write_text("{not json")
+    no_index = copy_dataset(grid_dataset, tmp_path / "no_index")
+    (no_index / "index.parquet").unlink()
+    cases = [
+        (tmp_path / "empty", "dataset.json not found"),
+        (tmp_path / "missing", "is not a folder"),
+        (broken, "is not valid JSON"),
+        (no_index, "index.parquet not found"),
+    ]
+    for folder, message in cases:
+        for args in ([str(grid_dataset), str(folder)], [str(folder), str(grid_dataset)]):
+            result = CliRunner().invoke(main, ["diff", *args])
+            lines = [line for line in result.output.splitlines() if line.strip()]
+            assert result.exit_code == 2, (folder, result.output)
+            assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
+
+
+def test_same_inputs_but_other_content_is_flagged(grid_dataset, tmp_path):
+    """What a non-reproducible build looks like: nothing in the inputs differs, one sample does."""
+    other = copy_dataset(grid_dataset, tmp_path / "other")
+    rows = index_rows(grid_dataset)
+    shard = rows["s2/swwp2s"]["shard"]
+
+    def edit_manifest(m):
+        for entry in m["shards"]:
+            if entry["path"] == shard:
+                entry["sha256"] = "a" * 64
+
+    def edit_rows(table):
+        return [dict(r, sha256="b" * 64) if r["key"] == "s2/swwp2s" else r for r in table]
+
+    _rewrite(other, edit_manifest, edit_rows)
+    code, data = diff_json(grid_dataset, other)
+    assert code == 1 and data["identical"] is False and data["same_inputs"] is True
+    assert data["samples"]["counts"]["changed"] == 1 and [e["path"] for e in data["shards"]] == [shard]
+    text = run_diff(grid_dataset, other).output
+    assert "note: same recipe, config, versions and source files, yet different content" in text
+    assert "note:" not in run_diff(grid_dataset, copy_dataset(grid_dataset, tmp_path / "same")).output
