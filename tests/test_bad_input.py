@@ -278,3 +278,28 @@ def test_disk_full_stops_with_one_line_and_resumes(tmp_path, grid_dataset):
     resumed = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert _versioned_files(out) == _versioned_files(grid_dataset)
+
+
+def test_the_worker_dies_with_a_killed_build(tmp_path):
+    """kill -9 of the build takes its clip worker down too (no orphan writing into the cache later)."""
+    frames = [cv2.resize(f, (1280, 720)) for f in mf.grid_frames()]
+    (tmp_path / "src" / "a").mkdir(parents=True)
+    mf.write_video(tmp_path / "src" / "a" / "long.mp4", frames * 3, audio=np.tile(mf.grid_audio(), 3))
+    build = subprocess.Popen([sys.executable, "-m", "talkdata.cli", "build", "videos", "--source", str(tmp_path / "src"),
+                              "--out", str(tmp_path / "out"), "--no-progress"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, worker = time.monotonic() + 300, None
+    while worker is None and build.poll() is None and time.monotonic() < deadline:
+        worker = _decoder_of(build, "long.mp4")
+        time.sleep(0.005)
+    assert worker is not None, "the test did not catch the worker"
+    build.kill()
+    build.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+        if Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break  # dead, waiting to be reaped by init
+        time.sleep(0.01)
+    alive = Path(f"/proc/{worker}").exists() and Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    assert not alive
+    assert not list((tmp_path / "out" / ".work").rglob("status.json"))  # it never finished the clip

@@ -79,7 +79,7 @@ class IsolatedWorker:
     def _start(self) -> None:
         read_fd, write_fd = os.pipe()
         self._child = subprocess.Popen(
-            [sys.executable, "-m", "talkdata.pipeline.isolation", str(write_fd)],
+            [sys.executable, "-m", "talkdata.pipeline.isolation", str(write_fd), str(os.getpid())],
             stdin=subprocess.PIPE, pass_fds=(write_fd,), close_fds=True,
         )
         os.close(write_fd)
@@ -146,7 +146,20 @@ def _record_key(record_data: dict) -> str:
     return ClipRecord.from_dict(record_data).key
 
 
-def _child_main(reply_fd: int) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Linux: get SIGKILL when the supervising process dies (a killed build leaves no worker behind
+    that could later write into a cache a re-run is using)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _child_main(reply_fd: int, parent: int) -> None:
+    _die_with_parent(parent)
     replies = os.fdopen(reply_fd, "wb")
     os.dup2(2, 1)  # native libraries printing to stdout must not reach the parent's pipe
     tasks = sys.stdin.buffer
@@ -177,4 +190,4 @@ def _child_main(reply_fd: int) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover - the child side, exercised through IsolatedWorker
-    _child_main(int(sys.argv[1]))
+    _child_main(int(sys.argv[1]), int(sys.argv[2]))
