@@ -332,3 +332,23 @@ def test_dataset_card_header_is_hub_yaml(grid_out, crema_out):
         for entry in files:
             assert list(out.glob(entry["path"]))  # every pattern matches the shards
         assert f"{manifest['rejects']['count']}" in text and "total duration" in text  # the build's statistics
+
+
+def test_one_build_per_output_and_leftovers_are_cleared(grid_out, tmp_path):
+    """A second build on the same OUT stops with one line while the first holds it; a later build
+    removes the temporary files an interrupted one left."""
+    import fcntl
+
+    out = tmp_path / "out"
+    shutil.copytree(grid_out, out)
+    with open(out / ".work" / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        busy = run_cli("build", "grid", "--source", str(DATA / "grid"), "--out", str(out), "--no-progress")
+    assert busy.returncode == 2 and busy.stderr.strip() == f"error: another talkdata build is writing to {out}; wait for it to finish"
+    leftovers = [out / "README.md.tmp", out / "dataset.json.tmp", out / ".work" / "clips" / "ab" / ".tmp-abc-123" / "video.mp4"]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    build_ok("grid", "--source", str(DATA / "grid"), "--out", str(out))
+    assert not any(p.exists() for p in leftovers) and not leftovers[2].parent.exists()
+    assert run_cli("verify", str(out)).returncode == 0

@@ -73,6 +73,30 @@ def prepare_output(out: Path) -> None:
         raise UserError(f"cannot write to the output folder {out}: {err.strerror or err}") from None
 
 
+def lock_output(work: Path):
+    """Hold an exclusive lock on OUT for this build (released when the process ends, even by kill -9)."""
+    import fcntl
+
+    work.mkdir(parents=True, exist_ok=True)
+    handle = open(work / "build.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UserError(f"another talkdata build is writing to {work.parent}; wait for it to finish") from None
+    return handle
+
+
+def remove_leftovers(out: Path, work: Path) -> None:
+    """Temporary files of an interrupted build (safe: this build holds the lock on OUT)."""
+    import shutil
+
+    for path in list(out.glob("*.tmp")) + list((out / "stats").glob("*.tmp")):
+        path.unlink()
+    for path in (work / "clips").glob("*/.tmp-*"):  # cache entries being staged (folders)
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def preflight(config: dict) -> None:
     """Load the configured models once here, so a missing model stops the build before any clip."""
     from ..face.landmarks import landmark_backend
@@ -119,6 +143,8 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
     prepare_output(out)
     preflight(config)
     work = out / WORK_DIR
+    lock = lock_output(work)
+    remove_leftovers(out, work)
     cache = ClipCache(work)
 
     keys = [cache_key(r, config) for r in records]
@@ -147,6 +173,7 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
         "clips_processed_now": len(todo),
     }).encode())
     samples = {s: manifest["splits"][s]["samples"] for s in manifest["splits"]}
+    lock.close()
     return BuildReport(out=out, clips_seen=len(records), samples=samples, rejects=rejects, manifest=manifest,
                        statuses=statuses)
 
