@@ -238,16 +238,21 @@ def inspect(dataset, key, png, html, frames, per_split, seed):
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps (default: the loop's).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Run folder for checkpoint.pt, metrics.jsonl, metrics.json, config.json [default: runs/NAME].")
+              help="Run folder for config.json, metrics.csv, metrics.json, checkpoint.pt (and tensorboard/ when "
+                   "TensorBoard is installed) [default: runs/NAME]. A folder with a checkpoint.pt is resumed.")
+@click.option("--resume", is_flag=True,
+              help="Insist on resuming: fail unless --out holds a checkpoint.pt (resuming happens anyway when it does).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a training setting, e.g. --set batch_size=8 (repeatable; see config.json of a run).")
-def train(name, data, steps, device, out, seed, sets):
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar (print the loss about ten times instead).")
+def train(name, data, steps, device, out, resume, seed, sets, no_progress):
     """Run the reference training loop NAME (atnet, facial-pose) on a built dataset."""
     from .train import run_training
 
     result = run_training(name, data, steps=steps, device=device, out=out, seed=seed,
-                          overrides=parse_set_options(sets), log=click.echo)
+                          overrides=parse_set_options(sets), log=click.echo, progress=not no_progress,
+                          resume=True if resume else None)
     click.echo(result.summary())
 
 

@@ -1,9 +1,9 @@
 """Streaming loader: :func:`load` a built dataset as windows or as a published system's inputs."""
 
-from .dataset import TalkDataset, load
+from .dataset import TalkDataset, collate, load
 from .profiles import registry
 
-__all__ = ["load", "TalkDataset", "profile_names"]
+__all__ = ["load", "collate", "TalkDataset", "profile_names"]
 
 
 def profile_names() -> list[str]:

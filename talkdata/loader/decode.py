@@ -3,18 +3,21 @@
 ``.npy`` members become numpy arrays (no pickles), ``audio.wav`` float32 samples in [-1, 1],
 ``json`` a dict. ``video.mp4`` is kept as bytes and decoded on demand from memory with PyAV (no
 temporary file): :meth:`Clip.video` decodes the whole clip once and caches it, or only the frames
-asked for (decoding stops after the last one; only those are converted to RGB).
+asked for (decoding stops after the last one, unneeded non-reference frames are skipped, only the
+asked frames are converted to RGB).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from ..errors import UserError
 from ..media.encode import decode_wav
@@ -68,27 +71,113 @@ class Clip:
 
 
 def decode_video(data: bytes, indices: Sequence[int] | None = None) -> np.ndarray:
-    """Frames of an in-memory mp4 as (N, H, W, 3) uint8 RGB; ``indices`` picks (and orders) them."""
-    wanted = None if indices is None else sorted(set(int(i) for i in indices))
-    frames: dict[int, np.ndarray] = {}
-    with av.open(io.BytesIO(data), mode="r") as container:
-        stream = container.streams.video[0]
-        for number, frame in enumerate(container.decode(stream)):
-            if wanted is None or number in wanted:
-                frames[number] = frame.to_ndarray(format="rgb24")
-            if wanted is not None and number >= wanted[-1]:
-                break
-    if wanted is None:
-        return np.stack([frames[i] for i in range(len(frames))]) if frames else np.zeros((0, 0, 0, 3), np.uint8)
-    missing = [i for i in wanted if i not in frames]
+    """Frames of an in-memory mp4 as (N, H, W, 3) uint8 RGB; ``indices`` picks (and orders) them.
+
+    One ``VideoReformatter`` converts the frames of the clip (``frame.to_ndarray(format="rgb24")``
+    sets up a new swscale context for each frame, which costs as much as decoding it; the pixels
+    are the same). With ``indices``, decoding stops after the last one, and frames that are
+    neither asked for nor referenced by others (non-reference B-frames) are not decoded; frames are
+    then numbered by their timestamps, and a stream whose timestamps are not on the frame grid is
+    decoded frame by frame instead.
+    """
+    if indices is None:
+        frames = _decode_all(data)
+        return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
+    wanted = sorted(set(int(i) for i in indices))
+    if not wanted:
+        return np.zeros((0, 0, 0, 3), np.uint8)
+    picked = _decode_skipping(data, wanted)
+    if picked is None:
+        picked = _decode_counting(data, wanted)
+    missing = [i for i in wanted if i not in picked]
     if missing:
         raise ValueError(f"the video has fewer frames than asked for (frame {missing[0]} is missing)")
-    return np.stack([frames[int(i)] for i in indices])
+    return np.stack([picked[int(i)] for i in indices])
+
+
+def _decode_all(data: bytes) -> list[np.ndarray]:
+    rgb = VideoReformatter()
+    with av.open(io.BytesIO(data), mode="r") as container:
+        return [rgb.reformat(frame, format="rgb24").to_ndarray() for frame in container.decode(video=0)]
+
+
+def _decode_counting(data: bytes, wanted: list[int]) -> dict[int, np.ndarray]:
+    """Frames numbered in display order as they come out of the decoder."""
+    rgb, frames, keep = VideoReformatter(), {}, set(wanted)
+    with av.open(io.BytesIO(data), mode="r") as container:
+        for number, frame in enumerate(container.decode(video=0)):
+            if number in keep:
+                frames[number] = rgb.reformat(frame, format="rgb24").to_ndarray()
+            if number >= wanted[-1]:
+                break
+    return frames
+
+
+def _decode_skipping(data: bytes, wanted: list[int]) -> dict[int, np.ndarray] | None:
+    """Frames numbered by timestamp, non-reference frames that are not wanted left undecoded;
+    ``None`` when the timestamps are not on a constant frame grid starting at frame 0."""
+    rgb, frames, keep = VideoReformatter(), {}, set(wanted)
+    with av.open(io.BytesIO(data), mode="r") as container:
+        stream = container.streams.video[0]
+        rate, base = stream.average_rate, stream.time_base
+        if not rate or not base:
+            return None
+        context = stream.codec_context
+        origin = None
+        scale, unit = base.numerator * rate.numerator, base.denominator * rate.denominator  # frames = ticks * scale / unit
+
+        def number(pts: int) -> int | None:
+            ticks = (pts - origin) * scale
+            whole = (2 * ticks + unit) // (2 * unit)
+            return whole if abs(ticks - whole * unit) * 1000 < unit else None
+
+        for packet in container.demux(stream):
+            if packet.pts is None and packet.size:
+                return None
+            if origin is None and packet.size:
+                if not packet.is_keyframe:
+                    return None
+                origin = packet.pts if stream.start_time is None else min(packet.pts, stream.start_time)
+            if packet.size:
+                index = number(packet.pts)
+                if index is None:
+                    return None
+                context.skip_frame = "DEFAULT" if index in keep else "NONREF"
+            for frame in context.decode(packet if packet.size else None):
+                index = None if frame.pts is None else number(frame.pts)
+                if index is None:
+                    return None
+                if index in keep:
+                    frames[index] = rgb.reformat(frame, format="rgb24").to_ndarray()
+            if len(frames) == len(keep):
+                break
+    return frames
+
+
+_NPY_HEADER = re.compile(rb"\{'descr': '([<>|][a-z][0-9]+)', 'fortran_order': False, 'shape': \(([0-9, ]*)\), \}")
+
+
+def decode_npy(data: bytes) -> np.ndarray:
+    """A ``.npy`` member as a (writable) array; ``np.load`` for anything but the plain headers
+    ``np.save`` writes for numeric C-order arrays (it parses every header with ``ast``, which costs
+    more than copying a small array)."""
+    if data[:8] in (b"\x93NUMPY\x01\x00", b"\x93NUMPY\x02\x00"):
+        width = 2 if data[6] == 1 else 4
+        length = int.from_bytes(data[8 : 8 + width], "little")
+        match = _NPY_HEADER.match(data, 8 + width, 8 + width + length)
+        if match:
+            dtype = np.dtype(match.group(1).decode())
+            shape = tuple(int(n) for n in match.group(2).split(b",") if n.strip())
+            count = int(np.prod(shape, dtype=np.int64))
+            offset = 8 + width + length
+            if len(data) - offset == count * dtype.itemsize and dtype.kind in "fiub":
+                return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape).copy()
+    return np.load(io.BytesIO(data), allow_pickle=False)
 
 
 def decode_field(name: str, data: bytes):
     if name.endswith(".npy"):
-        return np.load(io.BytesIO(data), allow_pickle=False)
+        return decode_npy(data)
     if name == "audio.wav":
         return decode_wav(data)[0]
     if name == "json":

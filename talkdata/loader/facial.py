@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import UserError
 from .decode import Clip, HOW_TO_GET
 from .profiles import ItemContext, Profile, choose
-from .windows import facial_windows, resample_frames, window_starts
+from .windows import facial_window_view, resample_frames, window_starts
 
 PAD = 8
 WIN = 16
@@ -77,12 +77,21 @@ class FACIAL(Profile):
             features = clip.arrays["deepspeech"]
         else:
             features = clip.arrays["mfcc"].reshape(clip.frames_count, -1)
-        features = resample_frames(features.astype(np.float32), clip.fps, fps)
-        audio = facial_windows(features, WIN, PAD)
-        pose, mean, std = zscore(resample_frames(clip.arrays["pose"][:, PITCH_YAW_ROLL].astype(np.float64), clip.fps, fps))
-        blink = None
-        if "blink.npy" in ctx.fields:
-            blink = resample_frames(clip.arrays["blink"].astype(np.float32), clip.fps, fps)
+        features = features.astype(np.float32)
+        pose = clip.arrays["pose"][:, PITCH_YAW_ROLL].astype(np.float64)
+        blink = clip.arrays["blink"].astype(np.float32) if "blink.npy" in ctx.fields else None
+        columns = [features, pose] + ([blink[:, None]] if blink is not None else [])
+        if len({len(c) for c in columns}) == 1 and abs(clip.fps - fps) >= 1e-9:
+            # one interpolation for all the channels (per-channel arithmetic: the same values as apart)
+            both = resample_frames(np.concatenate([c.astype(np.float64) for c in columns], axis=1), clip.fps, fps)
+            width = features.shape[1]
+            features, pose = both[:, :width].astype(np.float32), both[:, width : width + 3]
+            blink = both[:, width + 3].astype(np.float32) if blink is not None else None
+        else:
+            features, pose = resample_frames(features, clip.fps, fps), resample_frames(pose, clip.fps, fps)
+            blink = resample_frames(blink, clip.fps, fps) if blink is not None else None
+        audio = facial_window_view(features, WIN, PAD)  # items copy their own rows (own_arrays)
+        pose, mean, std = zscore(pose)
         total = len(audio)
         window = total if ctx.window is None else ctx.window
         starts = window_starts(total, window, ctx.stride) if ctx.window is not None else [0]

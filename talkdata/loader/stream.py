@@ -14,8 +14,9 @@ Either way each sample of the split is read by exactly one consumer per epoch. W
 ``resampled=True`` every consumer instead draws shards with replacement, forever, from its own
 seeded generator (no split is needed: the stream is a random sample).
 
-Reading uses webdataset's tar iteration (``tar_file_expander`` + ``group_by_keys``) with a member
-filter, so fields that were not asked for are skipped, not read.
+Reading (:func:`tar_members`, :func:`read_samples`) parses the tar headers itself and groups members by
+key as webdataset's ``group_by_keys`` does; fields that were not asked for are skipped (seeked
+past), not read.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import numpy as np
-from webdataset import tariterators
 from webdataset.utils import pytorch_worker_info
 
 from ..errors import UserError
@@ -99,7 +99,7 @@ def open_shards(shards: Iterable[Shard]) -> Iterator[dict]:
 
 
 def member_filter(fields: set[str]):
-    """``select_files`` predicate: keep members ``{key}.{field}`` whose field is in ``fields``."""
+    """Predicate on member names: keep ``{key}.{field}`` whose field is in ``fields``."""
 
     def keep(name: str) -> bool:
         return name.rpartition("/")[2].partition(".")[2] in fields
@@ -107,10 +107,138 @@ def member_filter(fields: set[str]):
     return keep
 
 
+BLOCK = 512
+_SKIP_CHUNK = 1 << 20
+
+
+def _number(field: bytes) -> int:
+    """A tar header number: octal text, or GNU base-256 when the high bit is set."""
+    if field[:1] and field[0] & 0x80:
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    records, position = {}, 0
+    while position < len(data):
+        space = data.index(b" ", position)
+        length = int(data[position:space])
+        key, _, value = data[space + 1 : position + length - 1].partition(b"=")
+        records[key.decode("utf-8")] = value.decode("utf-8", "surrogateescape")
+        position += length
+    return records
+
+
+def tar_members(stream, url: str, keep) -> Iterator[tuple[str, bytes]]:
+    """``(name, bytes)`` of the regular members of a tar stream whose name passes ``keep``.
+
+    Reads the 512-byte headers itself (ustar, GNU long names, pax ``path`` / ``size``) and *skips*
+    the other members - with ``seek`` when the stream can seek, else by reading - instead of
+    reading them through ``tarfile``'s stream mode (10 KB reads and per-member header objects,
+    which cost more than decoding the fields a profile needs). Damaged headers are a ``UserError``.
+    """
+    seekable = bool(getattr(stream, "seekable", lambda: False)())
+    offset = 0
+    long_name: str | None = None
+    pax: dict[str, str] = {}
+
+    def read(size: int) -> bytes:
+        nonlocal offset
+        data = stream.read(size)
+        while len(data) < size:
+            more = stream.read(size - len(data))
+            if not more:
+                raise UserError(f"shard {url} is truncated (byte {offset + len(data)} of a member that needs "
+                                f"{size}); 'talkdata verify' lists what is wrong")
+            data += more
+        offset += size
+        return data
+
+    def skip(size: int) -> None:
+        nonlocal offset
+        if size <= 0:
+            return
+        if seekable:
+            stream.seek(size, 1)
+            offset += size
+        else:
+            while size > 0:
+                step = min(size, _SKIP_CHUNK)
+                read(step)
+                size -= step
+
+    while True:
+        start = offset
+        header = stream.read(BLOCK)
+        if len(header) < BLOCK or header.count(0) == BLOCK:  # end of archive (or of the data)
+            if 0 < len(header) < BLOCK:
+                raise UserError(f"shard {url} is truncated (a tar header at byte {start} is cut short); "
+                                "'talkdata verify' lists what is wrong")
+            return
+        offset += BLOCK
+        checksum = _number(header[148:156])
+        unsigned = sum(header) - sum(header[148:156]) + 8 * 32
+        if checksum != unsigned and checksum != unsigned - 256 * sum(b > 127 for b in header[:148] + header[156:]):
+            raise UserError(f"shard {url} is damaged (bad tar header checksum at byte {start}); "
+                            "'talkdata verify' lists what is wrong")
+        size = _number(header[124:136])
+        kind = header[156:157]
+        if kind in (b"L", b"x", b"g"):
+            data = read(size)
+            skip(-size % BLOCK)
+            if kind == b"L":
+                long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            elif kind == b"x":
+                pax = _pax_records(data)
+            continue
+        if "size" in pax:
+            size = int(pax["size"])
+        name = pax.get("path") or long_name
+        if name is None:
+            name = header[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            if header[257:263] == b"ustar\0" and header[345]:  # POSIX ustar prefix
+                name = header[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape") + "/" + name
+        long_name, pax = None, {}
+        if kind in (b"0", b"\0", b"7") and keep(name):
+            yield name, read(size)
+            skip(-size % BLOCK)
+        else:
+            skip(size + (-size % BLOCK))
+
+
+def split_name(name: str) -> tuple[str | None, str]:
+    """``"s1/clip.mfcc.npy"`` -> ``("s1/clip", "mfcc.npy")`` (webdataset's rule: the first dot of the
+    file name)."""
+    folder, _, base = name.rpartition("/")
+    stem, dot, suffix = base.partition(".")
+    if not dot or not stem:
+        return None, ""
+    return (f"{folder}/{stem}" if folder else stem), suffix.lower()
+
+
 def read_samples(opened: Iterable[dict], fields: set[str]) -> Iterator[dict]:
-    """Samples ``{"__key__", "__url__", field: bytes, ...}`` in tar order, only ``fields`` read."""
-    members = tariterators.tar_file_expander(opened, select_files=member_filter(fields))
-    return tariterators.group_by_keys(members)
+    """Samples ``{"__key__", "__url__", field: bytes, ...}`` in tar order, only ``fields`` read.
+
+    Members of one key are grouped as webdataset's ``group_by_keys`` does (consecutive members with
+    the same key, the extension after the first dot of the file name).
+    """
+    keep = member_filter(fields)
+    for source in opened:
+        url, current = source["url"], None
+        for name, data in tar_members(source["stream"], url, keep):
+            key, suffix = split_name(name)
+            if key is None:
+                continue
+            if current is None or key != current["__key__"]:
+                if current is not None:
+                    yield current
+                current = {"__key__": key, "__url__": url}
+            if suffix in current:
+                raise UserError(f"shard {url} has {name} twice; rebuild the dataset")
+            current[suffix] = data
+        if current is not None:
+            yield current
 
 
 def keep_ordinals(samples: Iterable[dict], plan: Plan, offsets: dict[str, int]) -> Iterator[dict]:

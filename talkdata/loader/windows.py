@@ -7,12 +7,14 @@ Timing conventions of the shards (DESIGN section 5): frame ``t`` starts at ``t /
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..audio.deepspeech import facial_windows
 
 __all__ = ["window_starts", "sample_span", "cut_audio", "raw_audio_windows", "atvg_mfcc_windows",
-           "resample_frames", "facial_windows", "clamp"]
+           "resample_frames", "interp_rows", "facial_windows", "facial_window_view", "clamp"]
 
 
 def window_starts(n_frames: int, window: int, stride: int, first: int = 0, margin: int = 0) -> list[int]:
@@ -64,20 +66,28 @@ def atvg_mfcc_windows(mfcc: np.ndarray, targets: list[int], before: int = 3, aft
     """
     t_count, rows, _ = mfcc.shape
     flat = mfcc.reshape(t_count * rows, -1)
-    out = []
-    for t in targets:
-        lo, hi = (t - before) * rows, (t + after + 1) * rows
-        if lo < 0 or hi > len(flat):
-            raise ValueError(f"frame {t} needs MFCC rows {lo}..{hi - 1}, the clip has {len(flat)}")
-        out.append(flat[lo:hi, 1:] if drop_c0 else flat[lo:hi])
-    return np.stack(out).astype(np.float32)
+    span = (before + after + 1) * rows
+    for t in (min(targets), max(targets)) if len(targets) else ():
+        lo = (t - before) * rows
+        if lo < 0 or lo + span > len(flat):
+            raise ValueError(f"frame {t} needs MFCC rows {lo}..{lo + span - 1}, the clip has {len(flat)}")
+    first = (targets[0] - before) * rows if len(targets) else 0
+    if len(targets) > 1 and list(targets) == list(range(targets[0], targets[0] + len(targets))):
+        # consecutive frames: one strided view of the overlapping row ranges
+        picked = np.lib.stride_tricks.as_strided(flat[first:], shape=(len(targets), span, flat.shape[1]),
+                                                 strides=(rows * flat.strides[0],) + flat.strides, writeable=False)
+    else:
+        starts = (np.asarray(targets, dtype=np.int64) - before) * rows
+        picked = flat[starts[:, None] + np.arange(span)]  # (len(targets), span, C)
+    return np.ascontiguousarray(picked[:, :, 1:] if drop_c0 else picked, dtype=np.float32)
 
 
 def resample_frames(values: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray:
     """Per-frame values (T, ...) at ``fps_in`` -> (round(T / fps_in * fps_out), ...) at ``fps_out``.
 
-    Linear interpolation in time (``np.interp`` per channel) from ``i / fps_in`` to ``j / fps_out``;
-    values past the last input frame are held. Returns the input unchanged when the rates match.
+    Linear interpolation in time (``np.interp`` per channel, computed for all channels at once with
+    numpy's arithmetic, so the values are the same) from ``i / fps_in`` to ``j / fps_out``; values
+    past the last input frame are held. Returns the input unchanged when the rates match.
     """
     values = np.asarray(values)
     if abs(fps_in - fps_out) < 1e-9:
@@ -85,12 +95,64 @@ def resample_frames(values: np.ndarray, fps_in: float, fps_out: float) -> np.nda
     n_in = len(values)
     n_out = int(round(n_in / fps_in * fps_out))
     flat = values.reshape(n_in, -1).astype(np.float64)
-    times_in = np.arange(n_in) / fps_in
-    times_out = np.arange(n_out) / fps_out
-    out = np.empty((n_out, flat.shape[1]), dtype=np.float64)
-    for channel in range(flat.shape[1]):
-        out[:, channel] = np.interp(times_out, times_in, flat[:, channel])
+    out = interp_rows(_frame_grid(n_in, float(fps_in), n_out, float(fps_out)), flat)
     return out.reshape((n_out,) + values.shape[1:]).astype(values.dtype if values.dtype.kind == "f" else np.float32)
+
+
+class _Grid:
+    """Where ``np.interp`` puts each output time among the input times (shared by every channel)."""
+
+    def __init__(self, x: np.ndarray, xp: np.ndarray):
+        self.count, self.points = len(x), len(xp)
+        if self.points == 0 and self.count:
+            raise ValueError("interpolation needs at least one sample point")
+        self.left = x < xp[0] if self.points else np.zeros(0, bool)
+        self.right = x >= xp[-1] if self.points else np.zeros(0, bool)
+        self.inside = ~(self.left | self.right)
+        xi = x[self.inside]
+        self.j = np.searchsorted(xp, xi, side="right") - 1  # xp[j] <= x < xp[j + 1]
+        if len(self.j):
+            self.step = (xp[self.j + 1] - xp[self.j])[:, None]
+            self.offset = (xi - xp[self.j])[:, None]
+            self.back = (xi - xp[self.j + 1])[:, None]
+            self.exact = xi == xp[self.j]
+
+
+@functools.lru_cache(maxsize=256)
+def _frame_grid(n_in: int, fps_in: float, n_out: int, fps_out: float) -> _Grid:
+    return _Grid(np.arange(n_out) / fps_out, np.arange(n_in) / fps_in)
+
+
+def interp_rows(grid: _Grid, fp: np.ndarray) -> np.ndarray:
+    """``np.interp(x, xp, fp[:, c])`` for every column ``c`` of the (len(xp), C) float64 ``fp`` at once,
+    with numpy's formula ``slope * (x - xp[j]) + fp[j]`` and its fallbacks (bit-identical results);
+    ``fp[0]`` left of ``xp``, ``fp[-1]`` from its last point on."""
+    out = np.empty((grid.count, fp.shape[1]), dtype=np.float64)
+    if grid.count == 0:
+        return out
+    out[grid.left], out[grid.right] = fp[0], fp[-1]
+    if len(grid.j):
+        j = grid.j
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # np.interp does not warn either
+            slope = (fp[j + 1] - fp[j]) / grid.step
+            values = slope * grid.offset + fp[j]
+            values[grid.exact] = fp[j[grid.exact]]
+            bad = np.isnan(values)
+            if bad.any():  # non-finite slopes: numpy retries from the right point, then keeps a flat value
+                values = np.where(bad, slope * grid.back + fp[j + 1], values)
+                values = np.where(np.isnan(values) & (fp[j] == fp[j + 1]), fp[j], values)
+        out[grid.inside] = values
+    return out
+
+
+def facial_window_view(features: np.ndarray, win: int = 16, pad: int = 8) -> np.ndarray:
+    """:func:`facial_windows` as a read-only view of the padded features (no copy of every window:
+    a profile item copies only the rows it returns)."""
+    features = np.asarray(features, dtype=np.float32)
+    padded = np.zeros((len(features) + 2 * pad,) + features.shape[1:], dtype=np.float32)
+    padded[pad : pad + len(features)] = features
+    count = max(len(padded) - win, 0)
+    return np.lib.stride_tricks.sliding_window_view(padded, win, axis=0)[:count].transpose(0, 2, 1)
 
 
 def clamp(indices, n: int) -> np.ndarray:

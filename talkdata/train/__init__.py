@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
-from .common import RunResult, apply_overrides, pick_device, require_torch
+from .common import RunResult, apply_overrides, pick_device, read_metrics, require_torch, torch_threads
 
 #: loop name -> module in this package
 LOOPS = {"atnet": "atnet", "facial-pose": "facial_pose"}
@@ -18,11 +18,16 @@ LOOPS = {"atnet": "atnet", "facial-pose": "facial_pose"}
 
 def run_training(name: str, data: str, *, steps: int | None = None, device: str = "cpu", out: str | Path | None = None,
                  seed: int = 0, overrides: dict[str, Any] | None = None,
-                 log: Callable[[str], None] | None = None) -> RunResult:
-    """Train loop ``name`` on the dataset ``data``; writes the run folder ``out`` (default ``runs/NAME``)."""
+                 log: Callable[[str], None] | None = None, progress: bool = True,
+                 resume: bool | None = None) -> RunResult:
+    """Train loop ``name`` on the dataset ``data``; writes the run folder ``out`` (default ``runs/NAME``).
+
+    ``progress``: a tqdm bar with the loss on stderr. ``resume``: ``None`` continues from
+    ``out/checkpoint.pt`` when there is one, ``True`` requires one, ``False`` starts afresh.
+    """
     if name not in LOOPS:
         raise UserError(f"unknown training loop {name!r}; choose from {', '.join(LOOPS)}")
-    torch = require_torch()
+    require_torch()
     from importlib import import_module
 
     module = import_module(f".{LOOPS[name]}", __name__)
@@ -31,12 +36,10 @@ def run_training(name: str, data: str, *, steps: int | None = None, device: str 
         settings = apply_overrides(settings, {"steps": int(steps)})
     if settings.steps < 1:
         raise UserError("--steps must be at least 1")
-    threads = torch.get_num_threads()
-    try:
-        return module.train(str(data), Path(out) if out else Path("runs") / name, settings, pick_device(device),
-                            int(seed), log)
-    finally:
-        torch.set_num_threads(threads)  # the threads setting must not outlive the run
+    device = pick_device(device)
+    with torch_threads():  # the threads setting must not outlive the run
+        return module.train(str(data), Path(out) if out else Path("runs") / name, settings, device, int(seed), log,
+                            progress=progress, resume=resume)
 
 
-__all__ = ["LOOPS", "RunResult", "run_training"]
+__all__ = ["LOOPS", "RunResult", "read_metrics", "run_training"]

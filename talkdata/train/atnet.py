@@ -12,11 +12,15 @@ Model, after ATVGnet's ``AT_net`` (the layer plan is described here, written for
 * a ``layers``-layer LSTM (``hidden`` 256, ATVG: 3 layers) over the 16 frames of
   ``[audio features, example features]``, and a linear layer to the 6 codes.
 
-Loss: MSE on the codes. Validation (the ``val`` split, all its windows): landmark error in pixels
-of the 128 x 128 region: mean over frames and the 68 points of the distance between the landmarks
+Loss: MSE on the codes. Evaluation (``eval_splits``, default ``val``; every window of each split,
+every ``eval_every`` steps and at the end): landmark error in pixels of the 128 x 128 region
+(``landmark_error_px``): mean over frames and the 68 points of the distance between the landmarks
 the predicted and the true codes reconstruct (through the dataset's PCA basis, in the procrustes
-frame scaled to the template's size in a 128-px crop, ``crop.face_width * 128``). ``still_error_px``
-is the same error for the model-free prediction "every frame looks like the example frame".
+frame scaled to the template's size in a 128-px crop, ``crop.face_width * 128``). Baselines on the
+same windows: ``mean_code_error_px``, the constant prediction "the mean training code for every
+frame" (the mean of every target code of the training batches the run has seen, i.e. the best
+constant fit to the same training data; kept in the checkpoint), and ``still_error_px``,
+"every frame looks like the example frame". ``loss`` of an evaluation row is the code MSE.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from ..errors import UserError
 from ..loader import load
 from ..loader.atvg import ATVG_SCALE, CODES
 from ..loader.source import open_dataset
-from .common import RunFolder, RunResult, batches, every, seed_everything
+from .common import RunResult, Task, eval_batches, eval_dataset, eval_split_names, fit, seed_everything
 
 MFCC_ROWS, MFCC_COLS = 28, 12
 
@@ -52,6 +56,9 @@ class Settings:
     workers: int = 0
     shuffle_buffer: int = 256
     threads: int = 0  # CPU threads for torch (0: torch's default)
+    eval_every: int = 500  # evaluate every N steps (0: only at the end)
+    checkpoint_every: int = 500  # write checkpoint.pt every N steps (0: only at the end)
+    eval_splits: str = "val"  # splits to evaluate on, comma-separated ("train,val"; "none")
 
 
 def _conv(cin: int, cout: int) -> list[nn.Module]:
@@ -105,54 +112,92 @@ def pixels_per_unit(data: str) -> tuple[np.ndarray, float]:
 
 
 @torch.no_grad()
-def evaluate(model: ATNet, dataset, device, components6: np.ndarray, px_per_unit: float, batch_size: int) -> dict:
+def evaluate(model: ATNet, dataset, device, components6: np.ndarray, px_per_unit: float, batch_size: int,
+             mean_code: np.ndarray | None = None) -> dict:
+    """Metrics over every window of ``dataset``: ``loss`` (code MSE), ``landmark_error_px``,
+    ``mean_code_error_px`` (predicting ``mean_code`` for every frame, when given),
+    ``still_error_px`` (predicting the example frame's codes) and ``frames``."""
     model.eval()
-    errors, still, squared = [], [], []
-    for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
-        target = batch["target_pca"].numpy()
-        pred = model(batch["example_pca"].to(device), batch["mfcc"].to(device)).cpu().numpy()
+    errors, still, constant, squared = [], [], [], []
+    for batch in eval_batches(dataset, batch_size):
+        target = batch["target_pca"].numpy().astype(np.float64)
+        pred = model(batch["example_pca"].to(device), batch["mfcc"].to(device)).cpu().numpy().astype(np.float64)
         errors.append(landmark_distances(pred - target, components6, px_per_unit).mean(axis=-1).ravel())
-        example = batch["example_pca"].numpy()[:, None, :]
+        example = batch["example_pca"].numpy().astype(np.float64)[:, None, :]
         still.append(landmark_distances(example - target, components6, px_per_unit).mean(axis=-1).ravel())
+        if mean_code is not None:
+            constant.append(landmark_distances(mean_code - target, components6, px_per_unit).mean(axis=-1).ravel())
         squared.append(((pred - target) ** 2).mean(axis=-1).ravel())
     model.train()
     if not errors:
-        raise UserError("the val split has no ATVG window (clips shorter than 23 frames)")
-    return {"landmark_error_px": float(np.concatenate(errors).mean()), "still_error_px": float(np.concatenate(still).mean()),
-            "code_mse": float(np.concatenate(squared).mean()), "frames": int(np.concatenate(errors).size)}
+        raise UserError("the evaluation split has no ATVG window (clips shorter than 23 frames)")
+    out = {"loss": float(np.concatenate(squared).mean()), "landmark_error_px": float(np.concatenate(errors).mean())}
+    if constant:
+        out["mean_code_error_px"] = float(np.concatenate(constant).mean())
+    out["still_error_px"] = float(np.concatenate(still).mean())
+    out["frames"] = int(np.concatenate(errors).size)
+    return out
 
 
-def train(data: str, out, settings: Settings, device, seed: int, log) -> RunResult:
+class ATNetTask(Task):
+    """AT-net's loss, the running mean of the training codes (the constant baseline) and evaluation."""
+
+    name = "atnet"
+    columns = ("landmark_error_px", "mean_code_error_px", "still_error_px", "frames")
+    headline = ("landmark_error_px", "mean_code_error_px")
+
+    def __init__(self, eval_sets: dict, device, components6: np.ndarray, px_per_unit: float, batch_size: int):
+        self.eval_sets = eval_sets
+        self.device = device
+        self.components6 = components6
+        self.px_per_unit = px_per_unit
+        self.batch_size = batch_size
+        self.code_sum = torch.zeros(CODES, dtype=torch.float64)
+        self.code_count = 0
+
+    def loss(self, model, batch):
+        target = batch["target_pca"]
+        self.code_sum += target.double().sum(dim=(0, 1))
+        self.code_count += target.shape[0] * target.shape[1]
+        pred = model(batch["example_pca"].to(self.device, non_blocking=True),
+                     batch["mfcc"].to(self.device, non_blocking=True))
+        return nn.functional.mse_loss(pred, target.to(self.device, non_blocking=True))
+
+    def mean_code(self) -> np.ndarray | None:
+        return (self.code_sum / self.code_count).numpy() if self.code_count else None
+
+    def evaluate(self, model, split):
+        return evaluate(model, self.eval_sets[split], self.device, self.components6, self.px_per_unit,
+                        self.batch_size, self.mean_code())
+
+    def state_dict(self):
+        return {"code_sum": self.code_sum.clone(), "code_count": self.code_count}
+
+    def load_state_dict(self, state):
+        self.code_sum = state["code_sum"].clone()
+        self.code_count = int(state["code_count"])
+
+
+def setup(data: str, settings: Settings, device, seed: int):
+    """``(task, model, optimizer, train_set, config)`` of an AT-net run (also used by the benchmark)."""
     fields = ["pca.npy", "mfcc.npy"]
     train_set = load(data, profile="atvg", fields=fields, window=settings.window, stride=settings.stride,
                      split="train", seed=seed, shuffle_buffer=settings.shuffle_buffer)
-    val_set = load(data, profile="atvg", fields=fields, window=settings.window, stride=settings.window,
-                   split="val", shuffle=False)
+    eval_sets = {split: eval_dataset(lambda: load(data, profile="atvg", fields=fields, window=settings.window,
+                                                  stride=settings.window, split=split, shuffle=False), split)
+                 for split in eval_split_names(settings)}
     components6, px_per_unit = pixels_per_unit(data)
     seed_everything(seed, device, settings.threads)
     model = ATNet(settings).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, betas=(0.5, 0.999))
     config = {"loop": "atnet", "data": str(data), "dataset_version": train_set.dataset.manifest.get("version"),
-              "seed": seed, "device": str(device), "torch": torch.__version__, "settings": asdict(settings),
+              "seed": seed, "device": str(device), "torch": str(torch.__version__), "settings": asdict(settings),
               "px_per_unit": px_per_unit, "parameters": sum(p.numel() for p in model.parameters())}
-    run = RunFolder(out, config)
-    losses: list[float] = []
-    show = every(settings.steps)
-    stream = batches(train_set, settings.batch_size, settings.workers, "ATVG training windows")
-    for step in range(1, settings.steps + 1):
-        epoch, batch = next(stream)
-        pred = model(batch["example_pca"].to(device), batch["mfcc"].to(device))
-        loss = nn.functional.mse_loss(pred, batch["target_pca"].to(device))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.item()))
-        run.log({"step": step, "epoch": epoch, "loss": losses[-1]})
-        if log and show(step):
-            log(f"step {step}/{settings.steps} loss {losses[-1]:.5g}")
-    validation = evaluate(model, val_set, device, components6, px_per_unit, settings.batch_size)
-    run.log({"step": settings.steps, "split": "val", **validation})
-    run.finish({"steps": settings.steps, "first_loss": losses[0], "last_loss": losses[-1], "val": validation},
-               {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": settings.steps,
-                "config": config})
-    return RunResult(run.path, settings.steps, losses, validation)
+    task = ATNetTask(eval_sets, device, components6, px_per_unit, settings.batch_size)
+    return task, model, optimizer, train_set, config
+
+
+def train(data: str, out, settings: Settings, device, seed: int, log, progress: bool = True,
+          resume: bool | None = None) -> RunResult:
+    task, model, optimizer, train_set, config = setup(data, settings, device, seed)
+    return fit(task, model, optimizer, train_set, settings, config, out, device, seed, log, progress, resume)

@@ -1,5 +1,26 @@
-"""What every reference training loop shares: torch / device checks, seeding, settings, the run
-folder (``config.json``, ``metrics.jsonl``, ``metrics.json``, ``checkpoint.pt``) and batches.
+"""What every reference training loop shares: torch / device checks, seeding, settings, batches,
+and :func:`fit`, the loop itself with its run folder.
+
+Run folder (``--out``, default ``runs/NAME``):
+
+* ``config.json``: the resolved configuration (loop, data and its version, seed, device, torch
+  version, every setting, loop-specific values), also printed at the start;
+* ``metrics.csv``: one row per training step (``phase`` = ``train``: ``step``, ``epoch``, the
+  batch's ``loss``) and one row per evaluation (``phase`` = ``eval``, ``split``, the loss on that
+  split and the loop's metric columns); columns in :func:`csv_columns`;
+* ``checkpoint.pt``: the latest checkpoint (every ``checkpoint_every`` steps, at the end and on
+  Ctrl-C): model, optimizer, step, data position (epoch, batches consumed in it), RNG states and
+  the loop's own state; written to a temporary file and renamed, so it is never half-written;
+* ``metrics.json``: the summary of a finished run (first / last losses, final evaluations);
+* ``tensorboard/``: TensorBoard event files, only when ``torch.utils.tensorboard`` imports (it
+  needs the ``tensorboard`` package; without it nothing is written and nothing is said).
+
+Resume: when ``--out`` holds a ``checkpoint.pt`` the run continues from it (``--resume`` insists
+on one): weights, optimizer state, RNG states and the data stream (the epoch is replayed up to the
+saved position without training on it), so an interrupted run ends with the same losses and
+weights as an uninterrupted one on the same device. Rows of ``metrics.csv`` after the checkpoint
+are dropped. Only ``steps``, ``threads``, ``eval_every``, ``checkpoint_every`` and ``eval_splits``
+may differ from the checkpoint's settings.
 
 Only this package imports torch, and only when a loop runs: ``import talkdata`` and the loader work
 without it.
@@ -7,16 +28,28 @@ without it.
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import dataclasses
 import json
 import os
+import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
+
 from ..errors import UserError
+from ..loader import collate
 
 INSTALL_HINT = "pip install 'talkdata[train]'"
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.csv"
+#: settings that may change when a run is resumed (the others must match the checkpoint's)
+RESUMABLE_CHANGES = frozenset({"steps", "threads", "eval_every", "checkpoint_every", "eval_splits"})
+BASE_COLUMNS = ("step", "epoch", "phase", "split", "loss")
 
 
 def require_torch():
@@ -48,6 +81,8 @@ def seed_everything(seed: int, device, threads: int = 0) -> None:
         torch.set_num_threads(threads)
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
 
@@ -73,62 +108,387 @@ def apply_overrides(settings, overrides: dict[str, Any]):
     return dataclasses.replace(settings, **changes)
 
 
-@dataclass
-class RunResult:
-    run_dir: Path
-    steps: int
-    losses: list[float] = field(repr=False)
-    validation: dict[str, Any]
-
-    def summary(self) -> str:
-        head = sum(self.losses[:10]) / len(self.losses[:10])
-        tail = sum(self.losses[-10:]) / len(self.losses[-10:])
-        metrics = ", ".join(f"{k} {v:.4g}" for k, v in self.validation.items() if isinstance(v, (int, float)))
-        return (f"trained {self.steps} steps: loss {head:.4g} (first 10) -> {tail:.4g} (last 10)\n"
-                f"validation: {metrics}\nrun folder: {self.run_dir}")
+def eval_split_names(settings) -> list[str]:
+    """``eval_splits`` ("val", "train,val", "none") as a list of split names."""
+    text = settings.eval_splits.strip()
+    if text in ("", "none"):
+        return []
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if name not in ("train", "val", "test"):
+            raise UserError(f"eval_splits takes train, val, test (comma-separated) or none, got {settings.eval_splits!r}")
+    return list(dict.fromkeys(names))
 
 
-class RunFolder:
-    """``config.json`` at the start, one ``metrics.jsonl`` line per step, then validation,
-    ``metrics.json`` (summary) and ``checkpoint.pt``."""
-
-    def __init__(self, path: str | Path, config: dict):
-        self.path = Path(path)
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            (self.path / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-            self._metrics = open(self.path / "metrics.jsonl", "w")
-        except OSError as err:
-            raise UserError(f"cannot write the run folder {self.path}: {err.strerror or err}") from None
-
-    def log(self, record: dict) -> None:
-        self._metrics.write(json.dumps(record, sort_keys=True) + "\n")
-        self._metrics.flush()
-
-    def finish(self, summary: dict, checkpoint: dict) -> None:
-        torch = require_torch()
-        self._metrics.close()
-        (self.path / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        torch.save(checkpoint, self.path / "checkpoint.pt")
+# ----------------------------------------------------------------------------------------- data
 
 
-def batches(dataset, batch_size: int, workers: int, what: str) -> Iterator[tuple[int, dict]]:
-    """``(epoch, batch)`` forever: epoch after epoch of ``dataset`` (``set_epoch`` each time)."""
+def loader_generator(seed: int, epoch: int):
+    """A DataLoader's own generator: the loader never draws from torch's global RNG (which then
+    belongs to the model alone and is saved in checkpoints). talkdata's items are seeded by the
+    dataset itself; this only seeds torch inside the workers."""
     torch = require_torch()
-    epoch = 0
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**63)
+
+
+def batches(dataset, batch_size: int, workers: int, what: str, seed: int = 0, start: tuple[int, int] = (0, 0),
+            pin_memory: bool = False) -> Iterator[tuple[int, int, dict]]:
+    """``(epoch, index, batch)`` forever: epoch after epoch of ``dataset`` (``set_epoch`` each time);
+    ``index`` counts the batches of the epoch from 1. ``start = (epoch, n)`` begins at that epoch
+    and skips its first ``n`` batches (they are read, not returned: the stream after them is the
+    same as in a run that never stopped)."""
+    torch = require_torch()
+    epoch, skip = start
     while True:
         dataset.set_epoch(epoch)
         count = 0
-        for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers):
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                                             generator=loader_generator(seed, epoch), pin_memory=pin_memory)
+        for batch in loader:
             count += 1
-            yield epoch, batch
+            if count > skip:
+                yield epoch, count, batch
         if count == 0:
             raise UserError(f"no {what} in {dataset.dataset.source}: every clip is shorter than one window "
                             "(lower --set window=...)")
-        epoch += 1
+        epoch, skip = epoch + 1, 0
+
+
+def eval_dataset(make: Callable[[], Any], split: str):
+    """``make()`` (a ``load(..., split=split)``), with a hint on ``eval_splits`` when the split is empty."""
+    try:
+        return make()
+    except UserError as err:
+        if f"split {split} of" in str(err):
+            raise UserError(f"{err}; evaluate on other splits with --set eval_splits=... (e.g. train)") from None
+        raise
+
+
+def eval_batches(dataset, batch_size: int) -> Iterator[dict]:
+    """Every item of an evaluation ``dataset`` once, in order, without touching torch's global RNG."""
+    torch = require_torch()
+    return iter(torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate,
+                                            generator=loader_generator(0, 0)))
 
 
 def every(steps: int, parts: int = 10) -> Callable[[int], bool]:
     """True on about ``parts`` evenly spaced steps and on the last one (progress lines)."""
     interval = max(1, steps // parts)
     return lambda step: step % interval == 0 or step == steps
+
+
+# ------------------------------------------------------------------------------------ the loop
+
+
+class Task:
+    """A loop's model-specific parts, for :func:`fit`."""
+
+    name = ""
+    #: metric columns of the evaluation rows (besides ``loss``), in ``metrics.csv`` order
+    columns: tuple[str, ...] = ()
+    #: (model metric, constant-prediction baseline metric) shown in the summary
+    headline: tuple[str, str] = ("", "")
+
+    def loss(self, model, batch: dict):
+        """The training loss of one batch (a scalar tensor); may observe the batch (baselines)."""
+        raise NotImplementedError
+
+    def evaluate(self, model, split: str) -> dict:
+        """``{"loss": ..., column: value, ...}`` over every window of ``split``."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def train_step(task: Task, model, optimizer, batch: dict) -> float:
+    """One optimisation step; the batch loss."""
+    loss = task.loss(model, batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.item())
+
+
+def csv_columns(task: Task) -> list[str]:
+    return list(BASE_COLUMNS) + [column for column in task.columns if column not in BASE_COLUMNS]
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    steps: int
+    losses: list[float] = field(repr=False)  # training loss of steps 1 .. steps (read back after a resume)
+    evaluation: dict[str, dict[str, Any]]  # split -> final metrics
+    headline: tuple[str, str] = ("", "")
+    resumed_from: int | None = None
+
+    @property
+    def validation(self) -> dict[str, Any]:
+        return self.evaluation.get("val", {})
+
+    def summary(self) -> str:
+        head = sum(self.losses[:10]) / len(self.losses[:10])
+        tail = sum(self.losses[-10:]) / len(self.losses[-10:])
+        resumed = f" (resumed from step {self.resumed_from})" if self.resumed_from is not None else ""
+        lines = [f"trained {self.steps} steps{resumed}: loss {head:.4g} (first 10) -> {tail:.4g} (last 10)"]
+        metric, baseline = self.headline
+        for split, values in self.evaluation.items():
+            numbers = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if isinstance(v, (int, float)))
+            lines.append(f"{split}: {numbers}")
+            if metric in values and baseline in values:
+                verdict = "beats" if values[metric] < values[baseline] else "does NOT beat"
+                lines.append(f"{split}: {metric} {values[metric]:.4g} {verdict} the constant prediction "
+                             f"({baseline} {values[baseline]:.4g})")
+        lines.append(f"run folder: {self.run_dir}")
+        return "\n".join(lines)
+
+
+class MetricsCSV:
+    """``metrics.csv``, appended and flushed row by row; on resume, the rows after the checkpoint's
+    step are dropped first."""
+
+    def __init__(self, path: Path, columns: list[str], keep_until: int | None):
+        self.path = path
+        self.columns = columns
+        kept: list[dict] = []
+        if keep_until is not None and path.is_file():
+            with open(path, newline="") as handle:
+                kept = [row for row in csv.DictReader(handle) if int(row["step"]) <= keep_until]
+        self._file = open(path, "w", newline="")
+        self._writer = csv.DictWriter(self._file, columns, extrasaction="ignore")
+        self._writer.writeheader()
+        self._writer.writerows(kept)
+        self._file.flush()
+        self.kept = kept
+
+    def write(self, row: dict) -> None:
+        self._writer.writerow({key: value for key, value in row.items() if value is not None})
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The rows of a ``metrics.csv`` with numbers parsed (empty cells left out)."""
+    rows = []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            parsed = {}
+            for key, value in row.items():
+                if value == "":
+                    continue
+                if key in ("phase", "split"):
+                    parsed[key] = value
+                elif key in ("step", "epoch", "frames"):
+                    parsed[key] = int(value)
+                else:
+                    parsed[key] = float(value)
+            rows.append(parsed)
+    return rows
+
+
+def tensorboard_writer(path: Path, purge_step: int | None):
+    """A ``SummaryWriter`` on ``path`` when ``torch.utils.tensorboard`` imports, else ``None`` (silently)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(path), purge_step=purge_step)
+
+
+def rng_state(device) -> dict:
+    torch = require_torch()
+    version, state, gauss = random.getstate()
+    numpy_state = np.random.get_state(legacy=False)
+    out = {"torch": torch.get_rng_state(), "python": [version, list(state), gauss],
+           "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                     "pos": int(numpy_state["state"]["pos"]), "has_gauss": int(numpy_state["has_gauss"]),
+                     "gauss": float(numpy_state["gauss"])}}
+    if device.type == "cuda":
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def set_rng_state(state: dict, device) -> None:
+    torch = require_torch()
+    torch.set_rng_state(state["torch"])
+    version, values, gauss = state["python"]
+    random.setstate((version, tuple(values), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937",
+                         "state": {"key": numpy_state["key"].numpy().astype(np.uint32), "pos": numpy_state["pos"]},
+                         "has_gauss": numpy_state["has_gauss"], "gauss": numpy_state["gauss"]})
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    torch = require_torch()
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    torch = require_torch()
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a foreign or damaged file: say which, do not guess
+        raise UserError(f"cannot read the checkpoint {path} ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                        "move it away to start the run afresh") from None
+
+
+def check_resumable(checkpoint: dict, config: dict, path: Path) -> None:
+    """The checkpoint must come from the same loop, data version, seed and settings."""
+    old = checkpoint.get("config", {})
+    for key in ("loop", "dataset_version", "seed"):
+        if old.get(key) != config.get(key):
+            raise UserError(f"{path} is a checkpoint of another run ({key} {old.get(key)!r}, this run {config.get(key)!r}); "
+                            "use another --out, or delete the folder to start again")
+    for key, value in config["settings"].items():
+        if key not in RESUMABLE_CHANGES and old.get("settings", {}).get(key) != value:
+            raise UserError(f"{path} was trained with {key}={old.get('settings', {}).get(key)!r}, this run asks for "
+                            f"{key}={value!r}; only {', '.join(sorted(RESUMABLE_CHANGES))} may change when resuming "
+                            "(use another --out to start a new run)")
+
+
+def _print_config(config: dict, path: Path, log) -> None:
+    if log:
+        log(f"config (saved to {path}):\n" + json.dumps(config, indent=2, sort_keys=True))
+
+
+def fit(task: Task, model, optimizer, train_set, settings, config: dict, out, device, seed: int,
+        log: Callable[[str], None] | None, progress: bool = True, resume: bool | None = None) -> RunResult:
+    """Train ``model`` for ``settings.steps`` steps, evaluating, checkpointing and resuming.
+
+    ``resume=None`` resumes when ``out`` has a checkpoint; ``True`` requires one; ``False`` starts
+    afresh (the folder's files are replaced).
+    """
+    from tqdm import tqdm
+
+    run = Path(out)
+    config = json.loads(json.dumps(config))  # plain JSON types (the checkpoint loads with weights_only=True)
+    checkpoint_path = run / CHECKPOINT
+    checkpoint = None
+    if resume is not False and checkpoint_path.is_file():
+        checkpoint = load_checkpoint(checkpoint_path)
+        check_resumable(checkpoint, config, checkpoint_path)
+    elif resume:
+        raise UserError(f"--resume: {run} has no {CHECKPOINT} to resume from")
+    split_names = eval_split_names(settings)
+
+    start_step, position = 0, (0, 0)
+    if checkpoint is not None and int(checkpoint["step"]) >= settings.steps and (run / "metrics.json").is_file():
+        if log:
+            log(f"{run} already holds step {checkpoint['step']} (asked for {settings.steps}): nothing to train "
+                "(raise --steps to continue)")
+        metrics_rows = read_metrics(run / METRICS) if (run / METRICS).is_file() else []
+        return RunResult(run, int(checkpoint["step"]),
+                         [row["loss"] for row in metrics_rows if row["phase"] == "train"],
+                         json.loads((run / "metrics.json").read_text())["eval"], task.headline, int(checkpoint["step"]))
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        task.load_state_dict(checkpoint.get("task", {}))
+        set_rng_state(checkpoint["rng"], device)
+        start_step = int(checkpoint["step"])
+        position = (int(checkpoint["epoch"]), int(checkpoint["batch_in_epoch"]))
+        config = {**config, "resumed_from_step": start_step}
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        metrics = MetricsCSV(run / METRICS, csv_columns(task), start_step if checkpoint is not None else None)
+    except OSError as err:
+        raise UserError(f"cannot write the run folder {run}: {err.strerror or err}") from None
+    _print_config(config, run / "config.json", log)
+    if checkpoint is not None and log:
+        log(f"resuming from {checkpoint_path}: step {start_step}, epoch {position[0]}, batch {position[1]} of it")
+    losses = [float(row["loss"]) for row in metrics.kept if row["phase"] == "train"]
+    writer = tensorboard_writer(run / "tensorboard", start_step + 1 if checkpoint is not None else None)
+
+    steps = settings.steps
+    bar = tqdm(total=steps, initial=min(start_step, steps), desc=f"train {task.name}", unit="step",
+               disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    show = every(steps)
+
+    def say(message: str) -> None:
+        if log:
+            with tqdm.external_write_mode(file=sys.stdout):
+                log(message)
+
+    def state(step: int, epoch: int, batch_in_epoch: int) -> dict:
+        return {"format": 1, "loop": task.name, "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "task": task.state_dict(),
+                "rng": rng_state(device), "config": config}
+
+    def evaluate(step: int, epoch: int) -> dict[str, dict]:
+        results = {}
+        for split in split_names:
+            values = task.evaluate(model, split)
+            results[split] = values
+            metrics.write({"step": step, "epoch": epoch, "phase": "eval", "split": split, **values})
+            if writer is not None:
+                for key, value in values.items():
+                    writer.add_scalar(f"eval_{split}/{key}", value, step)
+            say(f"step {step} {split}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+        return results
+
+    evaluation: dict[str, dict] = {}
+    step, (epoch, batch_in_epoch) = start_step, position  # the last trained step and its batch
+    consistent = True  # False while the model, the optimizer and metrics.csv are being changed
+    stream = batches(train_set, settings.batch_size, settings.workers, f"{task.name} training windows", seed,
+                     position, pin_memory=device.type == "cuda") if start_step < steps else iter(())
+    try:
+        while step < steps:
+            next_epoch, next_index, batch = next(stream)
+            consistent = False
+            loss = train_step(task, model, optimizer, batch)
+            step, epoch, batch_in_epoch = step + 1, next_epoch, next_index
+            losses.append(loss)
+            metrics.write({"step": step, "epoch": epoch, "phase": "train", "split": "train", "loss": loss})
+            if writer is not None:
+                writer.add_scalar("train/loss", loss, step)
+            if settings.eval_every > 0 and step % settings.eval_every == 0 and step < steps:
+                evaluate(step, epoch)
+            consistent = True
+            bar.set_postfix(loss=f"{loss:.4g}", epoch=epoch, refresh=False)
+            bar.update(1)
+            if not progress and show(step):
+                say(f"step {step}/{steps} loss {loss:.5g}")
+            if settings.checkpoint_every > 0 and step % settings.checkpoint_every == 0 and step < steps:
+                save_checkpoint(checkpoint_path, state(step, epoch, batch_in_epoch))
+    except KeyboardInterrupt:
+        if consistent and step > start_step:  # between two steps: the state is consistent, keep it
+            save_checkpoint(checkpoint_path, state(step, epoch, batch_in_epoch))
+            say(f"interrupted after step {step}; saved {checkpoint_path}")
+        raise
+    finally:
+        bar.close()
+        del stream  # stop DataLoader workers now
+        if writer is not None:
+            writer.close()
+    evaluation = evaluate(step, epoch)
+    summary = {"steps": step, "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+               "first10_loss": float(np.mean(losses[:10])) if losses else None,
+               "last10_loss": float(np.mean(losses[-10:])) if losses else None, "eval": evaluation}
+    (run / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if step > start_step:
+        save_checkpoint(checkpoint_path, state(step, epoch, batch_in_epoch))
+    metrics.close()
+    return RunResult(run, step, losses, evaluation, task.headline, start_step if checkpoint is not None else None)
+
+
+@contextlib.contextmanager
+def torch_threads():
+    """Restore torch's CPU thread count afterwards (the ``threads`` setting must not outlive a run)."""
+    torch = require_torch()
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

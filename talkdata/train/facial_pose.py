@@ -9,9 +9,12 @@ Model: a per-frame encoder (layer norm, two linear + ReLU layers over the flatte
 temporal convolution stack (``layers`` x Conv1d, kernel ``kernel``, ReLU) over the sequence, and a
 linear layer to 4 values per frame. Loss: MSE on (pitch, yaw, roll z-scores, blink).
 
-Validation (the ``val`` split, all its sequences): pose error in degrees, the mean absolute error of
-each angle after undoing the z-score with the clip's ``pose_std``; ``still_error_deg`` is the same
-error for the model-free prediction "the clip's mean pose".
+Evaluation (``eval_splits``, default ``val``; every sequence of each split, every ``eval_every``
+steps and at the end): pose error in degrees, the mean absolute error of each angle after undoing
+the z-score with the clip's ``pose_std`` (``pose_error_deg``, and per angle); the constant baseline
+``mean_pose_error_deg`` is the same error for predicting the clip's mean pose (z-score 0) for every
+frame. ``blink_error`` is the mean absolute blink error; ``loss`` of an evaluation row is the same
+MSE as in training.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from torch import nn
 from ..errors import UserError
 from ..loader import load
 from ..loader.source import open_dataset
-from .common import RunFolder, RunResult, batches, every, seed_everything
+from .common import RunResult, Task, eval_batches, eval_dataset, eval_split_names, fit, seed_everything
 
 ANGLES = ("pitch", "yaw", "roll")
 
@@ -43,6 +46,9 @@ class Settings:
     workers: int = 0
     shuffle_buffer: int = 256
     threads: int = 0  # CPU threads for torch (0: torch's default)
+    eval_every: int = 500  # evaluate every N steps (0: only at the end)
+    checkpoint_every: int = 500  # write checkpoint.pt every N steps (0: only at the end)
+    eval_splits: str = "val"  # splits to evaluate on, comma-separated ("train,val"; "none")
 
 
 class PoseNet(nn.Module):
@@ -65,58 +71,73 @@ class PoseNet(nn.Module):
 
 
 def targets(batch: dict, device) -> torch.Tensor:
-    return torch.cat([batch["pose"], batch["blink"].unsqueeze(-1)], dim=-1).to(device)
+    return torch.cat([batch["pose"], batch["blink"].unsqueeze(-1)], dim=-1).to(device, non_blocking=True)
 
 
 @torch.no_grad()
 def evaluate(model: PoseNet, dataset, device, batch_size: int) -> dict:
+    """Metrics over every sequence of ``dataset``: ``loss``, ``pose_error_deg`` (and per angle),
+    ``mean_pose_error_deg`` (predicting each clip's mean pose), ``blink_error`` and ``frames``."""
     model.eval()
-    errors, still, blink = [], [], []
-    for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
-        pred = model(batch["audio"].to(device)).cpu().numpy()
-        pose, std = batch["pose"].numpy(), batch["pose_std"].numpy()[:, None, :]
+    errors, constant, blink, squared = [], [], [], []
+    for batch in eval_batches(dataset, batch_size):
+        out = model(batch["audio"].to(device))
+        squared.append(float(nn.functional.mse_loss(out, targets(batch, device), reduction="sum")))
+        pred = out.cpu().numpy().astype(np.float64)
+        pose, std = batch["pose"].numpy().astype(np.float64), batch["pose_std"].numpy().astype(np.float64)[:, None, :]
         errors.append((np.abs(pred[..., :3] - pose) * std).reshape(-1, 3))
-        still.append((np.abs(pose) * std).reshape(-1, 3))  # the mean pose is 0 in z-scores
+        constant.append((np.abs(pose) * std).reshape(-1, 3))  # the clip's mean pose is 0 in z-scores
         blink.append(np.abs(pred[..., 3] - batch["blink"].numpy()).ravel())
     model.train()
     if not errors:
-        raise UserError("the val split has no FACIAL sequence (clips shorter than the window)")
+        raise UserError("the evaluation split has no FACIAL sequence (clips shorter than the window)")
     per_angle = np.concatenate(errors).mean(axis=0)
-    return {"pose_error_deg": float(per_angle.mean()), **{f"{a}_error_deg": float(v) for a, v in zip(ANGLES, per_angle)},
-            "still_error_deg": float(np.concatenate(still).mean()), "blink_error": float(np.concatenate(blink).mean()),
-            "frames": int(np.concatenate(errors).shape[0])}
+    frames = int(np.concatenate(errors).shape[0])
+    return {"loss": sum(squared) / (frames * 4), "pose_error_deg": float(per_angle.mean()),
+            **{f"{a}_error_deg": float(v) for a, v in zip(ANGLES, per_angle)},
+            "mean_pose_error_deg": float(np.concatenate(constant).mean()),
+            "blink_error": float(np.concatenate(blink).mean()), "frames": frames}
 
 
-def train(data: str, out, settings: Settings, device, seed: int, log) -> RunResult:
+class PoseTask(Task):
+    name = "facial-pose"
+    columns = ("pose_error_deg", "mean_pose_error_deg", "pitch_error_deg", "yaw_error_deg", "roll_error_deg",
+               "blink_error", "frames")
+    headline = ("pose_error_deg", "mean_pose_error_deg")
+
+    def __init__(self, eval_sets: dict, device, batch_size: int):
+        self.eval_sets = eval_sets
+        self.device = device
+        self.batch_size = batch_size
+
+    def loss(self, model, batch):
+        return nn.functional.mse_loss(model(batch["audio"].to(self.device, non_blocking=True)),
+                                      targets(batch, self.device))
+
+    def evaluate(self, model, split):
+        return evaluate(model, self.eval_sets[split], self.device, self.batch_size)
+
+
+def setup(data: str, settings: Settings, device, seed: int):
+    """``(task, model, optimizer, train_set, config)`` of a facial-pose run (also used by the benchmark)."""
     features = "deepspeech" if "deepspeech" in open_dataset(data).audio_features else "mfcc"
     common = dict(profile="facial", features=features, window=settings.window)
     train_set = load(data, split="train", stride=settings.stride, seed=seed, shuffle_buffer=settings.shuffle_buffer,
                      **common)
-    val_set = load(data, split="val", stride=settings.window, shuffle=False, **common)
+    eval_sets = {split: eval_dataset(lambda: load(data, split=split, stride=settings.window, shuffle=False, **common),
+                                     split)
+                 for split in eval_split_names(settings)}
     seed_everything(seed, device, settings.threads)
     channels = 29 if features == "deepspeech" else 52
     model = PoseNet(16, channels, settings).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     config = {"loop": "facial-pose", "data": str(data), "dataset_version": train_set.dataset.manifest.get("version"),
-              "audio_features": features, "seed": seed, "device": str(device), "torch": torch.__version__,
+              "audio_features": features, "seed": seed, "device": str(device), "torch": str(torch.__version__),
               "settings": asdict(settings), "parameters": sum(p.numel() for p in model.parameters())}
-    run = RunFolder(out, config)
-    losses: list[float] = []
-    show = every(settings.steps)
-    stream = batches(train_set, settings.batch_size, settings.workers, "FACIAL training sequences")
-    for step in range(1, settings.steps + 1):
-        epoch, batch = next(stream)
-        loss = nn.functional.mse_loss(model(batch["audio"].to(device)), targets(batch, device))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.item()))
-        run.log({"step": step, "epoch": epoch, "loss": losses[-1]})
-        if log and show(step):
-            log(f"step {step}/{settings.steps} loss {losses[-1]:.5g}")
-    validation = evaluate(model, val_set, device, settings.batch_size)
-    run.log({"step": settings.steps, "split": "val", **validation})
-    run.finish({"steps": settings.steps, "first_loss": losses[0], "last_loss": losses[-1], "val": validation},
-               {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": settings.steps,
-                "config": config})
-    return RunResult(run.path, settings.steps, losses, validation)
+    return PoseTask(eval_sets, device, settings.batch_size), model, optimizer, train_set, config
+
+
+def train(data: str, out, settings: Settings, device, seed: int, log, progress: bool = True,
+          resume: bool | None = None) -> RunResult:
+    task, model, optimizer, train_set, config = setup(data, settings, device, seed)
+    return fit(task, model, optimizer, train_set, settings, config, out, device, seed, log, progress, resume)

@@ -1,0 +1,233 @@
+"""The loader's fast paths give exactly what the plain ways give: the tar reader (vs webdataset's tar
+iteration), partial video decoding (vs decoding every frame), ``.npy`` decoding (vs ``np.load``),
+vectorised resampling and MFCC windows (vs per-channel ``np.interp`` and a loop), and ``collate``
+(vs torch's ``default_collate``, in the main process and in a worker). Speed is measured by
+``benchmarks/loader.py``, never here."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, default_collate
+
+import talkdata
+from talkdata.errors import UserError
+from talkdata.loader import collate
+from talkdata.loader.decode import decode_npy, decode_video
+from talkdata.loader.stream import member_filter, read_samples, tar_members
+from talkdata.loader.windows import atvg_mfcc_windows, facial_window_view, facial_windows, resample_frames
+from talkdata.shards import read_shard
+
+
+def all_frames(mp4: bytes) -> np.ndarray:
+    with av.open(io.BytesIO(mp4)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def shard_paths(dataset: Path) -> list[Path]:
+    return sorted((dataset / "shards").rglob("*.tar"))
+
+
+# ---------------------------------------------------------------------------------------- tar
+
+
+def webdataset_samples(path: Path, fields: set[str]) -> list[dict]:
+    from webdataset import tariterators
+
+    with open(path, "rb") as stream:
+        members = tariterators.tar_file_expander([{"url": str(path), "stream": stream}],
+                                                 select_files=member_filter(fields))
+        return list(tariterators.group_by_keys(members))
+
+
+def ours(stream, url: str, fields: set[str]) -> list[dict]:
+    return list(read_samples([{"url": url, "stream": stream}], fields))
+
+
+class Unseekable(io.RawIOBase):
+    """A stream that cannot seek and returns short reads (like a socket)."""
+
+    def __init__(self, data: bytes):
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._data.read(min(size, 1000) if size > 0 else size)
+
+
+def test_tar_reader_reads_what_webdataset_reads(crema_dataset):
+    (path,) = shard_paths(crema_dataset)  # 4 samples in one shard
+    for fields in ({"json", "pca.npy", "mfcc.npy"}, {"json", "video.mp4", "audio.wav", "lmk_src.npy"},
+                   {"json", "deepspeech.npy"}):
+        expected = webdataset_samples(path, fields)
+        assert len(expected) == 4
+        with open(path, "rb") as stream:
+            assert ours(stream, str(path), fields) == expected
+        assert ours(Unseekable(path.read_bytes()), str(path), fields) == expected
+
+
+def test_tar_reader_long_names_pax_and_damage(tmp_path):
+    def archive(fmt, names):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=fmt) as tar:
+            for name in names:
+                info = tarfile.TarInfo(name)
+                info.size = len(name.encode())
+                tar.addfile(info, io.BytesIO(name.encode()))
+        return buffer.getvalue()
+
+    long_key = "speaker/" + "x" * 150
+    for fmt in (tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT):
+        names = [f"s1/{'y' * 80}/clip.json", "s1/clip2.json", "s1/clip2.pca.npy", "s1/clip2.lmk.npy"]
+        if fmt != tarfile.USTAR_FORMAT:
+            names = [f"{long_key}.json", f"{long_key}.pca.npy", "dir/é.json"] + names
+        data = archive(fmt, names)
+        for stream in (io.BytesIO(data), Unseekable(data)):
+            members = list(tar_members(stream, "t.tar", lambda name: True))
+            assert members == [(name, name.encode()) for name in names]
+        samples = ours(io.BytesIO(data), "t.tar", {"json", "pca.npy"})
+        assert [s["__key__"] for s in samples] == [n.rsplit(".json", 1)[0] for n in names if n.endswith(".json")]
+        assert all(set(s) <= {"__key__", "__url__", "json", "pca.npy"} for s in samples)
+    data = bytearray(archive(tarfile.GNU_FORMAT, ["s1/a.json", "s1/b.json"]))
+    data[1024 + 130] ^= 0x01  # the size field of the second header
+    with pytest.raises(UserError, match=r"shard t.tar is damaged \(bad tar header checksum at byte 1024\)"):
+        list(tar_members(io.BytesIO(bytes(data)), "t.tar", lambda name: True))
+    for cut in (515, 1100):  # inside the first member's data; inside the second header
+        for stream in (io.BytesIO(bytes(data[:cut])), Unseekable(bytes(data[:cut]))):
+            with pytest.raises(UserError, match="shard t.tar is truncated"):
+                list(tar_members(stream, "t.tar", lambda name: True))
+
+
+# -------------------------------------------------------------------------------------- video
+
+
+def test_partial_decoding_gives_the_frames_of_a_full_decode(grid_dataset, crema_dataset):
+    rng = np.random.default_rng(0)
+    for dataset in (grid_dataset, crema_dataset):  # 25 fps GRID crops; CREMA-D 29.97 -> 25 fps
+        for path in shard_paths(dataset):
+            for files in read_shard(path).values():
+                frames = all_frames(files["video.mp4"])
+                assert np.array_equal(decode_video(files["video.mp4"]), frames)
+                picks = [[0], [len(frames) - 1], [5, 5, 2], list(range(len(frames)))]
+                picks += [list(rng.integers(0, len(frames), size=n)) for n in (1, 2, 2, 3, 7)]
+                for indices in picks:
+                    assert np.array_equal(decode_video(files["video.mp4"], indices), frames[indices]), indices
+                with pytest.raises(ValueError, match="fewer frames"):
+                    decode_video(files["video.mp4"], [len(frames)])
+
+
+def test_partial_decoding_of_a_variable_frame_rate_stream(tmp_path):
+    """Timestamps off the frame grid: frames are numbered in display order, as a full decode does."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=25, options={"bf": "3"})
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        pts = 0
+        for index in range(30):
+            image = np.full((64, 64, 3), index * 8, dtype=np.uint8)
+            image[index % 60 : index % 60 + 4] = 255
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            pts += 40 if index % 3 else 55  # not a constant frame rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    data = buffer.getvalue()
+    frames = all_frames(data)
+    assert len(frames) == 30
+    for indices in ([3, 17], [29], [0, 28, 14]):
+        assert np.array_equal(decode_video(data, indices), frames[indices])
+
+
+# ----------------------------------------------------------------------------------- arrays
+
+
+def test_npy_decoding_matches_np_load():
+    arrays = [np.arange(24, dtype=np.float32).reshape(2, 3, 4), np.arange(5, dtype=np.int64), np.zeros((0, 6), np.float32),
+              np.float64(2.5) * np.ones(()), np.ones((3, 2), dtype=">f8"), np.asfortranarray(np.ones((3, 4))),
+              np.array(["a", "bc"]), np.array([True, False]), np.arange(6, dtype=np.uint8).reshape(2, 3)]
+    for array in arrays:
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        decoded = decode_npy(buffer.getvalue())
+        assert decoded.dtype == array.dtype and decoded.shape == array.shape and np.array_equal(decoded, array)
+        assert decoded.flags.writeable
+
+
+def per_channel_interp(values: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray:
+    n_out = int(round(len(values) / fps_in * fps_out))
+    flat = values.reshape(len(values), -1).astype(np.float64)
+    out = np.stack([np.interp(np.arange(n_out) / fps_out, np.arange(len(values)) / fps_in, flat[:, c])
+                    for c in range(flat.shape[1])], axis=1)
+    return out.reshape((n_out,) + values.shape[1:]).astype(values.dtype if values.dtype.kind == "f" else np.float32)
+
+
+def test_resampling_is_per_channel_np_interp_bit_for_bit():
+    rng = np.random.default_rng(1)
+    for frames in (1, 2, 47, 75):
+        for shape in ((), (3,), (4, 13)):
+            for fps_in, fps_out in ((25, 30), (30, 25), (29.97, 25), (25, 7)):
+                for dtype in (np.float32, np.float64, np.int16):
+                    values = (rng.normal(size=(frames,) + shape) * 100).astype(dtype)
+                    ours_ = resample_frames(values, fps_in, fps_out)
+                    theirs = per_channel_interp(values, fps_in, fps_out)
+                    assert ours_.dtype == theirs.dtype and np.array_equal(ours_, theirs)
+    special = rng.normal(size=(75, 4))
+    special[10, 0], special[20:22, 1], special[30, 2] = np.nan, np.inf, -np.inf
+    assert np.array_equal(resample_frames(special, 25, 30), per_channel_interp(special, 25, 30), equal_nan=True)
+
+
+def test_window_helpers_match_the_plain_versions():
+    rng = np.random.default_rng(2)
+    mfcc = rng.normal(size=(75, 4, 13)).astype(np.float32)
+    flat = mfcc.reshape(300, 13)
+    for targets in (list(range(4, 20)), list(range(56, 72)), [3, 10, 71], [5]):
+        for drop in (True, False):
+            expected = np.stack([flat[(t - 3) * 4 : (t + 4) * 4, 1 if drop else 0 :] for t in targets])
+            got = atvg_mfcc_windows(mfcc, targets, 3, 3, drop_c0=drop)
+            assert got.flags.c_contiguous and got.dtype == np.float32 and np.array_equal(got, expected)
+    with pytest.raises(ValueError, match="frame 72 needs MFCC rows 276..303"):
+        atvg_mfcc_windows(mfcc, [4, 72])
+    for frames in (0, 5, 90):
+        features = rng.normal(size=(frames, 29)).astype(np.float32)
+        assert np.array_equal(facial_window_view(features), facial_windows(features))
+
+
+# ------------------------------------------------------------------------------------ collate
+
+
+def assert_same_batch(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], torch.Tensor):
+            assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+        else:
+            assert a[key] == b[key], key
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"profile": "atvg"}, {"profile": "sda"}, {"profile": "diffused_heads", "stride": 25},
+                                    {"profile": "facial", "features": "mfcc", "window": 32}, {"profile": "vid2vid"}])
+def test_collate_makes_the_default_batches(grid_dataset, kwargs):
+    items = list(talkdata.load(grid_dataset, split="train", shuffle=False, **kwargs))[:3]
+    assert len(items) >= 1
+    assert_same_batch(collate(items), default_collate(items))
+
+
+def test_collate_in_a_worker_uses_shared_memory(grid_dataset):
+    dataset = talkdata.load(grid_dataset, profile="atvg", split="all", shuffle=False)
+    ours_ = list(DataLoader(dataset, batch_size=4, num_workers=1, collate_fn=collate))
+    theirs = list(DataLoader(dataset, batch_size=4, num_workers=0))
+    assert len(ours_) == len(theirs) == 3
+    for a, b in zip(ours_, theirs):
+        assert_same_batch(a, b)
