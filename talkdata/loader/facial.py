@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import UserError
 from .decode import Clip, HOW_TO_GET
 from .profiles import ItemContext, Profile, choose
-from .windows import facial_window_view, resample_frames, window_starts
+from .windows import facial_window_view, item_windows, resample_frames
 
 PAD = 8
 WIN = 16
@@ -93,8 +93,7 @@ class FACIAL(Profile):
         audio = facial_window_view(features, WIN, PAD)  # items copy their own rows (own_arrays)
         pose, mean, std = zscore(pose)
         total = len(audio)
-        window = total if ctx.window is None else ctx.window
-        starts = window_starts(total, window, ctx.stride) if ctx.window is not None else [0]
+        window, starts = item_windows(total, ctx.window, ctx.stride)
         for start in starts:
             item = {"__key__": clip.key, "start": start, "audio": audio[start : start + window],
                     "pose": pose[start : start + window], "pose_mean": mean, "pose_std": std}

@@ -20,7 +20,7 @@ from typing import Iterator
 from .decode import Clip, field_key
 from .frames import resize
 from .profiles import ItemContext, Profile, positive_int
-from .windows import cut_audio, sample_span, window_starts
+from .windows import cut_audio, item_windows, sample_span
 
 STANDARD = ("video.mp4", "audio.wav", "lmk.npy", "lmk_norm.npy", "pca.npy", "mfcc.npy", "pose.npy", "blink.npy")
 EXTRA = ("deepspeech.npy", "lmk_src.npy", "affine.npy", "bbox.npy")
@@ -44,8 +44,7 @@ class Raw(Profile):
 
     def items(self, clip: Clip, ctx: ItemContext) -> Iterator[dict]:
         total = clip.frames_count
-        window = total if ctx.window is None else ctx.window
-        starts = window_starts(total, window, ctx.stride) if ctx.window is not None else [0]
+        window, starts = item_windows(total, ctx.window, ctx.stride)
         if not starts:
             return
         video = None

@@ -30,7 +30,7 @@ from typing import Iterator
 from .decode import Clip
 from .frames import crop_width, resize, to_signed
 from .profiles import ItemContext, Profile, choose, positive_int
-from .windows import raw_audio_windows, window_starts
+from .windows import item_windows, raw_audio_windows
 
 
 class SDA(Profile):
@@ -49,8 +49,7 @@ class SDA(Profile):
 
     def items(self, clip: Clip, ctx: ItemContext) -> Iterator[dict]:
         total = clip.frames_count
-        window = total if ctx.window is None else ctx.window
-        starts = window_starts(total, window, ctx.stride) if ctx.window is not None else [0]
+        window, starts = item_windows(total, ctx.window, ctx.stride)
         if not starts:
             return
         audio = raw_audio_windows(clip.arrays["audio"], total, clip.fps, clip.audio_rate, ctx.options["audio_samples"])

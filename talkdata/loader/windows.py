@@ -25,6 +25,14 @@ def window_starts(n_frames: int, window: int, stride: int, first: int = 0, margi
     return list(range(first, n_frames - window - margin + 1, stride))
 
 
+def item_windows(n_frames: int, window: int | None, stride: int) -> tuple[int, list[int]]:
+    """``(window length, starts)`` of a profile's items: ``window=None`` means one item holding the
+    whole clip."""
+    if window is None:
+        return n_frames, [0]
+    return window, window_starts(n_frames, window, stride)
+
+
 def sample_span(start_frame: int, frames: int, fps: float, rate: int) -> tuple[int, int]:
     """First audio sample and sample count of frames ``[start_frame, start_frame + frames)``.
 
