@@ -17,6 +17,7 @@ hold one profile; the docstring of each says which published code it follows.
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -45,7 +46,7 @@ class ItemContext:
         return rng_for(self.seed, self.epoch, clip.key, *extra)
 
 
-class Profile:
+class Profile(abc.ABC):
     name = "None"
     required: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
@@ -67,8 +68,9 @@ class Profile:
     def setup(self, dataset: DatasetSource, fields: frozenset[str], options: dict[str, Any]) -> dict[str, Any]:
         return {}
 
+    @abc.abstractmethod
     def items(self, clip: Clip, ctx: ItemContext) -> Iterator[dict]:
-        raise NotImplementedError
+        """The profile's items (dicts of numpy arrays) cut from one decoded clip."""
 
 
 def choose(name: str, value, allowed) -> None:

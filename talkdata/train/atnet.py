@@ -35,30 +35,23 @@ from ..errors import UserError
 from ..loader import load
 from ..loader.atvg import ATVG_SCALE, CODES
 from ..loader.source import open_dataset
-from .common import RunResult, Task, eval_batches, eval_dataset, eval_split_names, fit, seed_everything
+from .common import (LoopSettings, RunResult, Task, eval_batches, eval_dataset, eval_split_names, fit,
+                     seed_everything)
 
 MFCC_ROWS, MFCC_COLS = 28, 12
 
 
 @dataclass(frozen=True)
-class Settings:
-    steps: int = 2000
+class Settings(LoopSettings):
     batch_size: int = 16
     lr: float = 2e-4
     window: int = 16
-    stride: int = 16
     channels: int = 64
     fc: int = 2048
     audio_dim: int = 256
     example_dim: int = 512
     hidden: int = 256
     layers: int = 3
-    workers: int = 0
-    shuffle_buffer: int = 256
-    threads: int = 0  # CPU threads for torch (0: torch's default)
-    eval_every: int = 500  # evaluate every N steps (0: only at the end)
-    checkpoint_every: int = 500  # write checkpoint.pt every N steps (0: only at the end)
-    eval_splits: str = "val"  # splits to evaluate on, comma-separated ("train,val"; "none")
 
 
 def _conv(cin: int, cout: int) -> list[nn.Module]:

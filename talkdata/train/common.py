@@ -28,6 +28,7 @@ without it.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import csv
 import dataclasses
@@ -85,6 +86,20 @@ def seed_everything(seed: int, device, threads: int = 0) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Settings every reference loop has (how it runs); each loop adds its model's and its defaults."""
+
+    steps: int = 2000
+    stride: int = 16
+    workers: int = 0
+    shuffle_buffer: int = 256
+    threads: int = 0  # CPU threads for torch (0: torch's default)
+    eval_every: int = 500  # evaluate every N steps (0: only at the end)
+    checkpoint_every: int = 500  # write checkpoint.pt every N steps (0: only at the end)
+    eval_splits: str = "val"  # splits to evaluate on, comma-separated ("train,val"; "none")
 
 
 def apply_overrides(settings, overrides: dict[str, Any]):
@@ -180,7 +195,7 @@ def every(steps: int, parts: int = 10) -> Callable[[int], bool]:
 # ------------------------------------------------------------------------------------ the loop
 
 
-class Task:
+class Task(abc.ABC):
     """A loop's model-specific parts, for :func:`fit`."""
 
     name = ""
@@ -189,13 +204,13 @@ class Task:
     #: (model metric, constant-prediction baseline metric) shown in the summary
     headline: tuple[str, str] = ("", "")
 
+    @abc.abstractmethod
     def loss(self, model, batch: dict):
         """The training loss of one batch (a scalar tensor); may observe the batch (baselines)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def evaluate(self, model, split: str) -> dict:
         """``{"loss": ..., column: value, ...}`` over every window of ``split``."""
-        raise NotImplementedError
 
     def state_dict(self) -> dict:
         return {}

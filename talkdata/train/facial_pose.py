@@ -28,27 +28,19 @@ from torch import nn
 from ..errors import UserError
 from ..loader import load
 from ..loader.source import open_dataset
-from .common import RunResult, Task, eval_batches, eval_dataset, eval_split_names, fit, seed_everything
+from .common import LoopSettings, RunResult, Task, eval_batches, eval_dataset, eval_split_names, fit, seed_everything
 
 ANGLES = ("pitch", "yaw", "roll")
 
 
 @dataclass(frozen=True)
-class Settings:
-    steps: int = 2000
+class Settings(LoopSettings):
     batch_size: int = 8
     lr: float = 1e-3
     window: int = 32
-    stride: int = 16
     hidden: int = 128
     layers: int = 3
     kernel: int = 5
-    workers: int = 0
-    shuffle_buffer: int = 256
-    threads: int = 0  # CPU threads for torch (0: torch's default)
-    eval_every: int = 500  # evaluate every N steps (0: only at the end)
-    checkpoint_every: int = 500  # write checkpoint.pt every N steps (0: only at the end)
-    eval_splits: str = "val"  # splits to evaluate on, comma-separated ("train,val"; "none")
 
 
 class PoseNet(nn.Module):
