@@ -458,43 +458,46 @@ def fit(task: Task, model, optimizer, train_set, settings, config: dict, out, de
     consistent = True  # False while the model, the optimizer and metrics.csv are being changed
     stream = batches(train_set, settings.batch_size, settings.workers, f"{task.name} training windows", seed,
                      position, pin_memory=device.type == "cuda") if start_step < steps else iter(())
-    try:
-        while step < steps:
-            next_epoch, next_index, batch = next(stream)
-            consistent = False
-            loss = train_step(task, model, optimizer, batch)
-            step, epoch, batch_in_epoch = step + 1, next_epoch, next_index
-            losses.append(loss)
-            metrics.write({"step": step, "epoch": epoch, "phase": "train", "split": "train", "loss": loss})
-            if writer is not None:
-                writer.add_scalar("train/loss", loss, step)
-            if settings.eval_every > 0 and step % settings.eval_every == 0 and step < steps:
-                evaluate(step, epoch)
-            consistent = True
-            bar.set_postfix(loss=f"{loss:.4g}", epoch=epoch, refresh=False)
-            bar.update(1)
-            if not progress and show(step):
-                say(f"step {step}/{steps} loss {loss:.5g}")
-            if settings.checkpoint_every > 0 and step % settings.checkpoint_every == 0 and step < steps:
+    try:  # metrics.csv and the TensorBoard writer are closed however the run ends
+        try:
+            while step < steps:
+                next_epoch, next_index, batch = next(stream)
+                consistent = False
+                loss = train_step(task, model, optimizer, batch)
+                step, epoch, batch_in_epoch = step + 1, next_epoch, next_index
+                losses.append(loss)
+                metrics.write({"step": step, "epoch": epoch, "phase": "train", "split": "train", "loss": loss})
+                if writer is not None:
+                    writer.add_scalar("train/loss", loss, step)
+                if settings.eval_every > 0 and step % settings.eval_every == 0 and step < steps:
+                    evaluate(step, epoch)
+                consistent = True
+                bar.set_postfix(loss=f"{loss:.4g}", epoch=epoch, refresh=False)
+                bar.update(1)
+                if not progress and show(step):
+                    say(f"step {step}/{steps} loss {loss:.5g}")
+                if settings.checkpoint_every > 0 and step % settings.checkpoint_every == 0 and step < steps:
+                    save_checkpoint(checkpoint_path, state(step, epoch, batch_in_epoch))
+        except KeyboardInterrupt:
+            if consistent and step > start_step:  # between two steps: the state is consistent, keep it
                 save_checkpoint(checkpoint_path, state(step, epoch, batch_in_epoch))
-    except KeyboardInterrupt:
-        if consistent and step > start_step:  # between two steps: the state is consistent, keep it
+                say(f"interrupted after step {step}; saved {checkpoint_path}")
+            raise
+        finally:
+            bar.close()
+            del stream  # stop DataLoader workers now
+        evaluation = evaluate(step, epoch)
+        summary = {"steps": step, "first_loss": losses[0] if losses else None,
+                   "last_loss": losses[-1] if losses else None,
+                   "first10_loss": float(np.mean(losses[:10])) if losses else None,
+                   "last10_loss": float(np.mean(losses[-10:])) if losses else None, "eval": evaluation}
+        (run / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        if step > start_step:
             save_checkpoint(checkpoint_path, state(step, epoch, batch_in_epoch))
-            say(f"interrupted after step {step}; saved {checkpoint_path}")
-        raise
     finally:
-        bar.close()
-        del stream  # stop DataLoader workers now
         if writer is not None:
             writer.close()
-    evaluation = evaluate(step, epoch)
-    summary = {"steps": step, "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-               "first10_loss": float(np.mean(losses[:10])) if losses else None,
-               "last10_loss": float(np.mean(losses[-10:])) if losses else None, "eval": evaluation}
-    (run / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    if step > start_step:
-        save_checkpoint(checkpoint_path, state(step, epoch, batch_in_epoch))
-    metrics.close()
+        metrics.close()
     return RunResult(run, step, losses, evaluation, task.headline, start_step if checkpoint is not None else None)
 
 
