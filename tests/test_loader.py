@@ -438,6 +438,24 @@ def test_order_is_seeded(crema_dataset):
     assert sorted(loader_ids(talkdata.load(crema_dataset, fields=["pca.npy"], window=8), 2)) == sorted(first)
 
 
+def test_set_epoch_reaches_persistent_workers(crema_dataset):
+    from torch.utils.data import DataLoader
+
+    def epoch_ids(loader) -> list[tuple[str, int]]:
+        return [pair for batch in loader for pair in zip(batch["__key__"], batch["start"].tolist())]
+
+    dataset = talkdata.load(crema_dataset, fields=["pca.npy"], window=8)
+    persistent = DataLoader(dataset, batch_size=2, num_workers=2, persistent_workers=True)
+    seen = []
+    for epoch in range(3):
+        dataset.set_epoch(epoch)
+        seen.append(epoch_ids(persistent))
+        fresh = talkdata.load(crema_dataset, fields=["pca.npy"], window=8)
+        fresh.set_epoch(epoch)
+        assert seen[-1] == epoch_ids(DataLoader(fresh, batch_size=2, num_workers=2)), epoch
+    assert seen[0] != seen[1] != seen[2] and sorted(seen[0]) == sorted(seen[2])
+
+
 def test_resampled_stream_is_endless_and_seeded(grid_dataset):
     def take(seed):
         dataset = talkdata.load(grid_dataset, fields=["blink.npy"], resampled=True, seed=seed, split="all")

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, default_collate
 import talkdata
 from talkdata.errors import UserError
 from talkdata.loader import collate
+from talkdata.loader.collate import BY_VALUE_BYTES
 from talkdata.loader.decode import decode_npy, decode_video
 from talkdata.loader.stream import member_filter, read_samples, tar_members
 from talkdata.loader.windows import atvg_mfcc_windows, facial_window_view, facial_windows, resample_frames
@@ -224,10 +225,32 @@ def test_collate_makes_the_default_batches(grid_dataset, kwargs):
     assert_same_batch(collate(items), default_collate(items))
 
 
-def test_collate_in_a_worker_uses_shared_memory(grid_dataset):
+def test_collate_in_a_worker_sends_small_tensors_by_value_and_frames_in_shared_memory(grid_dataset):
     dataset = talkdata.load(grid_dataset, profile="atvg", split="all", shuffle=False)
     ours_ = list(DataLoader(dataset, batch_size=4, num_workers=1, collate_fn=collate))
     theirs = list(DataLoader(dataset, batch_size=4, num_workers=0))
     assert len(ours_) == len(theirs) == 3
     for a, b in zip(ours_, theirs):
         assert_same_batch(a, b)
+        for key in ("mfcc", "target_pca", "start", "frames"):
+            assert type(a[key]) is torch.Tensor, key  # plain tensors on arrival
+        assert a["frames"].nbytes >= BY_VALUE_BYTES and a["frames"].is_shared()
+        assert a["mfcc"].nbytes < BY_VALUE_BYTES and not a["mfcc"].is_shared()
+
+
+def scaled_in_the_worker(items):
+    """A user's collate_fn that works on talkdata's batch inside the worker."""
+    batch = collate(items)
+    assert isinstance(batch["mfcc"], torch.Tensor) and isinstance(batch["start"], torch.Tensor)
+    return {"mfcc": batch["mfcc"] * 2, "start": batch["start"].float() + 0.5, "by_value": type(batch["mfcc"]).__name__}
+
+
+def test_collate_batches_work_as_tensors_inside_the_worker(grid_dataset):
+    dataset = talkdata.load(grid_dataset, profile="atvg", fields=["pca.npy", "mfcc.npy"], split="all", shuffle=False)
+    ours_ = list(DataLoader(dataset, batch_size=4, num_workers=1, collate_fn=scaled_in_the_worker))
+    theirs = list(DataLoader(dataset, batch_size=4, num_workers=0))
+    assert len(ours_) == len(theirs) == 3
+    for a, b in zip(ours_, theirs):
+        assert a["by_value"] == "TensorByValue"
+        assert type(a["mfcc"]) is torch.Tensor and torch.equal(a["mfcc"], b["mfcc"] * 2)
+        assert torch.equal(a["start"], b["start"].float() + 0.5)

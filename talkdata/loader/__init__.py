@@ -1,6 +1,7 @@
 """Streaming loader: :func:`load` a built dataset as windows or as a published system's inputs."""
 
-from .dataset import TalkDataset, collate, load
+from .collate import collate
+from .dataset import TalkDataset, load
 from .profiles import registry
 
 __all__ = ["load", "collate", "TalkDataset", "profile_names"]

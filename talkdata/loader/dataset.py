@@ -9,7 +9,7 @@ Stages (each a small function over an iterator, webdataset style; see :class:`Ta
 Everything random is seeded: the shard order by ``(seed, epoch)``, the profile's choices by
 ``(seed, epoch, clip key)`` (the same items whatever the number of workers), the shuffle buffer by
 ``(seed, epoch, rank, worker)``. Call :meth:`TalkDataset.set_epoch` before each epoch to get a
-new order (the DataLoader must not use ``persistent_workers`` for the new epoch to reach them).
+new order (the epoch is in shared memory: it reaches ``persistent_workers`` too).
 """
 
 from __future__ import annotations
@@ -45,45 +45,52 @@ class TalkDataset(wds.DataPipeline):
         self.resampled = resampled
         self.shuffle_buffer = shuffle_buffer
         self.shards = dataset.shards(splits)
-        super().__init__(self._samples, self._decode, self._items, self._shuffle)
+        self._epoch = shared_counter(context.epoch)
+        super().__init__(self._stream)
 
     # -- epoch -------------------------------------------------------------------------------------
 
     @property
     def epoch(self) -> int:
-        return self.context.epoch
+        return int(self._epoch[0])
 
     def set_epoch(self, epoch: int) -> None:
-        """Use ``epoch`` in every seed (shard order, profile randomness, shuffle buffer)."""
-        self.context = replace(self.context, epoch=int(epoch))
+        """Use ``epoch`` in every seed (shard order, profile randomness, shuffle buffer) from the
+        next pass on. The epoch is kept in shared memory, so it also reaches the DataLoader's
+        ``persistent_workers``."""
+        self._epoch[0] = int(epoch)
 
     # -- stages ------------------------------------------------------------------------------------
 
-    def _samples(self) -> Iterator[dict]:
+    def _stream(self) -> Iterator[dict]:
+        """One pass, every stage with the context of this pass (the epoch as it is now)."""
+        context = replace(self.context, epoch=self.epoch)
+        return self._shuffle(self._items(self._decode(self._samples(context), context), context), context)
+
+    def _samples(self, context: ItemContext) -> Iterator[dict]:
         consumer = current_consumer()
-        seed, epoch = self.context.seed, self.context.epoch
-        fields = set(self.context.fields) | {"json"}
+        fields = set(context.fields) | {"json"}
         if self.resampled:
-            return read_samples(open_shards(resampled_shards(self.shards, consumer, seed, epoch)), fields)
-        plan = plan_epoch(self.shards, consumer, seed, epoch, self.shuffle)
+            return read_samples(open_shards(resampled_shards(self.shards, consumer, context.seed, context.epoch)),
+                                fields)
+        plan = plan_epoch(self.shards, consumer, context.seed, context.epoch, self.shuffle)
         offsets = {shard.url: shard.offset for shard in plan.shards}
         return keep_ordinals(read_samples(open_shards(plan.shards), fields), plan, offsets)
 
-    def _decode(self, samples: Iterable[dict]) -> Iterator:
+    def _decode(self, samples: Iterable[dict], context: ItemContext) -> Iterator:
         for sample in samples:
-            yield decode_sample(sample, set(self.context.fields), self.dataset.source)
+            yield decode_sample(sample, set(context.fields), self.dataset.source)
 
-    def _items(self, clips: Iterable) -> Iterator[dict]:
+    def _items(self, clips: Iterable, context: ItemContext) -> Iterator[dict]:
         for clip in clips:
-            for item in self.profile.items(clip, self.context):
+            for item in self.profile.items(clip, context):
                 yield own_arrays(item)
 
-    def _shuffle(self, items: Iterable[dict]) -> Iterator[dict]:
+    def _shuffle(self, items: Iterable[dict], context: ItemContext) -> Iterator[dict]:
         if not self.shuffle or self.shuffle_buffer <= 1:
             return iter(items)
         consumer = current_consumer()
-        seed = int(rng_for(self.context.seed, self.context.epoch, consumer.rank, consumer.worker, "buffer")
-                   .integers(2**63))
+        seed = int(rng_for(context.seed, context.epoch, consumer.rank, consumer.worker, "buffer").integers(2**63))
         return wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=random.Random(seed))(iter(items))
 
     def __repr__(self) -> str:
@@ -92,41 +99,21 @@ class TalkDataset(wds.DataPipeline):
                 f"fields={sorted(self.context.fields)})")
 
 
+def shared_counter(value: int):
+    """A one-element int64 cell that processes forked or spawned after its creation share (a
+    shared-memory torch tensor; a list when torch is not installed: then there are no workers)."""
+    try:
+        import torch
+    except ImportError:
+        return [int(value)]
+    return torch.tensor([int(value)], dtype=torch.int64).share_memory_()
+
+
 def own_arrays(item: dict) -> dict:
     """Copy the arrays that are views, so that an item in the shuffle buffer does not keep its whole
     decoded clip alive (memory is then buffer size x item size, whatever the clip length)."""
     return {key: value.copy() if isinstance(value, np.ndarray) and value.base is not None else value
             for key, value in item.items()}
-
-
-def collate(items: list[dict]) -> dict:
-    """A ``collate_fn`` for talkdata items: the same batch as torch's ``default_collate`` (arrays
-    stacked into tensors, ints into an int64 tensor, strings into a list), about 4x faster for
-    these dicts of numpy arrays. Inside a DataLoader worker the stacked arrays are written straight
-    into shared memory, as ``default_collate`` does. Needs torch."""
-    import torch
-    from torch.utils.data import default_collate, get_worker_info
-
-    in_worker = get_worker_info() is not None
-    batch = {}
-    for key, first in items[0].items():
-        values = [item[key] for item in items]
-        if isinstance(first, np.ndarray) and first.dtype.kind in "fiub" and \
-                all(isinstance(v, np.ndarray) and v.shape == first.shape and v.dtype == first.dtype for v in values):
-            shape = (len(values),) + first.shape
-            if in_worker:
-                out = torch.empty(shape, dtype=torch.from_numpy(np.empty(0, first.dtype)).dtype).share_memory_()
-                np.stack(values, out=out.numpy())
-                batch[key] = out
-            else:
-                batch[key] = torch.from_numpy(np.stack(values))
-        elif type(first) is int and all(type(v) is int for v in values):
-            batch[key] = torch.tensor(values, dtype=torch.int64)
-        elif type(first) is str and all(type(v) is str for v in values):
-            batch[key] = values
-        else:
-            batch[key] = default_collate(values)
-    return batch
 
 
 def select_fields(profile: Profile, dataset: DatasetSource, fields, options: dict) -> frozenset[str]:

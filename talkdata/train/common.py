@@ -151,14 +151,15 @@ def batches(dataset, batch_size: int, workers: int, what: str, seed: int = 0, st
     """``(epoch, index, batch)`` forever: epoch after epoch of ``dataset`` (``set_epoch`` each time);
     ``index`` counts the batches of the epoch from 1. ``start = (epoch, n)`` begins at that epoch
     and skips its first ``n`` batches (they are read, not returned: the stream after them is the
-    same as in a run that never stopped)."""
+    same as in a run that never stopped). Workers are started once and kept for every epoch."""
     torch = require_torch()
     epoch, skip = start
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                                         generator=loader_generator(seed, epoch), pin_memory=pin_memory,
+                                         persistent_workers=workers > 0)
     while True:
         dataset.set_epoch(epoch)
         count = 0
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                                             generator=loader_generator(seed, epoch), pin_memory=pin_memory)
         for batch in loader:
             count += 1
             if count > skip:
