@@ -108,22 +108,26 @@ def resample_frames(values: np.ndarray, fps_in: float, fps_out: float) -> np.nda
 
 
 class _Grid:
-    """Where ``np.interp`` puts each output time among the input times (shared by every channel)."""
+    """Where ``np.interp`` puts each output time among the input times (shared by every channel).
+    ``x`` is increasing, so the points left of ``xp`` are a prefix and those from its last point
+    on a suffix: ``x[:lo]`` and ``x[hi:]``."""
 
     def __init__(self, x: np.ndarray, xp: np.ndarray):
         self.count, self.points = len(x), len(xp)
         if self.points == 0 and self.count:
             raise ValueError("interpolation needs at least one sample point")
-        self.left = x < xp[0] if self.points else np.zeros(0, bool)
-        self.right = x >= xp[-1] if self.points else np.zeros(0, bool)
-        self.inside = ~(self.left | self.right)
-        xi = x[self.inside]
+        if np.any(np.diff(x) < 0):
+            raise ValueError("interpolation times must be increasing")
+        self.lo = int(np.searchsorted(x, xp[0], side="left")) if self.points else 0
+        self.hi = int(np.searchsorted(x, xp[-1], side="left")) if self.points else 0
+        self.hi = max(self.hi, self.lo)
+        xi = x[self.lo : self.hi]
         self.j = np.searchsorted(xp, xi, side="right") - 1  # xp[j] <= x < xp[j + 1]
-        if len(self.j):
-            self.step = (xp[self.j + 1] - xp[self.j])[:, None]
-            self.offset = (xi - xp[self.j])[:, None]
-            self.back = (xi - xp[self.j + 1])[:, None]
-            self.exact = xi == xp[self.j]
+        self.j1 = self.j + 1
+        self.step = (xp[self.j1] - xp[self.j])[:, None]
+        self.offset = (xi - xp[self.j])[:, None]
+        self.back = (xi - xp[self.j1])[:, None]
+        self.exact = np.flatnonzero(xi == xp[self.j])
 
 
 @functools.lru_cache(maxsize=256)
@@ -138,18 +142,21 @@ def interp_rows(grid: _Grid, fp: np.ndarray) -> np.ndarray:
     out = np.empty((grid.count, fp.shape[1]), dtype=np.float64)
     if grid.count == 0:
         return out
-    out[grid.left], out[grid.right] = fp[0], fp[-1]
-    if len(grid.j):
-        j = grid.j
+    out[: grid.lo], out[grid.hi :] = fp[0], fp[-1]
+    if grid.hi > grid.lo:
+        lower, upper = fp.take(grid.j, axis=0), fp.take(grid.j1, axis=0)
+        values = out[grid.lo : grid.hi]
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # np.interp does not warn either
-            slope = (fp[j + 1] - fp[j]) / grid.step
-            values = slope * grid.offset + fp[j]
-            values[grid.exact] = fp[j[grid.exact]]
+            slope = np.subtract(upper, lower)
+            slope /= grid.step
+            np.multiply(slope, grid.offset, out=values)
+            values += lower
+            if len(grid.exact):
+                values[grid.exact] = lower[grid.exact]
             bad = np.isnan(values)
             if bad.any():  # non-finite slopes: numpy retries from the right point, then keeps a flat value
-                values = np.where(bad, slope * grid.back + fp[j + 1], values)
-                values = np.where(np.isnan(values) & (fp[j] == fp[j + 1]), fp[j], values)
-        out[grid.inside] = values
+                values[...] = np.where(bad, slope * grid.back + upper, values)
+                values[...] = np.where(np.isnan(values) & (lower == upper), lower, values)
     return out
 
 
