@@ -388,13 +388,14 @@ def ceiling_rate(item: dict, workers: int, batch_size: int, seconds: float, warm
 
 def loop_rates(data: Path, loop: str, overrides: dict, steps: int, workers_list: list[int], repeat: int) -> dict:
     """Steps per second of a reference loop fed from materialised batches and from the loader (its own
-    ``batches()``: epochs, ``set_epoch``, a new DataLoader per epoch), and the share of the step
-    time spent waiting for the next batch. ``repeat`` interleaved rounds, the best of each kept."""
+    ``batches()``: epochs, ``set_epoch``, persistent workers; read ahead by ``prefetched`` as ``fit`` does), and the share of the step time spent
+    waiting for the next batch. ``repeat`` interleaved rounds, the best of each kept. ``overrides``
+    may set ``threads`` (torch's CPU threads for the step)."""
     import importlib
 
     import torch
 
-    from talkdata.train.common import apply_overrides, batches, train_step
+    from talkdata.train.common import apply_overrides, batches, prefetched, train_step
 
     module = importlib.import_module(f"talkdata.train.{loop.replace('-', '_')}")
     settings = apply_overrides(module.Settings(), {"eval_splits": "none", **overrides})
@@ -419,7 +420,7 @@ def loop_rates(data: Path, loop: str, overrides: dict, steps: int, workers_list:
     for _ in range(repeat):
         out["materialised"] = max(out["materialised"], timed(iter(materialised))[0])
         for workers in workers_list:
-            stream = batches(train_set, settings.batch_size, workers, "windows")  # a fresh stream each round
+            stream = prefetched(batches(train_set, settings.batch_size, workers, "windows"))  # fresh each round
             speed, waiting = timed(stream)
             del stream
             if speed > out.get(workers, (0.0, 0.0))[0]:
@@ -517,29 +518,41 @@ def main() -> None:
         loops = [("atnet (ATVG sizes)", "atnet", {}, max(3, args.train_steps // 10)),
                  ("atnet (test size)", "atnet", small, args.train_steps),
                  ("facial-pose", "facial-pose", {}, args.train_steps)]
-        loop_workers = [0, 2]
-        print(f"\ntraining steps/s on the CPU ({torch.get_num_threads()} torch threads): fed from a list of batches "
-              f"made beforehand vs from the loader (% of the former; waiting: share of the time spent in next(batch))")
-        header = (f"{'loop':20s} {'params':>11s} {'batch':>5s} {'steps':>5s} | {'materialised':>12s} | "
-                  + " | ".join(f"{f'loader w={w}':>27s}" for w in loop_workers))
+        from talkdata.train.common import torch_threads
+
+        cores = os.cpu_count() or 1
+        # (label, torch threads of the step, DataLoader workers): all cores for the step, the loader
+        # in the same process or in workers that share those cores; then a worker on a core of its own
+        setups = [(f"{cores} thr", cores, [0, 2]), ("1 thr", 1, [1])]
+        columns = [(label, threads, w) for label, threads, workers in setups for w in ["mat", *workers]]
+        print(f"\ntraining steps/s on the CPU ({cores} cores): fed from a list of batches made beforehand (mat) vs "
+              "from the loader with w workers (% of mat with the same threads; wait: share of the time in "
+              "next(batch)); 'thr': torch threads of the step")
+        header = (f"{'loop':20s} {'params':>11s} {'batch':>5s} {'steps':>5s} | "
+                  + " | ".join(f"{f'{label} ' + ('mat' if w == 'mat' else f'w={w}'):>24s}" for label, _, w in columns))
         print(header)
         print("-" * len(header))
         shares = []
         for label, loop, overrides, steps in loops:
-            rates = loop_rates(data, loop, overrides, steps, loop_workers, args.repeat)
-            cells = []
-            for w in loop_workers:
-                speed, waiting = rates[w]
-                share = speed / rates["materialised"]
-                shares.append((share, label, w))
-                cells.append(f"{speed:8.2f} ({share:4.0%}) wait {waiting:4.0%}")
-            print(f"{label:20s} {rates['parameters']:11,d} {rates['batch_size']:5d} {steps:5d} | "
-                  f"{rates['materialised']:12.2f} | " + " | ".join(f"{c:>27s}" for c in cells), flush=True)
-        for w in loop_workers:
-            worst = min(s for s in shares if s[2] == w)
-            print(f"GOAL data loading is not the bottleneck with {w} workers (loader-fed >= {GOAL_LOOP_SHARE:.0%} "
-                  f"of materialised steps/s): {'met' if worst[0] >= GOAL_LOOP_SHARE else 'NOT met'} "
-                  f"(lowest {worst[0]:.0%}: {worst[1]})")
+            cells, info = [], None
+            for setup_label, threads, workers in setups:
+                with torch_threads():
+                    rates = loop_rates(data, loop, {**overrides, "threads": threads}, steps, workers, args.repeat)
+                info = rates
+                cells.append(f"{rates['materialised']:8.2f}")
+                for w in workers:
+                    speed, waiting = rates[w]
+                    share = speed / rates["materialised"]
+                    shares.append((share, label, setup_label, w))
+                    cells.append(f"{speed:8.2f} ({share:4.0%}) wait {waiting:3.0%}")
+            print(f"{label:20s} {info['parameters']:11,d} {info['batch_size']:5d} {steps:5d} | "
+                  + " | ".join(f"{c:>24s}" for c in cells), flush=True)
+        for setup_label, _, workers in setups:
+            for w in workers:
+                worst = min(s for s in shares if s[2] == setup_label and s[3] == w)
+                print(f"GOAL data loading is not the bottleneck, {setup_label}, {w} workers (loader-fed >= "
+                      f"{GOAL_LOOP_SHARE:.0%} of mat): {'met' if worst[0] >= GOAL_LOOP_SHARE else 'NOT met'} "
+                      f"(lowest {worst[0]:.0%}: {worst[1]})")
 
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

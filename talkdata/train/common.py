@@ -34,8 +34,10 @@ import csv
 import dataclasses
 import json
 import os
+import queue
 import random
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -168,6 +170,52 @@ def batches(dataset, batch_size: int, workers: int, what: str, seed: int = 0, st
             raise UserError(f"no {what} in {dataset.dataset.source}: every clip is shorter than one window "
                             "(lower --set window=...)")
         epoch, skip = epoch + 1, 0
+
+
+def prefetched(iterator: Iterator, depth: int = 2) -> Iterator:
+    """``iterator``'s items, read ``depth`` ahead in a background thread: the next batch is being
+    loaded (0 workers) or received from a worker (its shared memory, which needs the worker's
+    attention) while the step runs - torch releases the GIL in its operations. Same items, same
+    order; an exception of ``iterator`` is raised at the item where it happened. Closing the
+    generator stops the thread."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for item in iterator:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as error:  # handed to the consumer, raised there
+            put((None, error))
+
+    thread = threading.Thread(target=read, name="talkdata-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = items.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        close = getattr(iterator, "close", None)
+        if close is not None and not thread.is_alive():
+            close()
 
 
 def eval_dataset(make: Callable[[], Any], split: str):
@@ -457,8 +505,8 @@ def fit(task: Task, model, optimizer, train_set, settings, config: dict, out, de
     evaluation: dict[str, dict] = {}
     step, (epoch, batch_in_epoch) = start_step, position  # the last trained step and its batch
     consistent = True  # False while the model, the optimizer and metrics.csv are being changed
-    stream = batches(train_set, settings.batch_size, settings.workers, f"{task.name} training windows", seed,
-                     position, pin_memory=device.type == "cuda") if start_step < steps else iter(())
+    stream = prefetched(batches(train_set, settings.batch_size, settings.workers, f"{task.name} training windows",
+                                seed, position, pin_memory=device.type == "cuda")) if start_step < steps else iter(())
     try:  # metrics.csv and the TensorBoard writer are closed however the run ends
         try:
             while step < steps:
