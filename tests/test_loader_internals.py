@@ -254,3 +254,25 @@ def test_collate_batches_work_as_tensors_inside_the_worker(grid_dataset):
         assert a["by_value"] == "TensorByValue"
         assert type(a["mfcc"]) is torch.Tensor and torch.equal(a["mfcc"], b["mfcc"] * 2)
         assert torch.equal(a["start"], b["start"].float() + 0.5)
+
+
+def switch_interval_of_the_worker(items):
+    import sys
+
+    return sys.getswitchinterval()
+
+
+def test_dataloader_workers_hand_batches_over_promptly(grid_dataset):
+    """Workers shorten the GIL switch interval (batches leave through threads that wait for the GIL);
+    the main process keeps its own."""
+    import sys
+
+    from talkdata.loader.dataset import WORKER_SWITCH_INTERVAL
+
+    before = sys.getswitchinterval()
+    dataset = talkdata.load(grid_dataset, fields=["pca.npy"], split="all", shuffle=False)
+    intervals = list(DataLoader(dataset, batch_size=2, num_workers=1, collate_fn=switch_interval_of_the_worker))
+    assert intervals and all(value == pytest.approx(WORKER_SWITCH_INTERVAL) for value in intervals)
+    assert sys.getswitchinterval() == before
+    list(dataset)  # iterating in the main process leaves it alone
+    assert sys.getswitchinterval() == before
