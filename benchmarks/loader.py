@@ -14,9 +14,10 @@ About 8 minutes on 2 cores with the defaults.
 Data. ``DATASET`` is a folder built by ``talkdata build``. Default: the GRID sample clips of
 ``tests/data/grid`` (3 clips of 75 frames, 256 x 256 crops, 25 fps, one per split) built once into
 ``benchmarks/.cache/loader-grid``, then repeated ``--copies`` times into
-``benchmarks/.cache/loader-grid-x{copies}``: every shard is hard-linked ``copies`` times and the
-manifest lists each copy as a shard of its split, so an epoch has as many clips as a small corpus
-(a loop's epoch then spans several batches, and DataLoader workers have shards to share).
+``benchmarks/.cache/loader-grid-x{copies}``: every sample is written ``copies`` times under new keys
+(``KEY-r000`` ...) into shards of 64 samples by talkdata's shard writer, so an epoch has as many
+clips as a small corpus in shards like a built corpus's (a loop's epoch then spans several batches,
+and DataLoader workers have shards to share).
 ``benchmarks/.cache`` is ignored by git.
 
 Per-file baseline. Once per dataset version, every sample is written to
@@ -38,15 +39,19 @@ tests/test_loader_internals.py; the ``default_collate`` column shows the loader 
 first ``--warmup`` batches are not timed, then batches are taken for ``--seconds``; each cell is
 measured ``--repeat`` times, interleaved with the other reader's cells, and the best kept (the
 machine may be shared). The ``ceiling`` columns are the windows per second of a DataLoader whose
-dataset only hands out copies of one finished item: the cost of moving batches from worker
-processes to the main one, a limit for every reader with that many workers.
+dataset only hands out copies of one finished item, batched by ``talkdata.loader.collate``: the
+cost of moving batches from worker processes to the main one, the loader's limit with that many
+workers.
 
 Goals (printed as met / NOT met): the loader delivers at least 3x the baseline's windows per second,
 for every profile and worker count, and comparing each reader at its best worker count; and data
-loading is never the bottleneck of the reference loops: a loop fed from the loader (``workers`` 0 and 2, its own ``batches()`` with epochs) runs at
-least 90 % of the steps per second of the same loop fed from a list of batches materialised
-beforehand (best of ``--repeat`` interleaved rounds; ``atnet`` at ATVG's sizes times a tenth of
-``--train-steps``, at least 3). Loops timed: ``atnet`` at ATVG's sizes (the default), ``atnet`` at
+loading is never the bottleneck of the reference loops: a loop fed from the loader (its own
+``batches()`` with epochs and persistent workers, read ahead by ``prefetched`` as ``fit`` does) runs
+at least 90 % of the steps per second of the same loop fed from a list of batches materialised
+beforehand, with the same torch threads (best of ``--repeat`` interleaved rounds; ``atnet`` at
+ATVG's sizes times a tenth of ``--train-steps``, at least 3). Two set-ups: the step on all cores
+with 0 and 2 workers (the loader then shares the cores with the step), and the step on one thread
+with 1 worker (the loader has a core of its own, as beside a GPU). Loops timed: ``atnet`` at ATVG's sizes (the default), ``atnet`` at
 the small size of the tests, ``facial-pose`` at its defaults (``window=32``, MFCC, when the dataset
 has no DeepSpeech features).
 
@@ -88,14 +93,19 @@ def default_dataset(copies: int) -> Path:
     return replicate(base, copies) if copies > 1 else base
 
 
-def replicate(base: Path, copies: int) -> Path:
-    """``base`` with every shard listed ``copies`` times (hard links), written once."""
+def replicate(base: Path, copies: int, per_shard: int = 64) -> Path:
+    """``base`` with every sample written ``copies`` times (keys ``KEY-rNNN``) into shards of
+    ``per_shard`` samples by talkdata's own shard writer (a built corpus has up to 500 per shard);
+    written once per version of ``base``."""
+    from talkdata.shards import ShardWriter, read_shard
+
     manifest = json.loads((base / "dataset.json").read_text())
     out = CACHE / f"{base.name}-x{copies}"
     done = out / "dataset.json"
-    if done.is_file() and json.loads(done.read_text()).get("version") == manifest["version"] and \
-            len(json.loads(done.read_text())["shards"]) == copies * len(manifest["shards"]):
-        return out
+    if done.is_file():
+        written = json.loads(done.read_text())
+        if written.get("version") == manifest["version"] and written.get("replicated") == [copies, per_shard]:
+            return out
     shutil.rmtree(out, ignore_errors=True)
     for path in base.rglob("*"):
         relative = path.relative_to(base)
@@ -104,16 +114,19 @@ def replicate(base: Path, copies: int) -> Path:
             (out / relative).parent.mkdir(parents=True, exist_ok=True)
             os.link(path, out / relative)
     shards, splits = [], {}
-    for copy in range(copies):
-        for entry in manifest["shards"]:
-            source = base / entry["path"]
-            relative = Path(entry["path"]).with_name(f"{Path(entry['path']).stem}-r{copy:03d}.tar")
-            (out / relative).parent.mkdir(parents=True, exist_ok=True)
-            os.link(source, out / relative)
-            shards.append({**entry, "path": relative.as_posix()})
     for name, split in manifest["splits"].items():
-        splits[name] = {**split, "samples": split["samples"] * copies, "shards": split.get("shards", 1) * copies}
-    done.write_text(json.dumps({**manifest, "shards": shards, "splits": splits}, indent=2))
+        samples = {}
+        for entry in manifest["shards"]:
+            if entry["split"] == name:
+                samples.update(read_shard(base / entry["path"]))
+        writer = ShardWriter(out, manifest["name"], name, per_shard, 1 << 40)
+        for key in sorted(f"{key}-r{copy:03d}" for key in samples for copy in range(copies)):
+            writer.write(key, samples[key.rpartition("-r")[0]])
+        written = writer.close()
+        shards += [info.manifest_entry() for info in written]
+        splits[name] = {**split, "samples": split["samples"] * copies, "shards": len(written)}
+    done.write_text(json.dumps({**manifest, "shards": shards, "splits": splits, "replicated": [copies, per_shard]},
+                               indent=2))
     return out
 
 
@@ -124,21 +137,17 @@ def per_file_copy(data: Path) -> Path:
 
     manifest = open_dataset(data).manifest
     out = CACHE / f"{data.name}-perfile"
-    stamp = out / "VERSION"
-    if stamp.is_file() and stamp.read_text() == manifest["version"]:
+    stamp, version = out / "VERSION", json.dumps([manifest["version"], manifest.get("replicated")])
+    if stamp.is_file() and stamp.read_text() == version:
         return out
     shutil.rmtree(out, ignore_errors=True)
-    seen = set()
     for entry in manifest["shards"]:
         for key, files in read_shard(data / entry["path"]).items():
-            if key in seen:  # a replicated dataset lists the same samples several times
-                continue
-            seen.add(key)
             folder = out / entry["split"] / key
             folder.mkdir(parents=True, exist_ok=True)
             for name, payload in files.items():
                 (folder / ("meta.json" if name == "json" else name)).write_bytes(payload)
-    stamp.write_text(manifest["version"])
+    stamp.write_text(version)
     return out
 
 
@@ -369,17 +378,20 @@ def baseline_rate(root: Path, entries, make, workers: int, batch_size: int, seco
 
 
 def ceiling_rate(item: dict, workers: int, batch_size: int, seconds: float, warmup: int) -> float:
-    """Windows per second of a DataLoader whose dataset does no work (copies of one finished item):
-    what any reader can reach at most with these workers and this batch size."""
+    """Windows per second of a DataLoader whose dataset does no work (copies of one finished item),
+    batched by ``talkdata.loader.collate``: what the loader can reach at most with these workers and
+    this batch size (the cost of moving batches between processes)."""
     import torch
     from torch.utils.data import DataLoader
+
+    from talkdata.loader import collate
 
     class Repeat(torch.utils.data.IterableDataset):
         def __iter__(self):
             while True:
                 yield dict(item)
 
-    batches = iter(DataLoader(Repeat(), batch_size=batch_size, num_workers=workers))
+    batches = iter(DataLoader(Repeat(), batch_size=batch_size, num_workers=workers, collate_fn=collate))
     try:
         return rate(batches, batch_size, seconds, warmup)
     finally:
@@ -510,8 +522,8 @@ def main() -> None:
         print("(loader: talkdata.load + talkdata.loader.collate; per-file: torch's default_collate, as published "
               f"loaders; default_collate: the loader with torch's default_collate, {workers[0]} workers")
         if piped:
-            print(" ceiling: windows/s of a DataLoader over copies of one finished item - the inter-process "
-                  "transfer limit any reader meets with that many workers)")
+            print(" ceiling: windows/s of a DataLoader over copies of one finished item, batched by talkdata's "
+                  "collate - the inter-process transfer limit of the loader with that many workers)")
 
     if not args.skip_train:
         small = {"channels": 4, "fc": 64, "audio_dim": 32, "example_dim": 32, "hidden": 32, "layers": 1, "batch_size": 4}
