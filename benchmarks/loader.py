@@ -9,7 +9,7 @@ Usage::
                                 [--workers 0 1 2] [--batch-size 8] [--train-steps 30] [--skip-train]
                                 [--only NAME]
 
-About 8 minutes on 2 cores with the defaults.
+About 10 minutes on 2 cores with the defaults.
 
 Data. ``DATASET`` is a folder built by ``talkdata build``. Default: the GRID sample clips of
 ``tests/data/grid`` (3 clips of 75 frames, 256 x 256 crops, 25 fps, one per split) built once into
