@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .stream import in_dataloader_worker
+
 BY_VALUE_BYTES = 384 * 1024
 
 _TensorByValue = None
@@ -51,9 +53,9 @@ def collate(items: list[dict]) -> dict:
     """A ``collate_fn`` for talkdata items: the same batch as torch's ``default_collate``, faster
     (see the module docstring for how batches leave a worker). Needs torch."""
     import torch
-    from torch.utils.data import default_collate, get_worker_info
+    from torch.utils.data import default_collate
 
-    in_worker = get_worker_info() is not None
+    in_worker = in_dataloader_worker()
     by_value = tensor_by_value_class() if in_worker else None
     batch = {}
     for key, first in items[0].items():

@@ -26,8 +26,8 @@ from ..errors import UserError
 from .decode import decode_sample
 from .profiles import ItemContext, Profile, get_profile, positive_int
 from .source import DatasetSource, open_dataset, resolve_splits
-from .stream import (current_consumer, keep_ordinals, open_shards, plan_epoch, read_samples, resampled_shards,
-                     rng_for)
+from .stream import (current_consumer, in_dataloader_worker, keep_ordinals, open_shards, plan_epoch, read_samples,
+                     resampled_shards, rng_for)
 
 DEFAULT_SHUFFLE_BUFFER = 64
 
@@ -108,14 +108,6 @@ class TalkDataset(wds.DataPipeline):
 #: the pace. 0.5 ms took 1 worker from 2,300 to 9,800 windows/s (ATVG, no video) and from 1,100 to
 #: 2,100 (FACIAL) in ``benchmarks/loader.py``.
 WORKER_SWITCH_INTERVAL = 0.0005
-
-
-def in_dataloader_worker() -> bool:
-    try:
-        from torch.utils.data import get_worker_info
-    except ImportError:
-        return False
-    return get_worker_info() is not None
 
 
 def shared_counter(value: int):

@@ -47,6 +47,15 @@ def current_consumer() -> Consumer:
     return Consumer(rank * num_workers + worker, world_size * num_workers, rank, worker)
 
 
+def in_dataloader_worker() -> bool:
+    """True inside a torch DataLoader worker process."""
+    try:
+        from torch.utils.data import get_worker_info
+    except ImportError:
+        return False
+    return get_worker_info() is not None
+
+
 def rng_for(*parts) -> np.random.Generator:
     """A numpy generator seeded from ints and strings (strings by crc32), stable across runs."""
     return np.random.default_rng([p if isinstance(p, int) else zlib.crc32(str(p).encode()) for p in parts])
