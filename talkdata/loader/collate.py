@@ -11,6 +11,12 @@ tensors under :data:`BY_VALUE_BYTES` are made :class:`TensorByValue`: a ``torch.
 respect in the worker, pickled as its bytes, and unpickled in the main process as a plain
 ``torch.Tensor``. Larger tensors (video frames) keep torch's shared memory, which is faster from
 about half a megabyte on (``benchmarks/loader.py`` measures both).
+
+Sliding windows travel as their rows. FACIAL's audio windows (B, L, 16, F) repeat every feature
+row 16 times: window ``t + 1`` is window ``t`` moved on by one row. A batch like that (checked bit
+for bit when it is pickled, see :func:`sliding_rows`) is sent by value as its ``L + 15`` distinct
+rows per item - 16x fewer bytes than the windows, no shared-memory segment - and the same
+contiguous (B, L, 16, F) tensor is rebuilt on arrival.
 """
 
 from __future__ import annotations
@@ -30,6 +36,40 @@ def _tensor_from_array(array: np.ndarray):
     return torch.from_numpy(array)
 
 
+def _tensor_from_rows(rows: np.ndarray, window: int):
+    """The contiguous (B, L, window, ...) tensor of the sliding windows over ``rows`` (B, L + window - 1, ...)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(window_view(rows, window)))
+
+
+def window_view(rows: np.ndarray, window: int) -> np.ndarray:
+    """Read-only view (B, L, window, ...) of ``rows`` (B, N, ...): ``view[b, t, k] = rows[b, t + k]``."""
+    count = rows.shape[1] - window + 1
+    return np.lib.stride_tricks.as_strided(rows, (rows.shape[0], count, window) + rows.shape[2:],
+                                           rows.strides[:2] + rows.strides[1:], writeable=False)
+
+
+def is_sliding(batch: np.ndarray) -> bool:
+    """Whether ``batch`` (B, L, W, ...) holds sliding windows: ``batch[:, t + 1, k] == batch[:, t, k + 1]``,
+    bit for bit (so -0.0 and NaN payloads are kept), with L and W at least 2."""
+    if batch.ndim < 3 or batch.shape[1] < 2 or batch.shape[2] < 2 or batch.dtype.kind not in "fiub":
+        return False
+    bits = batch.view(np.dtype(f"u{batch.dtype.itemsize}"))
+    if not np.array_equal(bits[0, 1, :-1], bits[0, 0, 1:]):  # the usual "no", cheaply
+        return False
+    return bool(np.array_equal(bits[:, 1:, :-1], bits[:, :-1, 1:]))
+
+
+def sliding_rows(batch: np.ndarray) -> np.ndarray | None:
+    """The distinct rows (B, L + W - 1, ...) of a batch of sliding windows (B, L, W, ...) (each
+    window's first row, then the last window's other rows), or None when ``batch`` is not one
+    (:func:`is_sliding`). ``window_view(rows, W)`` gives ``batch`` back."""
+    if not is_sliding(batch):
+        return None
+    return np.concatenate([batch[:, :, 0], batch[:, -1, 1:]], axis=1)
+
+
 def tensor_by_value_class():
     """The ``TensorByValue`` class (made on first use, so that importing this module needs no torch)."""
     global _TensorByValue
@@ -37,13 +77,18 @@ def tensor_by_value_class():
         import torch
 
         class TensorByValue(torch.Tensor):
-            """A CPU tensor that is pickled as its bytes (no shared memory) and arrives as a plain tensor."""
+            """A CPU tensor that is pickled as its bytes - sliding windows as their rows - (no shared
+            memory) and arrives as a plain tensor."""
 
             # operations on it give plain tensors, at plain-tensor speed
             __torch_function__ = torch._C._disabled_torch_function_impl
 
             def __reduce_ex__(self, protocol):
-                return _tensor_from_array, (self.detach().numpy(),)
+                array = self.detach().numpy()
+                rows = sliding_rows(array)
+                if rows is not None:
+                    return _tensor_from_rows, (rows, array.shape[2])
+                return _tensor_from_array, (array,)
 
         _TensorByValue = TensorByValue
     return _TensorByValue
@@ -63,7 +108,7 @@ def collate(items: list[dict]) -> dict:
         if isinstance(first, np.ndarray) and first.dtype.kind in "fiub" and \
                 all(isinstance(v, np.ndarray) and v.shape == first.shape and v.dtype == first.dtype for v in values):
             shape = (len(values),) + first.shape
-            if in_worker and first.nbytes * len(values) >= BY_VALUE_BYTES:
+            if in_worker and first.nbytes * len(values) >= BY_VALUE_BYTES and not is_sliding(first[None]):
                 out = torch.empty(shape, dtype=torch.from_numpy(np.empty(0, first.dtype)).dtype).share_memory_()
                 np.stack(values, out=out.numpy())
                 batch[key] = out
