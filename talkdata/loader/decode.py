@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -168,7 +169,7 @@ def decode_npy(data: bytes) -> np.ndarray:
         if match:
             dtype = np.dtype(match.group(1).decode())
             shape = tuple(int(n) for n in match.group(2).split(b",") if n.strip())
-            count = int(np.prod(shape, dtype=np.int64))
+            count = math.prod(shape)
             offset = 8 + width + length
             if len(data) - offset == count * dtype.itemsize and dtype.kind in "fiub":
                 return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape).copy()

@@ -46,10 +46,12 @@ PITCH_YAW_ROLL = [1, 0, 2]
 
 def zscore(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-column z-score over time; columns with zero spread are only centred."""
-    mean = values.mean(axis=0)
-    std = values.std(axis=0)
+    count = max(len(values), 1)
+    mean = values.sum(axis=0) / count  # numpy's mean and std (ddof=0), operation for operation
+    centred = values - mean
+    std = np.sqrt((centred * centred).sum(axis=0) / count)
     safe = np.where(std > 1e-8, std, 1.0)
-    return ((values - mean) / safe).astype(np.float32), mean.astype(np.float32), std.astype(np.float32)
+    return (centred / safe).astype(np.float32), mean.astype(np.float32), std.astype(np.float32)
 
 
 class FACIAL(Profile):
@@ -77,13 +79,13 @@ class FACIAL(Profile):
             features = clip.arrays["deepspeech"]
         else:
             features = clip.arrays["mfcc"].reshape(clip.frames_count, -1)
-        features = features.astype(np.float32)
-        pose = clip.arrays["pose"][:, PITCH_YAW_ROLL].astype(np.float64)
-        blink = clip.arrays["blink"].astype(np.float32) if "blink.npy" in ctx.fields else None
+        features = features.astype(np.float32, copy=False)
+        pose = clip.arrays["pose"][:, PITCH_YAW_ROLL].astype(np.float64, copy=False)
+        blink = clip.arrays["blink"].astype(np.float32, copy=False) if "blink.npy" in ctx.fields else None
         columns = [features, pose] + ([blink[:, None]] if blink is not None else [])
         if len({len(c) for c in columns}) == 1 and abs(clip.fps - fps) >= 1e-9:
             # one interpolation for all the channels (per-channel arithmetic: the same values as apart)
-            both = resample_frames(np.concatenate([c.astype(np.float64) for c in columns], axis=1), clip.fps, fps)
+            both = resample_frames(np.concatenate(columns, axis=1, dtype=np.float64), clip.fps, fps)
             width = features.shape[1]
             features, pose = both[:, :width].astype(np.float32), both[:, width : width + 3]
             blink = both[:, width + 3].astype(np.float32) if blink is not None else None

@@ -102,9 +102,10 @@ def resample_frames(values: np.ndarray, fps_in: float, fps_out: float) -> np.nda
         return values
     n_in = len(values)
     n_out = int(round(n_in / fps_in * fps_out))
-    flat = values.reshape(n_in, -1).astype(np.float64)
+    flat = values.reshape(n_in, -1).astype(np.float64, copy=False)
     out = interp_rows(_frame_grid(n_in, float(fps_in), n_out, float(fps_out)), flat)
-    return out.reshape((n_out,) + values.shape[1:]).astype(values.dtype if values.dtype.kind == "f" else np.float32)
+    return out.reshape((n_out,) + values.shape[1:]).astype(values.dtype if values.dtype.kind == "f" else np.float32,
+                                                           copy=False)
 
 
 class _Grid:
@@ -167,7 +168,9 @@ def facial_window_view(features: np.ndarray, win: int = 16, pad: int = 8) -> np.
     padded = np.zeros((len(features) + 2 * pad,) + features.shape[1:], dtype=np.float32)
     padded[pad : pad + len(features)] = features
     count = max(len(padded) - win, 0)
-    return np.lib.stride_tricks.sliding_window_view(padded, win, axis=0)[:count].transpose(0, 2, 1)
+    step = padded.strides[0]
+    return np.lib.stride_tricks.as_strided(padded, (count, win) + padded.shape[1:], (step,) + padded.strides,
+                                           writeable=False)
 
 
 def clamp(indices, n: int) -> np.ndarray:
