@@ -20,9 +20,10 @@ from torch.utils.data import DataLoader, default_collate
 import talkdata
 from talkdata.errors import UserError
 from talkdata.loader import collate
-from talkdata.loader.collate import BY_VALUE_BYTES
+from talkdata.loader.collate import BY_VALUE_BYTES, is_sliding, sliding_rows, tensor_by_value_class, window_view
 from talkdata.loader.decode import decode_npy, decode_video
-from talkdata.loader.stream import member_filter, read_samples, tar_members
+from talkdata.loader.facial import zscore
+from talkdata.loader.stream import _byte_sum, member_filter, read_samples, tar_members
 from talkdata.loader.windows import atvg_mfcc_windows, facial_window_view, facial_windows, resample_frames
 from talkdata.shards import read_shard
 
@@ -108,6 +109,15 @@ def test_tar_reader_long_names_pax_and_damage(tmp_path):
                 list(tar_members(stream, "t.tar", lambda name: True))
 
 
+def test_header_checksum_sum_is_exact():
+    rng = np.random.default_rng(0)
+    headers = [bytes(512), b"\xff" * 512, b"\xff" * 256 + bytes(256), bytes(256) + b"\xff" * 256]
+    headers += [rng.integers(0, 256, 512, dtype=np.uint8).tobytes() for _ in range(500)]
+    headers += [rng.integers(200, 256, 512, dtype=np.uint8).tobytes() for _ in range(100)]  # sums past 65521
+    for header in headers:
+        assert _byte_sum(header) == sum(header)
+
+
 # -------------------------------------------------------------------------------------- video
 
 
@@ -187,6 +197,18 @@ def test_resampling_is_per_channel_np_interp_bit_for_bit():
     special = rng.normal(size=(75, 4))
     special[10, 0], special[20:22, 1], special[30, 2] = np.nan, np.inf, -np.inf
     assert np.array_equal(resample_frames(special, 25, 30), per_channel_interp(special, 25, 30), equal_nan=True)
+
+
+def test_zscore_is_numpys_mean_and_std_bit_for_bit():
+    rng = np.random.default_rng(1)
+    for count in (1, 2, 75, 128, 301):
+        values = rng.normal(size=(count, 3)) * [0.1, 20.0, 3.0] + [5.0, -40.0, 0.0]
+        values[:, 2] = 7.25 if count % 2 else values[:, 2]  # a constant column is only centred
+        z, mean, std = zscore(values)
+        safe = np.where(values.std(axis=0) > 1e-8, values.std(axis=0), 1.0)
+        assert np.array_equal(mean, values.mean(axis=0).astype(np.float32))
+        assert np.array_equal(std, values.std(axis=0).astype(np.float32))
+        assert np.array_equal(z, ((values - values.mean(axis=0)) / safe).astype(np.float32))
 
 
 def test_window_helpers_match_the_plain_versions():
@@ -276,3 +298,52 @@ def test_dataloader_workers_hand_batches_over_promptly(grid_dataset):
     assert sys.getswitchinterval() == before
     list(dataset)  # iterating in the main process leaves it alone
     assert sys.getswitchinterval() == before
+
+
+def test_sliding_windows_are_found_bit_for_bit_and_rebuilt_from_their_rows():
+    rng = np.random.default_rng(2)
+    rows = rng.normal(size=(3, 20, 5)).astype(np.float32)
+    rows[0, 4, 1], rows[1, 7, 0], rows[2, 9, 3] = -0.0, np.nan, np.inf
+    batch = np.ascontiguousarray(window_view(rows, 6))  # (3, 15, 6, 5)
+    assert batch.shape == (3, 15, 6, 5) and np.array_equal(batch[:, 4, 2], rows[:, 6], equal_nan=True)
+    assert is_sliding(batch)
+    assert sliding_rows(batch).tobytes() == rows.tobytes()
+    for change in ((1, 3, 2, 4), (2, 14, 4, 0), (0, 1, 0, 0)):  # a row seen by 2+ windows, changed in one
+        broken = batch.copy()
+        broken[change] = np.nextafter(broken[change], np.float32(np.inf))
+        assert not is_sliding(broken) and sliding_rows(broken) is None
+    for corner in ((0, 0, 0, 3), (2, 14, 5, 1)):  # the first and the last row are in one window only
+        changed = batch.copy()
+        changed[corner] = 1.5
+        assert np.array_equal(window_view(sliding_rows(changed), 6), changed, equal_nan=True)
+    signed = batch.copy()
+    signed[0, 4, 0, 1] = 0.0  # +0.0 where its neighbours hold -0.0: equal as numbers, not as bits
+    assert not is_sliding(signed)
+    assert not is_sliding(np.zeros((2, 1, 6, 5))) and not is_sliding(np.zeros((2, 6, 1)))
+    assert is_sliding(np.arange(12).reshape(1, 12)[:, np.arange(8)[:, None] + np.arange(5)])  # (1, 8, 5) of ints
+
+
+def test_sliding_window_tensors_travel_as_their_rows():
+    import pickle
+
+    by_value = tensor_by_value_class()
+    rows = np.random.default_rng(3).normal(size=(8, 47, 52)).astype(np.float32)
+    windows = torch.from_numpy(np.ascontiguousarray(window_view(rows, 16)))
+    sent = pickle.dumps(windows.as_subclass(by_value))
+    assert len(sent) < windows.nbytes / 10  # the 47 rows, not the 32 x 16
+    received = pickle.loads(sent)
+    assert type(received) is torch.Tensor and received.is_contiguous() and torch.equal(received, windows)
+    other = torch.from_numpy(np.random.default_rng(4).normal(size=(8, 32, 16, 52)).astype(np.float32))
+    sent = pickle.dumps(other.as_subclass(by_value))
+    assert len(sent) > other.nbytes and torch.equal(pickle.loads(sent), other)
+
+
+def test_facial_batches_leave_a_worker_as_rows_and_arrive_whole(grid_dataset):
+    dataset = talkdata.load(grid_dataset, profile="facial", features="mfcc", window=32, split="all", shuffle=False)
+    ours_ = list(DataLoader(dataset, batch_size=4, num_workers=1, collate_fn=collate))
+    theirs = list(DataLoader(dataset, batch_size=4, num_workers=0))
+    assert len(ours_) == len(theirs) >= 2
+    for a, b in zip(ours_, theirs):
+        assert_same_batch(a, b)
+        assert a["audio"].nbytes >= BY_VALUE_BYTES or len(a["__key__"]) < 4
+        assert type(a["audio"]) is torch.Tensor and a["audio"].is_contiguous() and not a["audio"].is_shared()
