@@ -501,3 +501,18 @@ def test_html_page_plays_the_clip_and_the_slider_moves_the_frame(grid_dataset, s
         assert browser.evaluate("Number(slider.value)") >= 39  # it was at frame 24 before playing
     finally:
         browser.close()
+
+
+def test_card_of_a_build_without_a_shape_model_drops_an_earlier_shape_figure(tmp_path):
+    from talkdata.pipeline.card import write_card
+
+    stale = tmp_path / "card" / "shape_modes.png"
+    stale.parent.mkdir()
+    stale.write_bytes(b"an earlier build's figure")
+    manifest = {"version": "v1", "splits": {"train": {"samples": 0}}, "audio_features": [],
+                "rejects": {"count": 0, "by_reason": {}},
+                "recipe": {"title": "t", "license": "CC BY 4.0", "description": "d", "homepage": None}}
+    write_card(tmp_path, manifest, [], shape_model=None)
+    assert not stale.exists()
+    card = (tmp_path / "README.md").read_text()
+    assert "shape_modes.png" not in card and "- samples: 0 (train 0)" in card

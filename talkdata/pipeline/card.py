@@ -63,8 +63,11 @@ def write_card(out: Path, manifest: dict, index_rows: list[dict], shape_model=No
         body.append(f"- shape model: {shape['components']} PCA components, explained variance "
                     f"{shape['explained_variance_ratio_first_6']:.3f} (first 6), "
                     f"{shape['explained_variance_ratio_all']:.3f} (all {shape['components']})")
-    if shape_model is not None:
-        render_shape_modes(out / "card" / "shape_modes.png", shape_model)
+    modes = out / "card" / "shape_modes.png"
+    if shape_model is None:
+        modes.unlink(missing_ok=True)  # the figure of an earlier build of this folder
+    else:
+        render_shape_modes(modes, shape_model)
         body += ["", "Identity-removed landmarks (`lmk_norm.npy`) are coded in this basis (`pca.npy`):", "",
                  "![mean shape and the first PCA modes at +-2 standard deviations](card/shape_modes.png)"]
     from ..qa.card_figures import write_card_figures  # contact sheet, histograms, rejects (card/*.png)
