@@ -207,10 +207,10 @@ def wait_group_gone(pgid: int, timeout: float = 120) -> None:
     raise AssertionError(f"processes of the killed build still running after {timeout} s: {alive}")
 
 
-def start_build(out: Path, log: Path, env: dict | None = None) -> subprocess.Popen:
+def start_build(out: Path, log: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as handle:
-        return subprocess.Popen(build_command(out), stdout=handle, stderr=subprocess.STDOUT, env=env,
+        return subprocess.Popen(build_command(out, *extra), stdout=handle, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
 
 
@@ -279,8 +279,8 @@ def assert_nothing_half_written(out: Path) -> None:
         assert all(line.startswith("extra file: ") and line.endswith(".tmp") for line in verify(out)), verify(out)
 
 
-def resume_and_compare(out: Path, reference: Path, processed: int) -> None:
-    run_build(out)
+def resume_and_compare(out: Path, reference: Path, processed: int, *extra: str) -> None:
+    run_build(out, *extra)
     assert build_info(out)["clips_processed_now"] == processed  # finished clips are not redone
     assert_same_bytes(reference, out)
     assert verify(out) == []
@@ -436,9 +436,10 @@ def _attempts(tmp_path: Path, tries: int = 4):
         yield tmp_path / f"attempt-{attempt}" / "out", tmp_path / f"attempt-{attempt}" / "build.log"
 
 
-def test_killed_after_the_first_clip_is_cached(grid_dataset, tmp_path):
+@pytest.mark.parametrize("workers", [(), ("--workers", "2")], ids=["in-process", "dask-2-workers"])
+def test_killed_after_the_first_clip_is_cached(grid_dataset, tmp_path, workers):
     for out, log in _attempts(tmp_path):
-        proc = start_build(out, log)
+        proc = start_build(out, log, *workers)
         seen = []
 
         def first_entry() -> bool:
@@ -456,7 +457,7 @@ def test_killed_after_the_first_clip_is_cached(grid_dataset, tmp_path):
     assert 1 <= cached <= N_CLIPS
     assert not (out / "dataset.json").exists() and not (out / "shards").exists()
     assert_nothing_half_written(out)
-    resume_and_compare(out, grid_dataset, processed=N_CLIPS - cached)
+    resume_and_compare(out, grid_dataset, N_CLIPS - cached, *workers)
 
 
 def test_killed_while_packing(grid_dataset, tmp_path):
