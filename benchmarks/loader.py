@@ -46,7 +46,8 @@ workers.
 Goals (printed as met / NOT met): the loader delivers at least 3x the baseline's windows per second,
 for every profile and worker count, and comparing each reader at its best worker count; and data
 loading is never the bottleneck of the reference loops: a loop fed from the loader (its own
-``batches()`` with epochs and persistent workers, read ahead by ``prefetched`` as ``fit`` does) runs
+``training_batches()``, as ``fit`` reads them: epochs, persistent workers, read ahead in a thread
+when there are workers) runs
 at least 90 % of the steps per second of the same loop fed from a list of batches materialised
 beforehand, with the same torch threads (best of ``--repeat`` interleaved rounds; ``atnet`` at
 ATVG's sizes times a tenth of ``--train-steps``, at least 3). Two set-ups: the step on all cores
@@ -400,14 +401,14 @@ def ceiling_rate(item: dict, workers: int, batch_size: int, seconds: float, warm
 
 def loop_rates(data: Path, loop: str, overrides: dict, steps: int, workers_list: list[int], repeat: int) -> dict:
     """Steps per second of a reference loop fed from materialised batches and from the loader (its own
-    ``batches()``: epochs, ``set_epoch``, persistent workers; read ahead by ``prefetched`` as ``fit`` does), and the share of the step time spent
-    waiting for the next batch. ``repeat`` interleaved rounds, the best of each kept. ``overrides``
+    ``training_batches()``, as ``fit`` reads them), and the share of the step time spent waiting for
+    the next batch. ``repeat`` interleaved rounds, the best of each kept. ``overrides``
     may set ``threads`` (torch's CPU threads for the step)."""
     import importlib
 
     import torch
 
-    from talkdata.train.common import apply_overrides, batches, prefetched, train_step
+    from talkdata.train.common import apply_overrides, batches, train_step, training_batches
 
     module = importlib.import_module(f"talkdata.train.{loop.replace('-', '_')}")
     settings = apply_overrides(module.Settings(), {"eval_splits": "none", **overrides})
@@ -432,7 +433,7 @@ def loop_rates(data: Path, loop: str, overrides: dict, steps: int, workers_list:
     for _ in range(repeat):
         out["materialised"] = max(out["materialised"], timed(iter(materialised))[0])
         for workers in workers_list:
-            stream = prefetched(batches(train_set, settings.batch_size, workers, "windows"))  # fresh each round
+            stream = training_batches(train_set, settings.batch_size, workers, "windows", torch.device("cpu"))
             speed, waiting = timed(stream)
             del stream
             if speed > out.get(workers, (0.0, 0.0))[0]:

@@ -15,6 +15,7 @@ validation split, for several seeds.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import subprocess
@@ -27,6 +28,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import talkdata
 import talkdata.train.common as common
 from talkdata.cli import main
 from talkdata.shards import read_shard
@@ -464,3 +466,22 @@ def test_prefetched_keeps_order_raises_where_the_stream_failed_and_stops_its_thr
     stream.close()  # what `del stream` does in fit
     assert closed.is_set()
     assert not any(t.name == "talkdata-prefetch" and t.is_alive() for t in threading.enumerate())
+
+
+def test_training_batches_are_read_ahead_only_when_the_step_leaves_the_cpu_to_the_reader(grid_dataset):
+    import threading
+
+    dataset = talkdata.load(grid_dataset, profile="atvg", fields=["pca.npy", "mfcc.npy"], split="all", shuffle=False)
+    reference = [batch for _, _, batch in itertools.islice(common.batches(dataset, 4, 0, "windows"), 5)]
+
+    def readers() -> int:
+        return sum(t.name == "talkdata-prefetch" and t.is_alive() for t in threading.enumerate())
+
+    for workers, read_ahead in ((0, False), (1, True)):
+        stream = common.training_batches(dataset, 4, workers, "windows", torch.device("cpu"))
+        got = [next(stream)[2] for _ in range(5)]
+        assert readers() == int(read_ahead), workers
+        assert all(torch.equal(a["mfcc"], b["mfcc"]) and torch.equal(a["target_pca"], b["target_pca"])
+                   for a, b in zip(got, reference))
+        stream.close()
+    assert readers() == 0

@@ -218,6 +218,19 @@ def prefetched(iterator: Iterator, depth: int = 2) -> Iterator:
             close()
 
 
+def training_batches(dataset, batch_size: int, workers: int, what: str, device, seed: int = 0,
+                     start: tuple[int, int] = (0, 0)) -> Iterator[tuple[int, int, dict]]:
+    """:func:`batches` as the training loop reads them: read ahead by :func:`prefetched` when the
+    step leaves the CPU to the reader - batches come from DataLoader workers, or the step runs on
+    an accelerator. On the CPU without workers the batches are made between steps: a reader thread
+    would compete with torch's threads for the same cores (measured 79 % vs 84 % of the step rate
+    without loading, facial-pose on 2 cores)."""
+    stream = batches(dataset, batch_size, workers, what, seed, start, pin_memory=device.type == "cuda")
+    if workers == 0 and device.type == "cpu":
+        return stream
+    return prefetched(stream)
+
+
 def eval_dataset(make: Callable[[], Any], split: str):
     """``make()`` (a ``load(..., split=split)``), with a hint on ``eval_splits`` when the split is empty."""
     try:
@@ -505,8 +518,8 @@ def fit(task: Task, model, optimizer, train_set, settings, config: dict, out, de
     evaluation: dict[str, dict] = {}
     step, (epoch, batch_in_epoch) = start_step, position  # the last trained step and its batch
     consistent = True  # False while the model, the optimizer and metrics.csv are being changed
-    stream = prefetched(batches(train_set, settings.batch_size, settings.workers, f"{task.name} training windows",
-                                seed, position, pin_memory=device.type == "cuda")) if start_step < steps else iter(())
+    stream = training_batches(train_set, settings.batch_size, settings.workers, f"{task.name} training windows",
+                              device, seed, position) if start_step < steps else iter(())
     try:  # metrics.csv and the TensorBoard writer are closed however the run ends
         try:
             while step < steps:
