@@ -74,7 +74,8 @@ def _nominal_frame_duration(stream) -> float:
 
 
 def _rotation(frame) -> int:
-    """Clockwise display rotation in degrees from the frame's display matrix (phone videos)."""
+    """The display matrix's rotation in degrees, 0-359, counter-clockwise as ffmpeg and PyAV give it
+    (270: the picture is shown turned 90 degrees clockwise; phone videos). Recorded as ``rotation``."""
     angle = getattr(frame, "rotation", 0) or 0
     return int(round(angle)) % 360
 
