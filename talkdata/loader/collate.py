@@ -15,8 +15,8 @@ about half a megabyte on (``benchmarks/loader.py`` measures both).
 Sliding windows travel as their rows. FACIAL's audio windows (B, L, 16, F) repeat every feature
 row 16 times: window ``t + 1`` is window ``t`` moved on by one row. A batch like that (checked bit
 for bit when it is pickled, see :func:`sliding_rows`) is sent by value as its ``L + 15`` distinct
-rows per item - 16x fewer bytes than the windows, no shared-memory segment - and the same
-contiguous (B, L, 16, F) tensor is rebuilt on arrival.
+rows per item - 11x fewer bytes than 32 windows, 14x than 128, and no shared-memory segment - and
+the same contiguous (B, L, 16, F) tensor is rebuilt on arrival.
 """
 
 from __future__ import annotations
