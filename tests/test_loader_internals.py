@@ -20,11 +20,12 @@ from torch.utils.data import DataLoader, default_collate
 import talkdata
 from talkdata.errors import UserError
 from talkdata.loader import collate
-from talkdata.loader.collate import BY_VALUE_BYTES, is_sliding, sliding_rows, tensor_by_value_class, window_view
+from talkdata.loader.collate import BY_VALUE_BYTES, is_sliding, sliding_rows, tensor_by_value_class
 from talkdata.loader.decode import decode_npy, decode_video
 from talkdata.loader.facial import zscore
 from talkdata.loader.stream import _byte_sum, member_filter, read_samples, tar_members
-from talkdata.loader.windows import atvg_mfcc_windows, facial_window_view, facial_windows, resample_frames
+from talkdata.loader.windows import (atvg_mfcc_windows, facial_window_view, facial_windows, resample_frames,
+                                     sliding_view)
 from talkdata.shards import read_shard
 
 
@@ -304,7 +305,7 @@ def test_sliding_windows_are_found_bit_for_bit_and_rebuilt_from_their_rows():
     rng = np.random.default_rng(2)
     rows = rng.normal(size=(3, 20, 5)).astype(np.float32)
     rows[0, 4, 1], rows[1, 7, 0], rows[2, 9, 3] = -0.0, np.nan, np.inf
-    batch = np.ascontiguousarray(window_view(rows, 6))  # (3, 15, 6, 5)
+    batch = np.ascontiguousarray(sliding_view(rows, 6, axis=1))  # (3, 15, 6, 5)
     assert batch.shape == (3, 15, 6, 5) and np.array_equal(batch[:, 4, 2], rows[:, 6], equal_nan=True)
     assert is_sliding(batch)
     assert sliding_rows(batch).tobytes() == rows.tobytes()
@@ -315,7 +316,7 @@ def test_sliding_windows_are_found_bit_for_bit_and_rebuilt_from_their_rows():
     for corner in ((0, 0, 0, 3), (2, 14, 5, 1)):  # the first and the last row are in one window only
         changed = batch.copy()
         changed[corner] = 1.5
-        assert np.array_equal(window_view(sliding_rows(changed), 6), changed, equal_nan=True)
+        assert np.array_equal(sliding_view(sliding_rows(changed), 6, axis=1), changed, equal_nan=True)
     signed = batch.copy()
     signed[0, 4, 0, 1] = 0.0  # +0.0 where its neighbours hold -0.0: equal as numbers, not as bits
     assert not is_sliding(signed)
@@ -328,7 +329,7 @@ def test_sliding_window_tensors_travel_as_their_rows():
 
     by_value = tensor_by_value_class()
     rows = np.random.default_rng(3).normal(size=(8, 47, 52)).astype(np.float32)
-    windows = torch.from_numpy(np.ascontiguousarray(window_view(rows, 16)))
+    windows = torch.from_numpy(np.ascontiguousarray(sliding_view(rows, 16, axis=1)))
     sent = pickle.dumps(windows.as_subclass(by_value))
     assert len(sent) < windows.nbytes / 10  # the 47 rows, not the 32 x 16
     received = pickle.loads(sent)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .stream import in_dataloader_worker
+from .windows import sliding_view
 
 BY_VALUE_BYTES = 384 * 1024
 
@@ -40,14 +41,7 @@ def _tensor_from_rows(rows: np.ndarray, window: int):
     """The contiguous (B, L, window, ...) tensor of the sliding windows over ``rows`` (B, L + window - 1, ...)."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(window_view(rows, window)))
-
-
-def window_view(rows: np.ndarray, window: int) -> np.ndarray:
-    """Read-only view (B, L, window, ...) of ``rows`` (B, N, ...): ``view[b, t, k] = rows[b, t + k]``."""
-    count = rows.shape[1] - window + 1
-    return np.lib.stride_tricks.as_strided(rows, (rows.shape[0], count, window) + rows.shape[2:],
-                                           rows.strides[:2] + rows.strides[1:], writeable=False)
+    return torch.from_numpy(np.ascontiguousarray(sliding_view(rows, window, axis=1)))
 
 
 def is_sliding(batch: np.ndarray) -> bool:
@@ -64,7 +58,7 @@ def is_sliding(batch: np.ndarray) -> bool:
 def sliding_rows(batch: np.ndarray) -> np.ndarray | None:
     """The distinct rows (B, L + W - 1, ...) of a batch of sliding windows (B, L, W, ...) (each
     window's first row, then the last window's other rows), or None when ``batch`` is not one
-    (:func:`is_sliding`). ``window_view(rows, W)`` gives ``batch`` back."""
+    (:func:`is_sliding`). ``sliding_view(rows, W, axis=1)`` gives ``batch`` back."""
     if not is_sliding(batch):
         return None
     return np.concatenate([batch[:, :, 0], batch[:, -1, 1:]], axis=1)

@@ -14,7 +14,8 @@ import numpy as np
 from ..audio.deepspeech import facial_windows
 
 __all__ = ["window_starts", "sample_span", "cut_audio", "raw_audio_windows", "atvg_mfcc_windows",
-           "resample_frames", "interp_rows", "facial_windows", "facial_window_view", "clamp"]
+           "resample_frames", "interp_rows", "facial_windows", "facial_window_view", "sliding_view",
+           "clamp"]
 
 
 def window_starts(n_frames: int, window: int, stride: int, first: int = 0, margin: int = 0) -> list[int]:
@@ -167,10 +168,15 @@ def facial_window_view(features: np.ndarray, win: int = 16, pad: int = 8) -> np.
     features = np.asarray(features, dtype=np.float32)
     padded = np.zeros((len(features) + 2 * pad,) + features.shape[1:], dtype=np.float32)
     padded[pad : pad + len(features)] = features
-    count = max(len(padded) - win, 0)
-    step = padded.strides[0]
-    return np.lib.stride_tricks.as_strided(padded, (count, win) + padded.shape[1:], (step,) + padded.strides,
-                                           writeable=False)
+    return sliding_view(padded, win)[: max(len(padded) - win, 0)]
+
+
+def sliding_view(rows: np.ndarray, window: int, axis: int = 0) -> np.ndarray:
+    """Read-only view of every ``window`` consecutive entries of ``rows`` along ``axis``, the window
+    axis right after it: for ``axis=0``, (N - window + 1, window, ...) with ``view[t, k] = rows[t + k]``."""
+    count = max(rows.shape[axis] - window + 1, 0)
+    return np.lib.stride_tricks.as_strided(rows, rows.shape[:axis] + (count, window) + rows.shape[axis + 1:],
+                                           rows.strides[: axis + 1] + rows.strides[axis:], writeable=False)
 
 
 def clamp(indices, n: int) -> np.ndarray:
