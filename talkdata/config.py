@@ -30,10 +30,11 @@ DEFAULTS: dict[str, Any] = {
     "face": {
         "backend": "dlib",  # dlib | fan
         "detect_every": 10,  # run the detector on every N-th frame (key frames)
-        "detect_upsample": 0,  # dlib HOG upsampling steps
-        "detect_pad": 0.25,  # pad the frame by this fraction per side before detecting (tight crops)
-        "detect_max_side": 640,  # downscale frames whose padded side is larger, for detection only
-        "min_face_size": 32,  # detections smaller than this many source pixels are ignored
+        "detector": "blazeface",  # blazeface | hog | mmod (face detector; see README "Landmark backends")
+        "detect_rotations": [25.0, -25.0],  # in-plane tilts (degrees) searched when the upright search finds nothing
+        "detect_pad": 0.25,  # pad the frame by this fraction per side at the coarsest search level (tight crops)
+        "detect_max_side": 640,  # hog/mmod: the coarsest search level's longest side
+        "min_face_size": 40,  # smallest face (detector box width, source pixels) searched for; smaller ones are ignored
         "max_gap_frames": 12,  # longest run of missing frames that is interpolated
         "max_missing_fraction": 0.25,  # reject clips where more frames than this lack a face
         "redetect_iou": 0.3,  # a key-frame detection overlapping the track less than this re-seeds it
@@ -188,6 +189,11 @@ def validate(config: dict[str, Any]) -> None:
          "crop.border must be replicate, constant or reflect"),
         (config["face"]["backend"] in ("dlib", "fan"), "face.backend must be dlib or fan"),
         (config["face"]["detect_every"] >= 1, "face.detect_every must be >= 1"),
+        (config["face"]["detector"] in ("blazeface", "hog", "mmod"), "face.detector must be blazeface, hog or mmod"),
+        (config["face"]["min_face_size"] >= 16, "face.min_face_size must be >= 16"),
+        (config["face"]["detect_max_side"] >= 160, "face.detect_max_side must be >= 160"),
+        (all(isinstance(a, (int, float)) and not isinstance(a, bool) and -90 <= a <= 90
+             for a in config["face"]["detect_rotations"]), "face.detect_rotations must list angles in -90..90"),
         (0 <= config["face"]["max_missing_fraction"] <= 1, "face.max_missing_fraction must be in [0, 1]"),
         (config["mfcc"]["rows_per_frame"] >= 1, "mfcc.rows_per_frame must be >= 1"),
         (config["shards"]["max_samples"] >= 1, "shards.max_samples must be >= 1"),

@@ -99,8 +99,10 @@ def remove_leftovers(out: Path, work: Path) -> None:
 
 def preflight(config: dict) -> None:
     """Load the configured models once here, so a missing model stops the build before any clip."""
+    from ..face.detect import detector_backend
     from ..face.landmarks import landmark_backend
 
+    detector_backend(config["face"]["detector"])
     landmark_backend(config["face"]["backend"], config["face"]["fan_device"])
     if config["audio"]["deepspeech_model"]:
         from ..audio.deepspeech import load_deepspeech

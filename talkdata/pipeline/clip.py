@@ -28,7 +28,7 @@ from ..audio.mfcc import mfcc_per_frame
 from ..errors import ClipError
 from ..face.align import apply_affine, compute_affines, warp_crop
 from ..face.blink import eye_aspect_ratio
-from ..face.detect import HogDetector
+from ..face.detect import make_detector
 from ..face.landmarks import landmark_backend
 from ..face.pose import estimate_pose
 from ..face.template import crop_template
@@ -71,13 +71,13 @@ def track_face(path: str, config: dict, stats: VideoStats,
 
     ``hint`` is the corpus's face box as fractions of the frame (``record.meta["face_box"]``)."""
     face = config["face"]
-    detector = HogDetector(face["detect_upsample"], face["detect_pad"], face["detect_max_side"], face["min_face_size"])
+    detector = make_detector(face)
     predictor = landmark_backend(face["backend"], face["fan_device"])
     tracker = FaceTracker(detector, predictor, face["detect_every"], face["redetect_iou"], hint=hint)
     budget = config["video"]["cache_budget_mb"] * 2**20
     kept: list[np.ndarray] | None = []
     used = 0
-    wants_rgb = face["backend"] != "dlib"
+    wants_rgb = face["backend"] != "dlib" or not detector.backend.gray
     for rgb in iter_frames(path, config["video"]["fps"], "rgb24", stats):
         tracker.step(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), rgb if wants_rgb else None)
         if kept is not None:
@@ -186,7 +186,7 @@ def process_clip(record: ClipRecord, config: dict) -> ClipOutput:
             "detector_runs": tracker.n_detector_runs,
             "hint_seeds": tracker.n_hint_seeds,
         },
-        "backends": {"detector": "dlib-hog", "landmarks": face["backend"], "audio_features": audio_features},
+        "backends": {"detector": face["detector"], "landmarks": face["backend"], "audio_features": audio_features},
         **record.meta,
     }
     return ClipOutput(files=files, meta=meta, timings=timer.seconds)
