@@ -229,6 +229,8 @@ class FaceTracker:
             inside = (min(lb[2], w) - max(lb[0], 0)) * (min(lb[3], h) - max(lb[1], 0))
             if inside < 0.5 * (lb[2] - lb[0]) * (lb[3] - lb[1]):
                 points, box = None, None  # the face left the frame
+            elif max(lb[2] - lb[0], lb[3] - lb[1]) < 0.5 * self.detector.min_face_size:
+                points, box = None, None  # landmarks shrunk onto nothing (a track lost on a turned face)
         state.last_landmarks = points
         if box is not None:
             state.last_box = box
