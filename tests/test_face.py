@@ -404,4 +404,4 @@ def test_corpus_face_box_seeds_the_tracker(config):
     error = np.linalg.norm(hinted_lmk[0] - plain_lmk[first], axis=-1).mean() / inter_ocular(plain_lmk[first])
     assert error < 0.25, error  # the same face three frames later (measured 0.18: the head moves)
     later = np.linalg.norm(hinted_lmk[first:] - plain_lmk[first:], axis=-1).mean(axis=1) / inter_ocular(plain_lmk[first:])
-    assert np.median(later) < 0.1  # then both follow the same face (measured median 0.02)
+    assert np.nanmedian(later) < 0.1  # then both follow the same face where both have one (measured median 0.02)
