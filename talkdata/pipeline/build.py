@@ -101,7 +101,9 @@ def preflight(config: dict) -> None:
     """Load the configured models once here, so a missing model stops the build before any clip."""
     from ..face.detect import detector_backend
     from ..face.landmarks import landmark_backend
+    from ..models import ensure_for_config
 
+    ensure_for_config(config)  # downloads and verifies missing weights with a published URL and checksum
     detector_backend(config["face"]["detector"])
     landmark_backend(config["face"]["backend"], config["face"]["fan_device"])
     if config["audio"]["deepspeech_model"]:
