@@ -148,3 +148,37 @@ def test_hd_clip_without_a_face_is_rejected(tmp_path):
     with pytest.raises(ClipError) as info:
         process_clip(_record(path), config)
     assert info.value.reason == "no_face"
+
+
+def test_hd_clip_is_decoded_once_and_region_crops_match_full_frames(tmp_path, monkeypatch):
+    """Past video.cache_budget_mb the kept frames are cut to the face region, so a 1080p clip is
+    decoded once; the crops equal those warped from whole frames (and from a second decoding)."""
+    from talkdata.pipeline import clip as clip_module
+
+    path = mf.write_video(tmp_path / "grid_1080.mkv", _grid_on_canvas((1920, 1080), 2.0)[:40], 25.0,
+                          audio=mf.grid_audio()[: 16000 * 40 // 25])
+    decodes = []
+    original = clip_module.iter_frames
+    monkeypatch.setattr(clip_module, "iter_frames", lambda *a, **k: decodes.append(a[0]) or original(*a, **k))
+    outputs = {}
+    for budget in (4096, 64, 0):  # all whole frames; regions (40 whole frames are 237 MiB); decoded again
+        config = copy.deepcopy(DEFAULTS)
+        config["video"]["cache_budget_mb"] = budget
+        decodes.clear()
+        outputs[budget] = process_clip(_record(path), config)
+        assert len(decodes) == (2 if budget == 0 else 1), budget
+    assert outputs[4096].files["video.mp4"] == outputs[0].files["video.mp4"]
+    assert outputs[64].files["lmk.npy"] == outputs[4096].files["lmk.npy"]
+    crops = {b: np.stack(mf.read_frames(o.files["video.mp4"], "rgb24")).astype(int) for b, o in outputs.items()}
+    assert np.abs(crops[64] - crops[4096]).mean() < 2.0  # after H.264 (bilinear rounding differences, amplified)
+    # before encoding, a crop from the region is the crop from the whole frame (bilinear rounding aside)
+    affines = np.load(__import__("io").BytesIO(outputs[4096].files["affine.npy"])).astype(np.float64)
+    boxes = np.load(__import__("io").BytesIO(outputs[4096].files["bbox.npy"])).astype(np.float64)
+    for t, rgb in enumerate(mf.read_frames(path, "rgb24")[:10]):
+        kept = clip_module._face_region(rgb, boxes[t])
+        assert kept.pixels.size < rgb.size / 2  # a region, not the frame
+        shifted = clip_module._region_affine(kept, affines[t], 256)
+        assert shifted is not None
+        full = clip_module.warp_crop(rgb, affines[t], 256)
+        part = clip_module.warp_crop(kept.pixels, shifted, 256)
+        assert np.abs(full.astype(int) - part).max() <= 1
