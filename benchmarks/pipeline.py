@@ -27,7 +27,7 @@ What is measured, on the same clips:
   ``align``, ``encode``, ``features``), plus writing the outputs into WebDataset shards with
   ``ShardWriter``. *End to end* = ``process_clip`` + shard writing.
 - building blocks, timed directly because ``track`` mixes decoding, detection and landmarks:
-  decoding only (``iter_frames`` consumed), detection only (``HogDetector.detect`` on every
+  decoding only (``iter_frames`` consumed), detection only (the configured ``FaceDetector`` on every
   ``face.detect_every``-th frame, as the tracker does), landmarks only (the dlib backend's
   ``predict`` on every frame with a fixed box).
 - ``naive``: the pipeline as published demo / preprocessing scripts write it (ATVGnet's

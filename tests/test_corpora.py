@@ -35,7 +35,7 @@ from click.testing import CliRunner
 import media_factory as mf
 from talkdata.cli import main
 from talkdata.errors import REASONS, UserError
-from talkdata.face.detect import HogDetector, box_iou
+from talkdata.face.detect import FaceDetector, box_iou, detector_backend
 from talkdata.pipeline.build import build
 from talkdata.recipe import load_schema, parse_recipe
 from talkdata.shards import read_shard
@@ -142,9 +142,9 @@ def test_vox2_build_official_split_and_metadata(vox_out):
 def test_vox2_face_box_agrees_with_the_tracked_face(vox_out):
     """The hint is where the face really is: dlib detections and the build's tracked boxes overlap it."""
     hint = np.array(voxceleb2.FACE_BOX) * 224
-    detector = HogDetector()
+    detector = FaceDetector(detector_backend("hog"), 32.0)
     frames = mf.read_frames(VOX / "00473.mp4", "gray")
-    detections = [b[0] for b in (detector.detect(f) for f in frames[::10]) if b]
+    detections = [b[0].box for b in (detector.detect(f) for f in frames[::10]) if b]
     assert len(detections) >= 12
     assert box_iou(np.median(detections, axis=0), hint) > 0.7
     for sample in samples_of(vox_out).values():
@@ -577,7 +577,7 @@ def test_th1kh_recipe_url_and_margin(fake_youtube, tmp_path):
     assert cut["face_box"] == [0.1667, 0.1111, 0.8333, 0.8444]
     # the face dlib finds in the cut tube lies inside the face box
     frame = mf.read_frames(root / cut["file"], "gray")[0]
-    found = HogDetector().detect(frame)[0] / [396, 360, 396, 360]
+    found = FaceDetector(detector_backend("hog"), 32.0).detect(frame)[0].box / [396, 360, 396, 360]
     hint = cut["face_box"]
     assert hint[0] - 0.02 <= found[0] and found[2] <= hint[2] + 0.02 and hint[1] - 0.02 <= found[1] and found[3] <= hint[3] + 0.02
     with pytest.raises(UserError, match=r"--only takes split names \(train, val\), not test"):
