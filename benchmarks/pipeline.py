@@ -318,7 +318,7 @@ def report(results: list[Result]) -> None:
         rows.append([r.label, str(r.clips), str(frames), f"{e2e:.1f}",
                      f"{r.median(lambda p: rate(p.frames, p.process_wall)):.1f}",
                      f"{r.median(lambda p: p.process_cpu / p.process_wall):.2f}",
-                     f"{naive_fps:.1f}", f"{r.median(lambda p: p.naive_cpu / p.naive_wall):.2f}",
+                     f"{naive_fps:.1f}", f"{r.median(lambda p: p.naive_cpu / p.naive_wall if p.naive_wall else float('nan')):.2f}",
                      f"{speedup:.2f}x"])
     print(table(["dataset", "clips", "frames", "talkdata e2e fps", "process_clip fps", "cpu/wall",
                  "naive fps", "cpu/wall", "speedup"], rows))
