@@ -130,11 +130,25 @@ def _grid_on_canvas(canvas: tuple[int, int], scale: float) -> list[np.ndarray]:
     return [mf.place_on_canvas(canvas, [(f, scale, offset)]) for f in frames]
 
 
-@pytest.mark.parametrize("canvas, scale", [((1280, 720), 0.88), ((1920, 1080), 2.0)])
-def test_grid_in_hd_is_not_rejected(canvas, scale, tmp_path):
-    """GRID at 0.88x on 720p and at 2x on 1080p were rejected no_face / face_missing before."""
+def _crema_on_canvas(canvas: tuple[int, int]) -> tuple[list[np.ndarray], np.ndarray]:
+    frames = mf.read_frames(mf.CREMA_ANG, "rgb24")
+    h, w = frames[0].shape[:2]
+    offset = ((canvas[0] - w) // 2, (canvas[1] - h) // 2)
+    audio, _ = mf.read_audio(mf.CREMA_ANG)
+    return [mf.place_on_canvas(canvas, [(f, 1.0, offset)]) for f in frames], audio
+
+
+@pytest.mark.parametrize("clip, canvas, scale", [("grid", (1280, 720), 0.88), ("grid", (1920, 1080), 2.0),
+                                                 ("crema", (1280, 720), 1.0)])
+def test_clips_in_hd_are_not_rejected(clip, canvas, scale, tmp_path):
+    """GRID at 0.88x on 720p, GRID at 2x on 1080p and CREMA-D at 1x on 720p were rejected no_face /
+    face_missing before."""
     config = copy.deepcopy(DEFAULTS)
-    path = mf.write_video(tmp_path / "grid_hd.mkv", _grid_on_canvas(canvas, scale), 25.0, audio=mf.grid_audio())
+    if clip == "grid":
+        frames, audio = _grid_on_canvas(canvas, scale), mf.grid_audio()
+    else:
+        frames, audio = _crema_on_canvas(canvas)
+    path = mf.write_video(tmp_path / f"{clip}_hd.mkv", frames, 25.0, audio=audio)
     output = process_clip(_record(path), config)
     assert output.meta["face"]["frames_found"] >= 0.95 * output.meta["frames"]
     assert output.meta["backends"]["detector"] == "blazeface"
