@@ -15,6 +15,9 @@ input pixels relative to the anchor centre.
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -93,6 +96,20 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.3) -> list[int]:
     return kept
 
 
+@contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (native libraries' logging) for the duration of the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class BlazeFace:
     """One interpreter per process and model; :meth:`run` answers for one square RGB patch."""
 
@@ -104,7 +121,8 @@ class BlazeFace:
                             f"--set face.detector=\"hog\" ({err})") from None
         self.model = MODELS[kind]
         self._interpreter = Interpreter(model_path=str(model_path(self.model)), num_threads=1)
-        self._interpreter.allocate_tensors()
+        with _quiet_stderr():  # LiteRT's C++ logs an INFO line about its CPU delegate on stderr
+            self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         outputs = sorted(self._interpreter.get_output_details(), key=lambda d: int(d["shape"][-1]))
         self._scores, self._boxes = outputs[0]["index"], outputs[1]["index"]
