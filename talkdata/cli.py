@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from importlib import resources
 from pathlib import Path
 
 import click
 
-from .config import known_keys, parse_set_options
+from .config import list_keys, parse_set_options
 from .errors import DISK_FULL_ERRNOS, UserError, disk_full_error
 
 
@@ -30,8 +31,35 @@ class _Command(click.Command):
             raise
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 class _Group(click.Group):
+    """Every usage or value error click finds (unknown option, out-of-range number, missing argument)
+    is printed as one ``error: ...`` line and exits 2, as talkdata's own errors are."""
+
     command_class = _Command
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except click.ClickException as err:
+            hint = f" (see '{err.ctx.command_path} --help')" if getattr(err, "ctx", None) is not None else ""
+            click.echo(f"error: {_one_line(err.format_message())}{hint}", err=True)
+            sys.exit(2)
+        except UserError as err:  # raised while parsing (an option's callback)
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,7 +132,8 @@ def _build_options(func):
         click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output dataset folder."),
         click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Local dask worker processes; 0 runs in this process."),
-        click.option("--scheduler", default=None, help="Address of an existing dask scheduler (tcp://host:8786)."),
+        click.option("--scheduler", default=None, callback=_check_scheduler,
+                     help="Address of an existing dask scheduler (tcp://host:8786)."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="Override a config value, e.g. --set crop.size=128 (repeatable; --list-keys shows all)."),
         click.option("--limit", type=click.IntRange(min=1), default=None, help="Process only the first N clips."),
@@ -114,7 +143,7 @@ def _build_options(func):
         click.option("--no-isolation", is_flag=True,
                      help="Process clips in this process instead of a supervised child (debugging; a decoder crash "
                           "then stops the build)."),
-        click.option("--shape-model", type=click.Path(dir_okay=False), default=None,
+        click.option("--shape-model", type=click.Path(dir_okay=False), default=None, callback=_check_shape_model,
                      help="Use this stats/shape_model.npz instead of fitting one."),
         click.option("--no-progress", is_flag=True, help="Hide progress bars."),
     ]
@@ -125,14 +154,45 @@ def _build_options(func):
 
 def _list_keys(ctx, _param, value):
     if value:
-        from .config import DEFAULTS
-
-        for key in known_keys():
-            node = DEFAULTS
-            for part in key.split("."):
-                node = node[part]
-            click.echo(f"{key} = {json.dumps(node)}")
+        for line in list_keys():
+            click.echo(line)
         ctx.exit(0)
+
+
+#: dask scheduler addresses: PROTOCOL://HOST[:PORT] or HOST:PORT
+_SCHEDULER = re.compile(r"(?:(?:tcp|tls|ws|wss|ucx)://)?(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+)(?::\d{1,5})?/?")
+
+
+def _check_scheduler(_ctx, _param, value):
+    if value is None:
+        return value
+    if not _SCHEDULER.fullmatch(value) or ("://" not in value and ":" not in value):
+        raise click.BadParameter(f"{value!r} is not a dask scheduler address (tcp://HOST:PORT or HOST:PORT)")
+    return value
+
+
+def _check_shape_model(_ctx, _param, value):
+    """Read --shape-model now, so a bad file stops the build before any clip runs."""
+    if value is None:
+        return value
+    import zipfile
+
+    from .face.shape import load_shape_model
+
+    path = Path(value)
+    if not path.is_file():
+        raise UserError(f"cannot read shape model {value}: no such file")
+    if path.stat().st_size == 0:
+        raise UserError(f"cannot read shape model {value}: the file is empty")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"cannot read shape model {value}: not a .npz archive (truncated, or not a stats/shape_model.npz)")
+    try:
+        load_shape_model(path)
+    except Exception as err:  # noqa: BLE001 - any failure to read the user's file is one error line
+        reason = _one_line(str(err)) or type(err).__name__
+        raise UserError(f"cannot read shape model {value}: {reason} (a damaged or truncated stats/shape_model.npz?)"
+                        ) from None
+    return value
 
 
 @main.command()
@@ -144,18 +204,21 @@ def _list_keys(ctx, _param, value):
 @click.option("--mirror", default=None, metavar="URL", help="Without --source: download from this host (same paths).")
 @_build_options
 @click.option("--list-keys", is_flag=True, expose_value=False, is_eager=True, callback=_list_keys,
-              help="List every config key with its default and exit.")
+              help="List every config key with its default, type, range or choices and help, and exit.")
 def build(recipe, source, only, mirror, out, workers, scheduler, sets, limit, retry_failed, clip_timeout, no_isolation,
           shape_model, no_progress):
     """Build WebDataset shards from the corpus RECIPE found in --source (or downloaded into the data root)."""
+    from .config import resolve
     from .pipeline.build import build as run_build
     from .recipe import load_recipe
     from .sources.fetch import parse_only, resolve_source
 
-    source = resolve_source(load_recipe(recipe), source, parse_only(only), mirror, progress=not no_progress,
-                            log=_echo_err)
+    loaded = load_recipe(recipe)
+    overrides = parse_set_options(sets)
+    resolve(loaded.defaults, loaded.name, overrides)  # every value checked before anything is downloaded or run
+    source = resolve_source(loaded, source, parse_only(only), mirror, progress=not no_progress, log=_echo_err)
 
-    report = run_build(recipe, source, out, parse_set_options(sets), workers=workers, scheduler=scheduler,
+    report = run_build(recipe, source, out, overrides, workers=workers, scheduler=scheduler,
                        limit=limit, retry_failed=retry_failed, shape_model=shape_model, progress=not no_progress,
                        isolate=not no_isolation, clip_timeout=clip_timeout)
     click.echo(report.summary())
