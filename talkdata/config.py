@@ -86,7 +86,8 @@ class Face:
     max_missing_fraction: float = setting(0.25, "reject clips where more frames than this lack a face", ge=0, le=1)
     redetect_iou: float = setting(0.3, "a key-frame detection overlapping the track less than this re-seeds it",
                                   ge=0, le=1)
-    fan_device: str = setting("cpu", "torch device of the FAN backend", pattern=r"cpu|cuda(:\d+)?|mps")
+    fan_device: str = setting("cpu", "torch device of the FAN backend", pattern=r"cpu|cuda(:\d+)?|mps",
+                                accepts="cpu, cuda, cuda:N or mps")
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class Shape:
 class Split:
     per_clip: ClassVar[bool] = False
     protocol: str = setting("default", "default (speaker-disjoint by seed) or a protocol the recipe names",
-                            pattern=r"\S+")
+                            pattern=r"\S+", accepts="a protocol name")
     seed: int = setting(0, "seed of the default protocol's speaker assignment", ge=0, le=2**63 - 1)
     train: float = setting(0.8, "share of speakers in train (train + val + test = 1)", ge=0, le=1)
     val: float = setting(0.1, "share of speakers in val", ge=0, le=1)

@@ -44,6 +44,7 @@ class Spec:
     hi_open: bool = False
     choices: tuple | None = None
     pattern: str | None = None  # a str value must match this regex in full
+    accepts: str | None = None  # what the pattern allows, in words (shown instead of the regex)
     item_lo: float | None = None  # tuple fields: bounds of every item
     item_hi: float | None = None
     item_choices: tuple | None = None  # tuple fields: allowed items
@@ -64,7 +65,7 @@ class Spec:
         if self.choices is not None:
             parts.append("one of " + ", ".join(map(_show, self.choices)))
         if self.pattern is not None:
-            parts.append(f"matching {self.pattern}")
+            parts.append(self.accepts or f"matching {self.pattern}")
         if self.item_lo is not None or self.item_hi is not None:
             parts.append(f"items in [{_num(self.item_lo)}, {_num(self.item_hi)}]")
         if self.item_choices is not None:
@@ -77,13 +78,13 @@ class Spec:
 
 
 def setting(default: Any, help: str, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
-            lt: float | None = None, choices: Iterable | None = None, pattern: str | None = None,
+            lt: float | None = None, choices: Iterable | None = None, pattern: str | None = None, accepts: str | None = None,
             item_ge: float | None = None, item_le: float | None = None, item_choices: Iterable | None = None,
             min_items: int = 0, model: bool = False) -> Any:
     """A dataclass field with its default, one-line help and what it accepts."""
     spec = Spec(help=help, lo=gt if gt is not None else ge, hi=lt if lt is not None else le,
                 lo_open=gt is not None, hi_open=lt is not None, choices=tuple(choices) if choices is not None else None,
-                pattern=pattern, item_lo=item_ge, item_hi=item_le,
+                pattern=pattern, accepts=accepts, item_lo=item_ge, item_hi=item_le,
                 item_choices=tuple(item_choices) if item_choices is not None else None, min_items=min_items,
                 model=model)
     return field(default=default, metadata={"spec": spec})
@@ -211,7 +212,7 @@ def check_value(key: str, tp: Any, spec: Spec, value: Any) -> Any:
     if spec.choices is not None and value not in spec.choices:
         raise UserError(f"config key {key!r} must be {what}, got {value!r}")
     if spec.pattern is not None and isinstance(value, str) and not re.fullmatch(spec.pattern, value):
-        raise UserError(f"config key {key!r} must be a string {what}, got {value!r}")
+        raise UserError(f"config key {key!r} takes {what}, got {value!r}")
     return value
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import UserError
 from .decode import Clip
 from .frames import resize, to_signed
-from .profiles import ItemContext, Profile, positive_int
+from .profile_base import ItemContext, Profile, positive_int
 from .windows import atvg_mfcc_windows, window_starts
 
 ATVG_SCALE = 5.0

@@ -150,11 +150,7 @@ def select_fields(profile: Profile, dataset: DatasetSource, fields, options: dic
 
 
 def resolve_options(profile: Profile, options: dict) -> dict:
-    unknown = sorted(set(options) - set(profile.options))
-    if unknown:
-        known = ", ".join(sorted(profile.options)) or "none"
-        raise UserError(f"profile {profile.name!r} has no option {unknown[0]!r} (its options: {known})")
-    return {**profile.options, **options}
+    return profile.resolve_options(options)
 
 
 def load(source, profile: str | None = None, fields=None, window: int | None = None, stride: int | None = None,

@@ -35,7 +35,7 @@ import numpy as np
 
 from .decode import Clip
 from .frames import resize, to_gray_signed, to_signed
-from .profiles import ItemContext, Profile, choose, positive_int
+from .profile_base import ItemContext, Profile, choose, positive_int
 from .windows import clamp, raw_audio_windows, window_starts
 
 MOTION_FRAMES = 2

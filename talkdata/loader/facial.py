@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import UserError
 from .decode import Clip, HOW_TO_GET
-from .profiles import ItemContext, Profile, choose
+from .profile_base import ItemContext, Profile, choose
 from .windows import facial_window_view, item_windows, resample_frames
 
 PAD = 8

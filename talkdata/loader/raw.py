@@ -19,7 +19,7 @@ from typing import Iterator
 
 from .decode import Clip, field_key
 from .frames import resize
-from .profiles import ItemContext, Profile, positive_int
+from .profile_base import ItemContext, Profile, positive_int
 from .windows import cut_audio, item_windows, sample_span
 
 STANDARD = ("video.mp4", "audio.wav", "lmk.npy", "lmk_norm.npy", "pca.npy", "mfcc.npy", "pose.npy", "blink.npy")

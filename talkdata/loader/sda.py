@@ -29,7 +29,7 @@ from typing import Iterator
 
 from .decode import Clip
 from .frames import crop_width, resize, to_signed
-from .profiles import ItemContext, Profile, choose, positive_int
+from .profile_base import ItemContext, Profile, choose, positive_int
 from .windows import item_windows, raw_audio_windows
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from .decode import Clip
 from .frames import resize, to_unit
-from .profiles import ItemContext, Profile, choose, positive_int
+from .profile_base import ItemContext, Profile, choose, positive_int
 
 
 class Vid2Vid(Profile):
