@@ -108,7 +108,8 @@ class Profile(abc.ABC):
             try:
                 resolved[name] = check_value(name, declared.type, declared.spec, value)
             except UserError as err:
-                raise UserError(str(err).replace("config key", f"option of profile {self.name!r}", 1)) from None
+                raise UserError(str(err).replace(f"config key {name!r}", f"option {name!r} of profile {self.name!r}",
+                                                 1)) from None
         return resolved
 
     @abc.abstractmethod
