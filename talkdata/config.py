@@ -262,7 +262,8 @@ def from_dict(config: dict[str, Any]) -> BuildConfig:
         extra = sorted(set(config[name]) - {d.name for d in declared(cls)})
         if extra:
             _check_key(f"{name}.{extra[0]}", None)
-        parts[name] = cls(**{d.name: check_value(f"{name}.{d.name}", d.type, d.spec, config[name].get(d.name, d.default))
+        values = config[name]
+        parts[name] = cls(**{d.name: check_value(f"{name}.{d.name}", d.type, d.spec, values.get(d.name, d.default))
                              for d in declared(cls)})
     cfg = BuildConfig(**parts)
     cross_checks(cfg)

@@ -78,7 +78,8 @@ class Spec:
 
 
 def setting(default: Any, help: str, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
-            lt: float | None = None, choices: Iterable | None = None, pattern: str | None = None, accepts: str | None = None,
+            lt: float | None = None, choices: Iterable | None = None, pattern: str | None = None,
+            accepts: str | None = None,
             item_ge: float | None = None, item_le: float | None = None, item_choices: Iterable | None = None,
             min_items: int = 0, model: bool = False) -> Any:
     """A dataclass field with its default, one-line help and what it accepts."""
@@ -201,7 +202,8 @@ def check_value(key: str, tp: Any, spec: Spec, value: Any) -> Any:
         if len(value) < spec.min_items:
             raise UserError(f"config key {key!r} takes a list with {what}, got {list(value)!r}")
         for item in value:
-            bad_range = isinstance(item, (int, float)) and not _in_bounds(item, spec.item_lo, spec.item_hi, False, False)
+            bad_range = isinstance(item, (int, float)) and not _in_bounds(item, spec.item_lo, spec.item_hi,
+                                                                           False, False)
             bad_choice = spec.item_choices is not None and item not in spec.item_choices
             if bad_range or bad_choice:
                 raise UserError(f"config key {key!r} takes a list with {what}, got {list(value)!r}")

@@ -313,7 +313,8 @@ def test_profile_options_use_the_declaration():
 
     class Demo(Profile):
         name = "demo"
-        options = {"size": option(int, 128, "crop side", ge=8, le=1024), "fps": option(float | None, None, "rate", gt=0),
+        options = {"size": option(int, 128, "crop side", ge=8, le=1024),
+                   "fps": option(float | None, None, "rate", gt=0),
                    "identity": option(str, "first", "reference frame", choices=("first", "random")), "plain": 3}
 
         def items(self, clip, ctx):

@@ -101,7 +101,8 @@ class LoopSettings:
     steps: int = setting(2000, "training steps", ge=1, le=10**9)
     stride: int = setting(16, "frames between the starts of consecutive training windows", ge=1, le=100_000)
     workers: int = setting(0, "DataLoader worker processes (0: read in the training process)", ge=0, le=256)
-    shuffle_buffer: int = setting(256, "items in the loader's shuffle buffer (0 or 1: no shuffling)", ge=0, le=10**7)
+    shuffle_buffer: int = setting(256, "items in the loader's shuffle buffer (0 or 1: no shuffling)", ge=0,
+                                  le=10**7)
     threads: int = setting(0, "CPU threads for torch (0: torch's default)", ge=0, le=1024)
     eval_every: int = setting(500, "evaluate every N steps (0: only at the end)", ge=0, le=10**9)
     checkpoint_every: int = setting(500, "write checkpoint.pt every N steps (0: only at the end)", ge=0, le=10**9)
