@@ -295,6 +295,15 @@ def inspect(dataset, key, png, html, frames, per_split, seed):
         click.echo(line)
 
 
+def _list_training_keys(ctx, _param, value):
+    if value:
+        from .train import training_keys
+
+        for line in training_keys():
+            click.echo(line)
+        ctx.exit(0)
+
+
 @main.command()
 @click.argument("name")
 @click.option("--data", required=True, help="A dataset built by 'talkdata build' (folder or URL).")
@@ -307,7 +316,9 @@ def inspect(dataset, key, png, html, frames, per_split, seed):
               help="Insist on resuming: fail unless --out holds a checkpoint.pt (resuming happens anyway when it does).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override a training setting, e.g. --set batch_size=8 (repeatable; see config.json of a run).")
+              help="Override a training setting, e.g. --set batch_size=8 (repeatable; --list-keys shows all).")
+@click.option("--list-keys", is_flag=True, expose_value=False, is_eager=True, callback=_list_training_keys,
+              help="List every training setting of each loop with its default, type, range and help, and exit.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar (print the loss about ten times instead).")
 def train(name, data, steps, device, out, resume, seed, sets, no_progress):
     """Run the reference training loop NAME (atnet, facial-pose) on a built dataset."""

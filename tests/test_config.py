@@ -334,3 +334,17 @@ def test_profile_options_use_the_declaration():
         with pytest.raises(UserError) as err:
             demo.resolve_options(given)
         assert message in str(err.value)
+
+
+def test_train_list_keys_and_set_errors_on_the_command_line(tmp_path):
+    pytest.importorskip("torch", reason="the training loops need torch (extra talkdata[train])")
+    result = CliRunner().invoke(main, ["train", "--list-keys"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert "atnet: batch_size = 16  (int; [1, 65536])  windows per batch" in lines
+    assert any(line.startswith("facial-pose: kernel = 5  (int; [1, 255])") for line in lines)
+    assert {line.split(":")[0] for line in lines} == {"atnet", "facial-pose"}
+    result = CliRunner().invoke(main, ["train", "atnet", "--data", str(tmp_path), "--set", "bach_size=4",
+                                       "--out", str(tmp_path / "run")])
+    assert "unknown training setting 'bach_size'; did you mean 'batch_size'?" in one_error_line(result)
+    assert not (tmp_path / "run").exists()

@@ -42,4 +42,18 @@ def run_training(name: str, data: str, *, steps: int | None = None, device: str 
                             progress=progress, resume=resume)
 
 
-__all__ = ["LOOPS", "RunResult", "read_metrics", "run_training"]
+def training_keys() -> list[str]:
+    """``talkdata train --list-keys``: each loop's ``--set`` settings with default, type, range and help."""
+    require_torch()
+    from importlib import import_module
+
+    from ..declare import declared, listing
+
+    lines = []
+    for name, module_name in LOOPS.items():
+        settings = import_module(f".{module_name}", __name__).Settings
+        lines += [f"{name}: {line}" for line in listing((d.name, d) for d in declared(settings))]
+    return lines
+
+
+__all__ = ["LOOPS", "RunResult", "read_metrics", "run_training", "training_keys"]
