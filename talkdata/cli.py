@@ -160,13 +160,16 @@ def _list_keys(ctx, _param, value):
 
 
 #: dask scheduler addresses: PROTOCOL://HOST[:PORT] or HOST:PORT
-_SCHEDULER = re.compile(r"(?:(?:tcp|tls|ws|wss|ucx)://)?(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+)(?::\d{1,5})?/?")
+_SCHEDULER = re.compile(r"(?:(?P<scheme>tcp|tls|ws|wss|ucx)://)?(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+)(?::(?P<port>\d+))?/?")
 
 
 def _check_scheduler(_ctx, _param, value):
+    """The address's form is checked here, so a malformed one never reaches dask (a traceback there)."""
     if value is None:
         return value
-    if not _SCHEDULER.fullmatch(value) or ("://" not in value and ":" not in value):
+    match = _SCHEDULER.fullmatch(value)
+    port = match and match["port"]
+    if not match or not (match["scheme"] or port) or (port and not 1 <= int(port) <= 65535):
         raise click.BadParameter(f"{value!r} is not a dask scheduler address (tcp://HOST:PORT or HOST:PORT)")
     return value
 
@@ -185,7 +188,8 @@ def _check_shape_model(_ctx, _param, value):
     if path.stat().st_size == 0:
         raise UserError(f"cannot read shape model {value}: the file is empty")
     if not zipfile.is_zipfile(path):
-        raise UserError(f"cannot read shape model {value}: not a .npz archive (truncated, or not a stats/shape_model.npz)")
+        raise UserError(f"cannot read shape model {value}: not a .npz archive (truncated, or not a "
+                        "stats/shape_model.npz)")
     try:
         load_shape_model(path)
     except Exception as err:  # noqa: BLE001 - any failure to read the user's file is one error line
