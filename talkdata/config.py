@@ -44,8 +44,8 @@ from .declare import Declared, check_value, declared, did_you_mean, listing, par
 from .errors import UserError
 
 __all__ = ["BuildConfig", "DEFAULTS", "Pinned", "apply_overrides", "config_hash", "cross_checks",
-           "dataset_level_sections", "from_dict", "known_keys", "list_keys", "parse_set_options", "parse_value",
-           "pinned", "processing_config", "resolve", "resolve_config", "set_value", "to_dict", "validate"]
+           "dataset_level_sections", "from_dict", "list_keys", "parse_set_options", "parse_value", "pinned",
+           "processing_config", "resolve", "resolve_config", "set_value", "to_dict"]
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                 "placebo")
@@ -185,10 +185,6 @@ def _keys() -> dict[str, Declared]:
     return {f"{name}.{d.name}": d for name, cls in sections().items() for d in declared(cls)}
 
 
-def known_keys() -> list[str]:
-    return sorted(_keys())
-
-
 def list_keys() -> list[str]:
     """``talkdata build --list-keys``: one line per key with its default, type, range or choices and help."""
     return listing(_keys().items())
@@ -294,11 +290,6 @@ def cross_checks(cfg: BuildConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise UserError(f"bad config: {message}")
-
-
-def validate(config: dict[str, Any]) -> None:
-    """Check a complete runtime dict (every key's range or choices, then the cross-key rules)."""
-    from_dict(config)
 
 
 def resolve_config(recipe_defaults: dict[str, Any], recipe_name: str, sets: dict[str, Any]) -> BuildConfig:
