@@ -244,8 +244,10 @@ def facial_item(folder: Path, meta: dict, start: int, rng, feature: str, window:
         features = logits_at_fps(features, int(round(frames / fps * 30.0)), 30.0)
     else:
         features = resample_frames(features.reshape(len(features), -1).astype(np.float32), fps, 30.0)
-    pose, mean, std = zscore(resample_frames(np.load(folder / "pose.npy")[:, PITCH_YAW_ROLL].astype(np.float64)
-                                             * FACIAL_SIGNS, fps, 30.0))
+    from scipy.signal import savgol_filter
+
+    pose, mean, std = zscore(savgol_filter(resample_frames(np.load(folder / "pose.npy")[:, PITCH_YAW_ROLL]
+                                                           .astype(np.float64) * FACIAL_SIGNS, fps, 30.0), 5, 3, axis=0))
     blink = resample_frames(np.load(folder / "blink.npy").astype(np.float32), fps, 30.0)
     return {"__key__": meta["key"], "start": start,
             "audio": facial_window_view(features, 16, 8)[start : start + window].copy(),

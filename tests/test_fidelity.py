@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from python_speech_features import mfcc as psf_mfcc
 from scipy.io import wavfile
+from scipy.signal import savgol_filter
 
 import talkdata
 from talkdata.loader.source import open_dataset
@@ -58,7 +59,7 @@ def test_mfcc_is_atvgs_mfcc_of_the_stored_audio(which, request):
         assert len(read_pcm(files["audio.wav"])) == frames * 640 and reference.shape == (4 * frames - 1, 13)
         rows = stored.reshape(-1, 13)[: 4 * frames - 1]
         print(key, "max |diff|", float(np.abs(rows - reference).max()))
-        np.testing.assert_allclose(rows, reference.astype(np.float32), rtol=2e-6, atol=2e-5)
+        np.testing.assert_allclose(rows, reference.astype(np.float32), rtol=1e-6, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------ 1-2. DeepSpeech
@@ -127,7 +128,8 @@ def test_facial_audio_windows_and_starts_match_facial(ds_grid, fps):
             s = item["start"]
             assert item["audio"].shape == (window, 16, 29) and item["audio"].dtype == np.float32
             np.testing.assert_allclose(item["audio"], windows[s : s + window], rtol=1e-6, atol=1e-5)
-    last = list(talkdata.load(ds_grid, profile="facial", split="all", window=window, fps=fps, include_last=True))
+    last = list(talkdata.load(ds_grid, profile="facial", split="all", window=window, stride=1, fps=fps,
+                              include_last=True))
     assert len(last) == len(items) + 3  # the last full window of each clip
 
 
@@ -141,14 +143,14 @@ def test_facial_targets(ds_grid):
         lmk_src = npy(files["lmk_src.npy"]).astype(np.float64)
         target = item["target"]
         assert target.shape == (75, 7) and target.dtype == np.float32
-        # angles: face3d matrix2angle signs (face_render/face3d/mesh/transform.py:18-24): pitch > 0 looking down
-        angles = pose[:, [1, 0, 2]] * [-1, 1, 1]
+        # angles: face3d matrix2angle signs (face_render/face3d/mesh/transform.py:18-24): pitch > 0 looking down;
+        # fit_headpose.py:73: savgol_filter(headpose, 5, 3, axis=0) over every column before saving
+        angles = savgol_filter(pose[:, [1, 0, 2]] * [-1, 1, 1], 5, 3, axis=0)
         z = (angles - angles.mean(0)) / angles.std(0)
         np.testing.assert_allclose(target[:, :3], z, atol=1e-5)
-        np.testing.assert_allclose(target[:, :6] * item["target_std"] + item["target_mean"], np.column_stack(
-            [angles, target[:, 3:6] * item["target_std"][3:] + item["target_mean"][3:]]), atol=1e-3)
+        np.testing.assert_allclose(target[:, :3] * item["target_std"][:3] + item["target_mean"][:3], angles, atol=1e-3)
         # s: source pixels per crop pixel; tx, ty: where the crop centre lies in the source, y up
-        scale = 1.0 / np.sqrt(np.abs(np.linalg.det(affine[:, :, :2])))
+        scale = savgol_filter(1.0 / np.sqrt(np.abs(np.linalg.det(affine[:, :, :2]))), 5, 3)
         np.testing.assert_allclose(target[:, 3], (scale - scale.mean()) / scale.std(), atol=1e-4)
         nose = lmk_src[:, 30]
         assert np.corrcoef(target[:, 4], nose[:, 0])[0, 1] > 0.8
@@ -179,7 +181,7 @@ def test_atvg_window_count_and_mfcc_match_atvgnet(grid_dataset):
         for item in mine:
             r = item["example_index"]
             expected = np.stack([reference[(r + i - 3) * 4 : (r + i + 4) * 4, 1:] for i in range(1, 17)])
-            np.testing.assert_allclose(item["mfcc"], expected.astype(np.float32), rtol=2e-6, atol=2e-5)
+            np.testing.assert_allclose(item["mfcc"], expected.astype(np.float32), rtol=1e-6, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------- vid2vid
@@ -363,7 +365,7 @@ def test_atvg_basis_errors_are_one_line(grid_dataset, tmp_path):
     with pytest.raises(UserError, match="S.npy not found") as err:
         talkdata.load(grid_dataset, profile="atvg", basis=str(tmp_path))
     assert "\n" not in str(err.value)
-    stand_in_basis(tmp_path, np.zeros((68, 2)) + np.arange(136).reshape(68, 2))
+    stand_in_basis(tmp_path, np.random.default_rng(0).normal(size=(1, 68, 2)))
     np.save(tmp_path / "U_lrw1.npy", np.zeros((136, 6)))
     with pytest.raises(UserError, match=r"U_lrw1.npy has shape \(136, 6\)"):
         talkdata.load(grid_dataset, profile="atvg", basis=str(tmp_path))
@@ -389,3 +391,14 @@ def test_atvg_vgnet_items(grid_dataset, tmp_path):
         half = video[e].astype(np.float64).reshape(128, 2, 128, 2, 3).mean(axis=(1, 3))
         np.testing.assert_allclose(item["example_frame"], half.transpose(2, 0, 1) / 127.5 - 1, atol=1 / 127.5 + 1e-6)
     assert len(drawn) > 1
+
+
+def test_the_loader_does_not_import_the_feature_math():
+    """The FACIAL / VOCA windowing lives in the loader; python_speech_features is the build's."""
+    import subprocess
+    import sys
+
+    code = ("import sys, talkdata, talkdata.loader, talkdata.loader.profiles as p; p.registry(); "
+            "print(sorted(m for m in sys.modules if m.startswith(('python_speech_features', 'talkdata.audio'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

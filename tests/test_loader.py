@@ -310,7 +310,8 @@ def test_vid2vid_pairs(grid_dataset, tmp_path):
 
 def test_facial_targets_are_per_clip_z_scored_pitch_yaw_roll_and_blink(ds_grid):
     clips = shard_clips(ds_grid)
-    items = list(talkdata.load(ds_grid, profile="facial", split="all", fps=None, whole_clips=True, shuffle=False))
+    items = list(talkdata.load(ds_grid, profile="facial", split="all", fps=None, whole_clips=True, smooth=False,
+                               shuffle=False))
     assert len(items) == 3
     for item in items:
         pose = npy(clips[item["__key__"]]["pose.npy"]).astype(np.float64)

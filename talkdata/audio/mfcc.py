@@ -45,7 +45,8 @@ def mfcc_per_frame(audio: np.ndarray, n_frames: int, fps: float, sample_rate: in
     needed = int(starts[-1]) + frame_len if wanted else 0
     signal = np.zeros(max(needed, len(audio)), dtype=np.float64)
     if len(audio):
-        signal[: len(audio)] = sigproc.preemphasis(np.asarray(audio, dtype=np.float64), settings["preemph"])
+        # in the audio's own dtype, as the library does (float32 from librosa: float32 arithmetic)
+        signal[: len(audio)] = sigproc.preemphasis(np.asarray(audio), settings["preemph"])
     filters = get_filterbanks(settings["nfilt"], settings["nfft"], sample_rate, 0, sample_rate / 2)
     offsets = np.arange(frame_len)
     out = np.empty((wanted, settings["numcep"]), dtype=np.float32)

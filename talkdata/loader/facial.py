@@ -33,6 +33,9 @@ FACIAL's fps branch), ``audio2face/audio_preprocessing.py`` (window 16, stride 1
   - ``AU45``: :func:`au45_from_ear`, a linear map of the eye aspect ratio relative to the clip's
     median (neutral, as OpenFace calibrates its AU intensities to the person's neutral), not
     OpenFace's AU45 regressor;
+  - the angles and ``s, tx, ty`` are smoothed over time with FACIAL's Savitzky-Golay filter (window
+    5, order 3, ``scipy.signal.savgol_filter``, ``fit_headpose.py``) at the output rate before the
+    z-score (``smooth=False`` leaves them raw); AU45 is not smoothed (FACIAL reads it raw from the CSV);
   - ``pose`` (L, 3) (= ``target[:, :3]``), ``pose_mean`` / ``pose_std`` (3,) and ``blink`` (L,)
     (the raw eye aspect ratio) are kept for talkdata's ``facial-pose`` loop;
 
@@ -50,6 +53,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
+from scipy.signal import savgol_filter
 
 from ..errors import UserError
 from .decode import Clip, HOW_TO_GET
@@ -67,6 +71,8 @@ FACIAL_SIGNS = np.array([-1.0, 1.0, 1.0])
 #: neutral) that maps to its top
 AU_MAX = 5.0
 CLOSED_EAR_FRACTION = 0.4
+#: FACIAL's Savitzky-Golay smoothing of the fitted pose over time (face_render/fit_headpose.py)
+SAVGOL_WINDOW, SAVGOL_ORDER = 5, 3
 
 
 def zscore(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,7 +114,7 @@ class FACIAL(Profile):
     name = "facial"
     default_window = 128
     whole_clips = True
-    options = {"fps": 30.0, "features": "deepspeech", "include_last": False}
+    options = {"fps": 30.0, "features": "deepspeech", "include_last": False, "smooth": True}
 
     def field_sets(self, options):
         feature = "deepspeech.npy" if options["features"] == "deepspeech" else "mfcc.npy"
@@ -117,6 +123,7 @@ class FACIAL(Profile):
     def setup(self, dataset, fields, options):
         choose("features", options["features"], ("deepspeech", "mfcc"))
         choose("include_last", options["include_last"], (False, True))
+        choose("smooth", options["smooth"], (False, True))
         if options["fps"] is not None and not (isinstance(options["fps"], (int, float)) and options["fps"] > 0):
             raise UserError(f"fps must be a positive number or None, got {options['fps']!r}")
         if options["features"] == "deepspeech" and "deepspeech" not in dataset.audio_features:
@@ -149,7 +156,10 @@ class FACIAL(Profile):
         # one interpolation for all the channels (np.interp per channel, the same values as apart)
         per_frame = resample_frames(np.concatenate(columns, axis=1), clip.fps, fps)
         width = 6 if "affine.npy" in ctx.fields else 3
-        params, mean, std = zscore(per_frame[:, :width])
+        pose = per_frame[:, :width]
+        if ctx.options["smooth"] and len(pose) >= SAVGOL_WINDOW:
+            pose = savgol_filter(pose, SAVGOL_WINDOW, SAVGOL_ORDER, axis=0)  # fit_headpose.py, before the z-score
+        params, mean, std = zscore(pose)
         total = min(len(audio), len(per_frame))  # dataset102.py: both truncated to the shorter
         if ctx.window is None:
             window, starts = total, [0]

@@ -63,6 +63,7 @@ def colour_jitter(frames: np.ndarray, factors: np.ndarray, order: np.ndarray) ->
     """(N, 3, H, W) float32 in [0, 1] with brightness, contrast, saturation factors and a hue shift
     (``factors``: 3 multipliers around 1 and a hue offset in turns) applied in ``order``."""
     out = frames.astype(np.float32, copy=True)
+    factors = np.asarray(factors, dtype=np.float32)
     for step in order:
         if step == 0:
             out = out * factors[0]
@@ -78,8 +79,8 @@ def colour_jitter(frames: np.ndarray, factors: np.ndarray, order: np.ndarray) ->
             for image in hsv:
                 image[..., 0] = (image[..., 0] + 360.0 * factors[3]) % 360.0
             out = np.stack([cv2.cvtColor(h, cv2.COLOR_HSV2RGB).transpose(2, 0, 1) for h in hsv])
-        out = np.clip(out, 0.0, 1.0)
-    return out.astype(np.float32)
+        out = np.clip(out, 0.0, 1.0).astype(np.float32)
+    return out
 
 
 class Vid2Vid(Profile):
