@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from talkdata.audio import deepspeech as ds  # noqa: E402
 from talkdata.errors import UserError  # noqa: E402
-from talkdata.loader.windows import facial_window_view, logits_at_fps  # noqa: E402
+from talkdata.loader.windows import deepspeech_steps, facial_window_view, logits_at_fps  # noqa: E402
 
 GRID_CLIP = Path(__file__).parent / "data" / "grid" / "s1" / "bbaf2n.mpg"
 HAVE_TF = importlib.util.find_spec("tensorflow") is not None
@@ -148,7 +148,7 @@ def _manual_interp(x: np.ndarray, n_frames: int, fps: float) -> np.ndarray:
 def test_shapes_and_step_count(model: ds.DeepSpeechModel, seconds: float) -> None:
     pcm = _pcm(np.random.default_rng(0).uniform(-0.3, 0.3, int(seconds * 16000)))
     inputs = ds.audio_to_inputs(pcm)
-    assert inputs.shape == (_expected_steps(len(pcm)), 494) and ds.step_count(len(pcm)) == len(inputs)
+    assert inputs.shape == (_expected_steps(len(pcm)), 494) and deepspeech_steps(len(pcm)) == len(inputs)
     assert inputs.dtype == np.float32
     logits = ds.deepspeech_logits(pcm, model)
     assert logits.shape == (len(inputs), 29)  # the model's native 50 Hz steps

@@ -412,3 +412,19 @@ def test_the_loader_does_not_import_the_feature_math():
             "print(sorted(m for m in sys.modules if m.startswith(('python_speech_features', 'talkdata.audio'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_per_frame_deepspeech_of_an_older_build_is_a_clear_error():
+    from talkdata.errors import UserError
+    from talkdata.loader.decode import Clip
+    from talkdata.loader.facial import FACIAL
+    from talkdata.loader.profiles import ItemContext
+
+    meta = {"frames": 75, "fps": 25.0, "audio_rate": 16000, "audio_samples": 48000}
+    arrays = {"deepspeech": np.zeros((75, 29), np.float32), "pose": np.zeros((75, 6), np.float32)}
+    ctx = ItemContext(frozenset({"deepspeech.npy", "pose.npy"}), 32, 1, 0, 0, dict(FACIAL.options))
+    with pytest.raises(UserError, match=r"deepspeech.npy has shape \(75, 29\), expected the \(150, 29\)") as err:
+        list(FACIAL().items(Clip("s1/x", meta, arrays), ctx))
+    assert "\n" not in str(err.value)
+    arrays["deepspeech"] = np.ones((150, 29), np.float32)
+    assert len(list(FACIAL().items(Clip("s1/x", meta, arrays), ctx))) == 90 - 32

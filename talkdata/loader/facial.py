@@ -58,7 +58,7 @@ from scipy.signal import savgol_filter
 from ..errors import UserError
 from .decode import Clip, HOW_TO_GET
 from .profiles import ItemContext, Profile, choose
-from .windows import DEEPSPEECH_RATE, facial_window_view, logits_at_fps, resample_frames
+from .windows import DEEPSPEECH_RATE, deepspeech_steps, facial_window_view, logits_at_fps, resample_frames
 
 PAD = 8
 WIN = 16
@@ -138,6 +138,11 @@ class FACIAL(Profile):
             mfcc = clip.arrays["mfcc"].reshape(clip.frames_count, -1).astype(np.float32, copy=False)
             return facial_window_view(resample_frames(mfcc, clip.fps, fps), WIN, PAD)
         logits = clip.arrays["deepspeech"]
+        steps = deepspeech_steps(int(clip.meta["audio_samples"]))
+        if logits.shape != (steps, 29):
+            raise UserError(f"sample {clip.key}: deepspeech.npy has shape {logits.shape}, expected the ({steps}, 29) "
+                            "logits of DeepSpeech's 50 Hz steps (datasets built before talkdata stored them at 50 Hz "
+                            "hold per-frame logits): rebuild the dataset with the current talkdata")
         if abs(fps - STRIDE_TWO_FPS) < 1e-9:
             return facial_window_view(logits, WIN, PAD, stride=int(round(DEEPSPEECH_RATE / STRIDE_TWO_FPS)))
         seconds = int(clip.meta["audio_samples"]) / clip.audio_rate

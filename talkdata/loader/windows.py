@@ -17,7 +17,7 @@ import numpy as np
 DEEPSPEECH_RATE = 50.0
 
 __all__ = ["window_starts", "sample_span", "cut_audio", "raw_audio_windows", "atvg_mfcc_windows",
-           "resample_frames", "interp_rows", "logits_at_fps", "facial_window_view", "sliding_view",
+           "resample_frames", "interp_rows", "deepspeech_steps", "logits_at_fps", "facial_window_view", "sliding_view",
            "clamp", "DEEPSPEECH_RATE"]
 
 
@@ -163,6 +163,13 @@ def interp_rows(grid: _Grid, fp: np.ndarray) -> np.ndarray:
                 values[...] = np.where(bad, slope * grid.back + upper, values)
                 values[...] = np.where(np.isnan(values) & (lower == upper), lower, values)
     return out
+
+
+def deepspeech_steps(n_samples: int) -> int:
+    """DeepSpeech's 50 Hz steps for ``n_samples`` 16 kHz samples: python_speech_features frames 400
+    samples every 160 (``1 + ceil((n - 400) / 160)``, at least 1), of which every second is kept."""
+    frames = 1 if n_samples <= 400 else 1 + -(-(n_samples - 400) // 160)
+    return -(-frames // 2)
 
 
 def logits_at_fps(logits: np.ndarray, n_frames: int, fps: float, rate: float = DEEPSPEECH_RATE) -> np.ndarray:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from .backends import DeepSpeechModel, OnnxDeepSpeech, TensorFlowDeepSpeech, load_deepspeech
-from .features import NUM_CLASSES, STEP_RATE, audio_to_inputs, step_count
+from .features import NUM_CLASSES, STEP_RATE, audio_to_inputs
 
 __all__ = ["DeepSpeechModel", "OnnxDeepSpeech", "TensorFlowDeepSpeech", "load_deepspeech", "NUM_CLASSES",
-           "STEP_RATE", "audio_to_inputs", "step_count", "deepspeech_logits"]
+           "STEP_RATE", "audio_to_inputs", "deepspeech_logits"]
 
 
 def deepspeech_logits(pcm: np.ndarray, model: DeepSpeechModel) -> np.ndarray:

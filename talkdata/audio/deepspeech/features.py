@@ -36,13 +36,6 @@ def audio_to_inputs(pcm: np.ndarray) -> np.ndarray:
     return _zscore(_stack_context(frames)).astype(np.float32)
 
 
-def step_count(n_samples: int) -> int:
-    """Number of 50 Hz steps of ``n_samples`` samples (python_speech_features' framing, halved)."""
-    frame, hop = int(0.025 * SAMPLE_RATE), int(0.01 * SAMPLE_RATE)
-    n100 = 1 if n_samples <= frame else 1 + -(-(n_samples - frame) // hop)
-    return -(-n100 // 2)
-
-
 def _stack_context(frames: np.ndarray) -> np.ndarray:
     """(N, 26) frames -> (N, 494): row i is frames i-9..i+9 (zeros outside), frame-major."""
     empty = np.zeros((NUM_CONTEXT, frames.shape[1]), dtype=frames.dtype)
