@@ -257,12 +257,13 @@ def facial_item(folder: Path, meta: dict, start: int, rng, feature: str, window:
 
 def vid2vid_item(folder: Path, meta: dict, _: int, rng) -> dict:
     from talkdata.loader.frames import to_unit
+    from talkdata.loader.vid2vid import hopenet_pose
 
     video = read_video(folder / "video.mp4")
-    source, driving = np.sort(rng.choice(len(video), size=2, replace=False))
+    source, driving = np.sort(rng.choice(len(video), size=2, replace=True))
     frames = to_unit(video[[source, driving]])
     return {"__key__": meta["key"], "source_index": int(source), "driving_index": int(driving), "source": frames[0],
-            "driving": frames[1], "driving_pose": np.load(folder / "pose.npy")[driving, :3].astype(np.float32)}
+            "driving": frames[1], "driving_pose": hopenet_pose(np.load(folder / "pose.npy")[driving])}
 
 
 class PerFileDataset:
