@@ -53,7 +53,6 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
-from scipy.signal import savgol_filter
 
 from ..errors import UserError
 from .decode import Clip, HOW_TO_GET
@@ -163,6 +162,9 @@ class FACIAL(Profile):
         width = 6 if "affine.npy" in ctx.fields else 3
         pose = per_frame[:, :width]
         if ctx.options["smooth"] and len(pose) >= SAVGOL_WINDOW:
+            # imported here: scipy.signal probes array backends (torch) on import; the loader works without torch
+            from scipy.signal import savgol_filter
+
             pose = savgol_filter(pose, SAVGOL_WINDOW, SAVGOL_ORDER, axis=0)  # fit_headpose.py, before the z-score
         params, mean, std = zscore(pose)
         total = min(len(audio), len(per_frame))  # dataset102.py: both truncated to the shorter
