@@ -4,9 +4,11 @@ Item for the window of frames ``[start, start + W)`` (``window=None``: the whole
 
 * ``video`` (W, S, S, 3) uint8 RGB (``size=N`` resizes to N x N);
 * ``audio`` (round(W / fps * 16000),) float32, from sample ``round(start / fps * 16000)``;
-* ``mfcc`` (W, 4, 13), ``deepspeech`` (W, 29), ``pca`` (W, K), ``lmk`` / ``lmk_norm`` /
-  ``lmk_src`` (W, 68, 2), ``pose`` (W, 6), ``blink`` (W,), ``affine`` (W, 2, 3), ``bbox`` (W, 4):
-  rows ``start .. start + W - 1`` of the field;
+* ``mfcc`` (W, 4, 13), ``pca`` (W, K), ``lmk`` / ``lmk_norm`` / ``lmk_src`` (W, 68, 2), ``pose``
+  (W, 6), ``blink`` (W,), ``affine`` (W, 2, 3), ``bbox`` (W, 4): rows ``start .. start + W - 1`` of the
+  field;
+* ``deepspeech`` (round(W / fps * 50), 29): the 50 Hz logit steps of the same span, from step
+  ``round(start / fps * 50)`` (zero rows past the clip's last step);
 * ``__key__`` and ``start``.
 
 Windows start at ``0, stride, 2 * stride, ...`` and must fit in the clip (a clip shorter than the
@@ -20,7 +22,7 @@ from typing import Iterator
 from .decode import Clip, field_key
 from .frames import resize
 from .profile_base import ItemContext, Profile, positive_int
-from .windows import cut_audio, item_windows, sample_span
+from .windows import DEEPSPEECH_RATE, cut_audio, item_windows, sample_span
 
 STANDARD = ("video.mp4", "audio.wav", "lmk.npy", "lmk_norm.npy", "pca.npy", "mfcc.npy", "pose.npy", "blink.npy")
 EXTRA = ("deepspeech.npy", "lmk_src.npy", "affine.npy", "bbox.npy")
@@ -60,6 +62,8 @@ class Raw(Profile):
                     item[key] = video[start : start + window]
                 elif name == "audio.wav":
                     item[key] = cut_audio(clip.arrays[key], *sample_span(start, window, clip.fps, clip.audio_rate))
+                elif name == "deepspeech.npy":
+                    item[key] = cut_audio(clip.arrays[key], *sample_span(start, window, clip.fps, DEEPSPEECH_RATE))
                 else:
                     item[key] = clip.arrays[key][start : start + window]
             yield item

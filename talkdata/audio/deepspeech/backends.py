@@ -1,30 +1,12 @@
-"""DeepSpeech audio features, exactly as VOCA and FACIAL compute them.
+"""DeepSpeech v0.1.0 acoustic model backends: (N, 494) inputs -> (N, 29) logits.
 
-This reproduces ``AudioHandler.convert_to_deepspeech`` from VOCA
-(``utils/audio_handler.py``, https://github.com/TimoBolkart/voca) and its copy in FACIAL
-(``audio2face/_utils/audio_handler.py``, https://github.com/zhangchenxu528/FACIAL), which run
-the Mozilla DeepSpeech v0.1.0 acoustic model and use its per-step character logits as the audio
-features of a talking-face model:
-
-1. 16 kHz mono audio is fed as int16 samples (float audio in [-1, 1] is scaled by 32767).
-2. ``python_speech_features.mfcc(audio, samplerate=16000, numcep=26)`` with the library
-   defaults (25 ms windows every 10 ms, 26 filters, 512-point FFT, energy in c0) gives 100 Hz
-   features; every second frame is kept (the BiRNN stride of 2), giving 50 Hz.
-3. Each 50 Hz step gets a context of 9 frames either side (zero frames beyond the ends): a
-   19 x 26 window flattened row by row into a 494-vector.
-4. The whole (N, 494) input matrix is z-scored with ONE scalar mean and standard deviation.
-5. The acoustic model maps the inputs to (N, 29) logits (28 characters + CTC blank).
-6. Each logit channel is linearly interpolated (``np.interp``) from the 50 Hz step times
-   ``i / 50`` to the video frame times ``t / fps``; values past the last step are held.
-
-:func:`facial_windows` then cuts FACIAL's 16-frame windows centred on each video frame.
-
-The acoustic model is either an ONNX export (:class:`OnnxDeepSpeech`, onnxruntime on CPU) or
-the original frozen graph ``output_graph.pb`` (:class:`TensorFlowDeepSpeech`, needs the optional
-``talkdata[deepspeech]`` extra). The v0.1.0 graph takes ``input_node`` of shape
-(1, n_steps, 494) and ``input_lengths`` (1,) int32 and returns ``logits`` of shape
-(n_steps, 1, 29) (time-major); exports that take the windowed layout (1, n_steps, 19, 26), as
-later DeepSpeech releases do, are accepted as well: it is the same data, reshaped.
+The model is either an ONNX export (:class:`OnnxDeepSpeech`, onnxruntime on CPU) or the original
+frozen graph ``output_graph.pb`` (:class:`TensorFlowDeepSpeech`, needs the optional
+``talkdata[deepspeech]`` extra). The v0.1.0 graph takes ``input_node`` of shape (1, n_steps, 494)
+and ``input_lengths`` (1,) int32 and returns ``logits`` of shape (n_steps, 1, 29) (time-major);
+exports that take the windowed layout (1, n_steps, 19, 26), as later DeepSpeech releases do, are
+accepted as well: it is the same data, reshaped. The logits are raw (no softmax): 28 characters
+and the CTC blank.
 """
 
 from __future__ import annotations
@@ -36,17 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from python_speech_features import mfcc
 
 from talkdata.errors import UserError
 
-SAMPLE_RATE = 16000
-NUM_CEP = 26
-NUM_CONTEXT = 9
-WINDOW_STEPS = 2 * NUM_CONTEXT + 1  # 19
-INPUT_SIZE = WINDOW_STEPS * NUM_CEP  # 494
-NUM_CLASSES = 29
-STEP_RATE = 50.0  # DeepSpeech steps per second (100 Hz MFCC, stride 2)
+from .features import INPUT_SIZE, NUM_CEP, NUM_CLASSES, WINDOW_STEPS
 
 INPUT_NAME = "input_node"
 LENGTHS_NAME = "input_lengths"
@@ -58,73 +33,6 @@ _EXPECTED = (
     f"(1, n_steps, {WINDOW_STEPS}, {NUM_CEP}) float32 and '{LENGTHS_NAME}' (1,) int32 "
     f"and output '{OUTPUT_NAME}' (n_steps, 1, {NUM_CLASSES})"
 )
-
-
-# --------------------------------------------------------------------------- features
-
-
-def audio_to_inputs(audio: np.ndarray) -> np.ndarray:
-    """Steps 1-4: 16 kHz mono float audio in [-1, 1] -> (N, 494) z-scored float32 inputs."""
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim != 1 or audio.size == 0:
-        raise ValueError(f"expected non-empty 1-D mono audio, got shape {audio.shape}")
-    samples = np.clip(audio * 32767, -32768, 32767).astype(np.int16)
-    frames = mfcc(samples, samplerate=SAMPLE_RATE, numcep=NUM_CEP)[::2]
-    return _zscore(_stack_context(frames)).astype(np.float32)
-
-
-def _stack_context(frames: np.ndarray) -> np.ndarray:
-    """(N, 26) frames -> (N, 494): row i is frames i-9..i+9 (zeros outside), frame-major."""
-    empty = np.zeros((NUM_CONTEXT, frames.shape[1]), dtype=frames.dtype)
-    padded = np.concatenate((empty, frames, empty))
-    windows = np.lib.stride_tricks.sliding_window_view(padded, WINDOW_STEPS, axis=0)
-    # sliding_window_view puts the window axis last: (N, 26, 19) -> (N, 19, 26)
-    return windows.transpose(0, 2, 1).reshape(len(frames), -1)
-
-
-def _zscore(inputs: np.ndarray) -> np.ndarray:
-    """One global z-score over all elements (std 0 leaves the centred values unscaled)."""
-    std = inputs.std()
-    return (inputs - inputs.mean()) / (std if std > 0 else 1.0)
-
-
-def interpolate_to_fps(logits: np.ndarray, n_frames: int, fps: float) -> np.ndarray:
-    """Step 6: (N, C) features at 50 Hz -> (n_frames, C) float32 at ``fps`` (``np.interp``)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if logits.ndim != 2 or len(logits) == 0:
-        raise ValueError(f"expected non-empty (N, C) features, got shape {logits.shape}")
-    if n_frames < 0 or fps <= 0:
-        raise ValueError(f"need n_frames >= 0 and fps > 0, got {n_frames} and {fps}")
-    step_times = np.arange(len(logits)) / STEP_RATE
-    frame_times = np.arange(n_frames) / float(fps)
-    out = np.empty((n_frames, logits.shape[1]), dtype=np.float32)
-    for channel in range(logits.shape[1]):
-        out[:, channel] = np.interp(frame_times, step_times, logits[:, channel])
-    return out
-
-
-def deepspeech_features(
-    audio: np.ndarray, n_frames: int, fps: float, model: DeepSpeechModel
-) -> np.ndarray:
-    """16 kHz mono float audio -> (n_frames, 29) float32 DeepSpeech logits at ``fps``."""
-    return interpolate_to_fps(model.logits(audio_to_inputs(audio)), n_frames, fps)
-
-
-def facial_windows(features: np.ndarray, win: int = 16, pad: int = 8) -> np.ndarray:
-    """FACIAL's audio windows: (T, C) -> (T + 2*pad - win, win, C) float32.
-
-    ``pad`` zero rows are added at both ends and window ``j`` is padded rows ``j..j+win-1``;
-    with the defaults there are exactly T windows and row 8 of window ``j`` is frame ``j``.
-    """
-    features = np.asarray(features, dtype=np.float32)
-    if features.ndim != 2:
-        raise ValueError(f"expected (T, C) features, got shape {features.shape}")
-    padded = np.pad(features, ((pad, pad), (0, 0)))
-    count = len(padded) - win
-    if count <= 0:
-        return np.zeros((0, win, features.shape[1]), dtype=np.float32)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, win, axis=0)[:count]
-    return np.ascontiguousarray(windows.transpose(0, 2, 1))
 
 
 # --------------------------------------------------------------------------- models
