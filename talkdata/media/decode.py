@@ -43,7 +43,8 @@ def open_media(path: str | Path):
     if path.stat().st_size == 0:
         raise ClipError("unreadable", f"empty file (0 bytes): {path.name}", stage="decode")
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        # an absolute path: ffmpeg reads a relative "cam:1/clip.mp4" as the protocol "cam"
+        container = av.open(str(path.absolute()), metadata_errors="ignore")
     except (av.FFmpegError, OSError, ValueError) as err:
         raise ClipError("unreadable", f"cannot open {path.name} as media: {av_message(err)}", stage="decode") from None
     try:
@@ -174,6 +175,11 @@ class AudioTrack:
     start_time: float  # seconds, timestamp of sample 0 in the container's clock
 
 
+def _mono(frame) -> np.ndarray:
+    """The mean of the channels of a packed float frame (samples interleaved)."""
+    return frame.to_ndarray().reshape(-1, len(frame.layout.channels)).mean(axis=1)
+
+
 def decode_audio(path: str | Path, sample_rate: int = 16000) -> AudioTrack:
     """The whole first audio stream as mono float32 at ``sample_rate``."""
     with open_media(path) as container:
@@ -181,8 +187,10 @@ def decode_audio(path: str | Path, sample_rate: int = 16000) -> AudioTrack:
             raise ClipError("no_audio_stream", f"{Path(path).name} has no audio stream", stage="audio")
         stream = container.streams.audio[0]
         # keep the channels and average them here: ffmpeg's own stereo->mono mix adds L and R at
-        # 0.707 each (3 dB louder than either channel, and past [-1, 1] on loud speech)
-        resampler = av.AudioResampler(format="fltp", rate=sample_rate)
+        # 0.707 each (3 dB louder than either channel, and past [-1, 1] on loud speech). Packed
+        # ("flt", one plane) and not planar output: PyAV 18's to_ndarray crashes the process on
+        # frames with 8 planes (7.1); the channel mean is bit-identical either way
+        resampler = av.AudioResampler(format="flt", rate=sample_rate)
         chunks: list[np.ndarray] = []
         start = None
         try:
@@ -191,9 +199,9 @@ def decode_audio(path: str | Path, sample_rate: int = 16000) -> AudioTrack:
                 if start is None:
                     start = frame.time if frame.time is not None else 0.0
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().mean(axis=0))
+                    chunks.append(_mono(out))
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().mean(axis=0))
+                chunks.append(_mono(out))
         except av.FFmpegError as err:
             if not chunks:
                 raise ClipError("decode_error", f"audio decoding failed: {av_message(err)}", stage="audio") from None
