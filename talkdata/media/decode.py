@@ -193,9 +193,11 @@ def decode_audio(path: str | Path, sample_rate: int = 16000) -> AudioTrack:
         resampler = av.AudioResampler(format="flt", rate=sample_rate)
         chunks: list[np.ndarray] = []
         start = None
+        decoded = 0
         try:
             for frame in container.decode(stream):
                 report_progress()
+                decoded += 1
                 if start is None:
                     start = frame.time if frame.time is not None else 0.0
                 for out in resampler.resample(frame):
@@ -205,6 +207,12 @@ def decode_audio(path: str | Path, sample_rate: int = 16000) -> AudioTrack:
         except av.FFmpegError as err:
             if not chunks:
                 raise ClipError("decode_error", f"audio decoding failed: {av_message(err)}", stage="audio") from None
+        # as for video: audio that ends before the frames the index lists is a cut-off file, not a
+        # short track (a complete track shorter than the video is padded with silence: audio_padded_s)
+        declared = stream.frames
+        if declared and decoded < 0.98 * declared - 2:
+            raise ClipError("truncated", f"{Path(path).name}: the container's index lists {declared} audio frames but "
+                            f"the file holds only {decoded} (cut-off download or copy?)", stage="audio")
     if start is None:
         raise ClipError("no_audio_stream", f"{Path(path).name} has an audio stream without samples", stage="audio")
     samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
