@@ -28,6 +28,10 @@ from ..errors import ClipError
 #: timestamps closer than this (seconds) count as equal when choosing frames
 TIME_EPSILON = 1e-4
 
+#: the largest frame decoded, in pixels: 8K UHD (7680 x 4320). A 16000 x 16000 MJPEG took a 2 GB
+#: peak to decode two frames; larger clips are rejected as ``too_large`` before any frame is decoded
+MAX_PIXELS = 7680 * 4320
+
 
 def av_message(err: BaseException) -> str:
     """The decoder's reason without the file's path (rejects are versioned: no absolute paths)."""
@@ -109,6 +113,13 @@ def _to_array(frame, fmt: str, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def _check_size(width: int, height: int, path: str | Path) -> None:
+    if width * height > MAX_PIXELS:
+        raise ClipError("too_large", f"{Path(path).name}: {width}x{height} frames ({width * height / 1e6:.1f} "
+                        f"megapixels) are larger than talkdata decodes ({MAX_PIXELS / 1e6:.1f} megapixels, 7680x4320); "
+                        "scale the video down first", stage="decode")
+
+
 def iter_frames(path: str | Path, fps: float, fmt: str = "rgb24", stats: VideoStats | None = None) -> Iterator[np.ndarray]:
     """Yield frames ``t = 0, 1, ...`` at ``fps`` as numpy arrays (``fmt``: rgb24 or gray)."""
     stats = stats if stats is not None else VideoStats()
@@ -116,6 +127,9 @@ def iter_frames(path: str | Path, fps: float, fmt: str = "rgb24", stats: VideoSt
         if not container.streams.video:
             raise ClipError("no_video_stream", f"{Path(path).name} has no video stream", stage="decode")
         stream = container.streams.video[0]
+        _check_size(stream.codec_context.width, stream.codec_context.height, path)
+        # the decoder itself refuses larger pictures, should a frame be larger than the header says
+        stream.codec_context.options = {"max_pixels": str(MAX_PIXELS)}
         stream.thread_type = "AUTO"
         nominal = _nominal_frame_duration(stream)
         stats.source_fps = 1.0 / nominal
@@ -129,6 +143,7 @@ def iter_frames(path: str | Path, fps: float, fmt: str = "rgb24", stats: VideoSt
                 if time is None:
                     time = last_time + nominal if last_time is not None else 0.0
                 if last_time is None:
+                    _check_size(frame.width, frame.height, path)
                     stats.start_time = time
                     stats.width, stats.height = frame.width, frame.height
                     stats.rotation = _rotation(frame)
