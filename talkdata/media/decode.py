@@ -209,6 +209,7 @@ def decode_audio(path: str | Path, sample_rate: int = 16000) -> AudioTrack:
         chunks: list[np.ndarray] = []
         start = None
         decoded = 0
+        failure = None
         try:
             for frame in container.decode(stream):
                 report_progress()
@@ -222,10 +223,15 @@ def decode_audio(path: str | Path, sample_rate: int = 16000) -> AudioTrack:
         except av.FFmpegError as err:
             if not chunks:
                 raise ClipError("decode_error", f"audio decoding failed: {av_message(err)}", stage="audio") from None
-        # as for video: audio that ends before the frames the index lists is a cut-off file, not a
-        # short track (a complete track shorter than the video is padded with silence: audio_padded_s)
+            failure = av_message(err)
+        # as for video: audio that ends before the frames the index lists is a damaged or cut-off
+        # file, not a short track (a complete track shorter than the video is padded with silence:
+        # audio_padded_s)
         declared = stream.frames
         if declared and decoded < 0.98 * declared - 2:
+            if failure:
+                raise ClipError("decode_error", f"audio decoding failed after {decoded} of the {declared} frames the "
+                                f"container's index lists: {failure}", stage="audio")
             raise ClipError("truncated", f"{Path(path).name}: the container's index lists {declared} audio frames but "
                             f"the file holds only {decoded} (cut-off download or copy?)", stage="audio")
     if start is None:
