@@ -243,3 +243,19 @@ def test_damaged_copies_decode_or_reject(tmp_path):
     assert outcomes["00002_zeroed_middle.mp4"] == "decode_error/decode_error"
     # half an mp4 whose index is at its end cannot be opened
     assert outcomes["00002_tail_cut_half.mp4"] == "unreadable/unreadable"
+
+
+def test_build_from_a_relative_source_with_a_colon(tmp_path, monkeypatch):
+    """``talkdata build videos cam:1 out`` from the folder holding ``cam:1``: the clip is a sample
+    (every clip was ``unreadable``: "Protocol not found")."""
+    import pyarrow.parquet as pq
+
+    from talkdata.pipeline.build import build
+
+    (tmp_path / "cam:1" / "spk").mkdir(parents=True)
+    shutil.copy(mf.GRID_S1, tmp_path / "cam:1" / "spk" / "bbaf2n.mpg")
+    monkeypatch.chdir(tmp_path)
+    build("videos", "cam:1", "out", sets={"split.train": 1.0, "split.val": 0.0, "split.test": 0.0}, progress=False,
+          isolate=False)
+    assert pq.read_table(tmp_path / "out" / "rejects.parquet").num_rows == 0
+    assert pq.read_table(tmp_path / "out" / "index.parquet").column("key").to_pylist() == ["spk/bbaf2n"]
