@@ -178,6 +178,7 @@ def tar_members(stream, url: str, keep) -> Iterator[tuple[str, bytes]]:
     offset = 0
     long_name: str | None = None
     pax: dict[str, str] = {}
+    last = ""  # the last member's name, for messages
 
     def read(size: int) -> bytes:
         nonlocal offset
@@ -185,8 +186,8 @@ def tar_members(stream, url: str, keep) -> Iterator[tuple[str, bytes]]:
         while len(data) < size:
             more = stream.read(size - len(data))
             if not more:
-                raise DamagedSample(f"shard {url} is truncated (byte {offset + len(data)} of a member that needs "
-                                f"{size}); 'talkdata verify' lists what is wrong")
+                raise DamagedSample(f"shard {url} is truncated (byte {offset + len(data)} of {size}"
+                                    f"{f', in or after {last}' if last else ''}); 'talkdata verify' lists what is wrong")
             data += more
         offset += size
         return data
@@ -207,17 +208,20 @@ def tar_members(stream, url: str, keep) -> Iterator[tuple[str, bytes]]:
     while True:
         start = offset
         header = stream.read(BLOCK)
-        if len(header) < BLOCK or header.count(0) == BLOCK:  # end of archive (or of the data)
-            if 0 < len(header) < BLOCK:
-                raise DamagedSample(f"shard {url} is truncated (a tar header at byte {start} is cut short); "
+        if len(header) < BLOCK:
+            # a tar ends with zero blocks; the data ending first means the file was cut (also after
+            # a seek past the end, over a member that was not read)
+            where = f"a tar header at byte {start} is cut short" if header else f"it ends before byte {start}"
+            raise DamagedSample(f"shard {url} is truncated ({where}{f', in or after {last}' if last else ''}); "
                                 "'talkdata verify' lists what is wrong")
+        if header.count(0) == BLOCK:  # end of archive
             return
         offset += BLOCK
         checksum = _number(header[148:156])
         unsigned = _byte_sum(header) - sum(header[148:156]) + 8 * 32
         if checksum != unsigned and checksum != unsigned - 256 * sum(b > 127 for b in header[:148] + header[156:]):
-            raise DamagedSample(f"shard {url} is damaged (bad tar header checksum at byte {start}); "
-                            "'talkdata verify' lists what is wrong")
+            raise DamagedSample(f"shard {url} is damaged (bad tar header checksum at byte {start})"
+                                f"{f', after {last}' if last else ''}; 'talkdata verify' lists what is wrong")
         size = _number(header[124:136])
         kind = header[156:157]
         if kind in (b"L", b"x", b"g"):
@@ -236,6 +240,7 @@ def tar_members(stream, url: str, keep) -> Iterator[tuple[str, bytes]]:
             if header[257:263] == b"ustar\0" and header[345]:  # POSIX ustar prefix
                 name = header[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape") + "/" + name
         long_name, pax = None, {}
+        last = name
         if kind in (b"0", b"\0", b"7") and keep(name):
             yield name, read(size)
             skip(-size % BLOCK)
