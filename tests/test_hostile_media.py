@@ -59,11 +59,12 @@ def _decode_in_child(path: Path, out: Path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("layout,count,suffix", [("7.1", 8, ".mkv"), ("7.1", 8, ".mp4"), ("5.1", 6, ".mkv"),
-                                                 ("5.1", 6, ".mp4")])
+                                                 ("5.1", 6, ".mp4"), ("hexadecagonal", 16, ".mkv")])
 def test_surround_audio_is_averaged_to_mono(tmp_path, layout, count, suffix):
-    """7.1 (8 planes) no longer crashes the process; 7.1 and 5.1 give the mean of the channels."""
+    """7.1 (8 planes) no longer crashes the process; 5.1, 7.1 and 16 channels give the mean of the
+    channels."""
     speech = mf.grid_audio()
-    gains = GAINS[:count].copy()
+    gains = np.resize(GAINS, count) * np.linspace(1.0, 0.8, count, dtype=np.float32)
     if suffix == ".mp4":
         gains[3] = 0.0  # AAC keeps only the lowest frequencies of the LFE channel (the 4th of 5.1 and 7.1)
     path = mf.write_multichannel_audio(tmp_path / f"surround{suffix}", gains[:, None] * speech[None, :], layout)
