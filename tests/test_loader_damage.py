@@ -212,3 +212,35 @@ def test_function_handler_sees_the_error_and_can_stop(dataset):
 def test_unknown_handler_is_a_clear_error(grid_dataset):
     with pytest.raises(UserError, match=r"handler must be 'raise', 'warn' or a function"):
         talkdata.load(grid_dataset, handler="ignore")
+
+
+MANIFEST_DAMAGES = {
+    "entry_without_keys": (lambda m: m.update(shards=[{}]), "shard entry 0 lacks path / split / samples"),
+    "shards_not_a_list": (lambda m: m.update(shards={"a": 1}), "'shards' is not a list"),
+    "splits_a_list": (lambda m: m.update(splits=[]), "'splits' is not a sample count per split"),
+    "samples_not_a_count": (lambda m: m["shards"][0].update(samples="x"), "samples 'x'"),
+    "absolute_path": (lambda m: m["shards"][0].update(path="/etc/passwd"), "not one inside the dataset folder"),
+    "parent_path": (lambda m: m["shards"][0].update(path="../grid/x.tar"), "not one inside the dataset folder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MANIFEST_DAMAGES))
+def test_damaged_manifest_is_one_line_and_reads_nothing_outside(dataset, case):
+    import json
+
+    change, expected = MANIFEST_DAMAGES[case]
+    manifest = json.loads((dataset / "dataset.json").read_text())
+    change(manifest)
+    (dataset / "dataset.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError) as info:
+        talkdata.load(dataset, split="all")
+    message = str(info.value)
+    assert f"{dataset / 'dataset.json'} is damaged" in message and expected in message
+    assert f"talkdata verify {dataset}" in message and "\n" not in message
+
+
+def test_a_shard_that_is_not_a_tar_is_damaged(dataset):
+    shard = train_shard(dataset)
+    shard.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n" * 64)  # 2 KB of text
+    with pytest.raises(DamagedSample, match=r"is damaged \(bad tar header checksum at byte 0\)"):
+        items(dataset)

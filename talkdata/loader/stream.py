@@ -217,12 +217,19 @@ def tar_members(stream, url: str, keep) -> Iterator[tuple[str, bytes]]:
         if header.count(0) == BLOCK:  # end of archive
             return
         offset += BLOCK
-        checksum = _number(header[148:156])
+        try:
+            checksum = _number(header[148:156])
+        except ValueError:  # not octal digits: not a tar header at all
+            checksum = -1
         unsigned = _byte_sum(header) - sum(header[148:156]) + 8 * 32
         if checksum != unsigned and checksum != unsigned - 256 * sum(b > 127 for b in header[:148] + header[156:]):
             raise DamagedSample(f"shard {url} is damaged (bad tar header checksum at byte {start})"
                                 f"{f', after {last}' if last else ''}; 'talkdata verify' lists what is wrong")
-        size = _number(header[124:136])
+        try:
+            size = _number(header[124:136])
+        except ValueError:
+            raise DamagedSample(f"shard {url} is damaged (a tar header at byte {start} has no size); "
+                                "'talkdata verify' lists what is wrong") from None
         kind = header[156:157]
         if kind in (b"L", b"x", b"g"):
             data = read(size)
