@@ -114,9 +114,20 @@ def test_audio_cut_short_is_truncated(tmp_path, audio_last):
     path.write_bytes(audio_last.read_bytes()[:cut])
     err = _reason(decode_audio, path, RATE)
     assert err.reason == "truncated" and err.stage == "audio"
-    assert "cut.mp4" in str(err) and f"lists {len(audio)} audio frames" in str(err)
+    assert "cut.mp4" in str(err) and "index lists 2.98 s of audio but the file holds only 1.4" in str(err)
     # the complete file decodes in full
     assert abs(len(decode_audio(audio_last, RATE).samples) - len(mf.grid_audio())) <= 1024
+
+
+@pytest.mark.parametrize("name,codec", [("pcm.mov", None), ("pcm.avi", None), ("pcm24.mov", "pcm_s24le"),
+                                        ("aac.mp4", "aac"), ("mp3.mp4", "mp3"), ("alac.mp4", "alac"),
+                                        ("opus.mp4", "opus")])
+def test_complete_audio_in_indexed_containers_is_not_truncated(tmp_path, name, codec):
+    """The index counts PCM in mov / avi in samples, AAC or MP3 in packets, Opus at 48 kHz: a whole
+    track is never taken for a cut one."""
+    path = mf.write_video(tmp_path / name, mf.grid_frames()[:25], FPS, audio=mf.grid_audio()[:RATE], audio_codec=codec)
+    track = decode_audio(path, RATE)
+    assert abs(len(track.samples) - RATE) <= 400
 
 
 def test_complete_short_audio_track_is_padded_not_rejected(tmp_path):

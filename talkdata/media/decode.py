@@ -190,6 +190,10 @@ class AudioTrack:
     start_time: float  # seconds, timestamp of sample 0 in the container's clock
 
 
+#: seconds of audio that may be missing from a complete track beyond 2 % (encoder delay, priming)
+AUDIO_SLACK = 0.1
+
+
 def _mono(frame) -> np.ndarray:
     """The mean of the channels of a packed float frame (samples interleaved)."""
     return frame.to_ndarray().reshape(-1, len(frame.layout.channels)).mean(axis=1)
@@ -208,12 +212,12 @@ def decode_audio(path: str | Path, sample_rate: int = 16000) -> AudioTrack:
         resampler = av.AudioResampler(format="flt", rate=sample_rate)
         chunks: list[np.ndarray] = []
         start = None
-        decoded = 0
+        decoded = 0.0  # seconds
         failure = None
         try:
             for frame in container.decode(stream):
                 report_progress()
-                decoded += 1
+                decoded += frame.samples / frame.sample_rate if frame.sample_rate else 0.0
                 if start is None:
                     start = frame.time if frame.time is not None else 0.0
                 for out in resampler.resample(frame):
@@ -224,16 +228,17 @@ def decode_audio(path: str | Path, sample_rate: int = 16000) -> AudioTrack:
             if not chunks:
                 raise ClipError("decode_error", f"audio decoding failed: {av_message(err)}", stage="audio") from None
             failure = av_message(err)
-        # as for video: audio that ends before the frames the index lists is a damaged or cut-off
+        # as for video: audio that ends before the duration its index lists is a damaged or cut-off
         # file, not a short track (a complete track shorter than the video is padded with silence:
-        # audio_padded_s)
-        declared = stream.frames
-        if declared and decoded < 0.98 * declared - 2:
+        # audio_padded_s). Only containers with a sample index (mp4, mov) count: elsewhere the
+        # duration is an estimate. In seconds, since "frames" are samples for PCM in mov.
+        declared = float(stream.duration * stream.time_base) if stream.frames and stream.duration else 0.0
+        if declared and decoded < 0.98 * declared - AUDIO_SLACK:
             if failure:
-                raise ClipError("decode_error", f"audio decoding failed after {decoded} of the {declared} frames the "
-                                f"container's index lists: {failure}", stage="audio")
-            raise ClipError("truncated", f"{Path(path).name}: the container's index lists {declared} audio frames but "
-                            f"the file holds only {decoded} (cut-off download or copy?)", stage="audio")
+                raise ClipError("decode_error", f"audio decoding failed after {decoded:.2f} s of the {declared:.2f} s "
+                                f"the container's index lists: {failure}", stage="audio")
+            raise ClipError("truncated", f"{Path(path).name}: the container's index lists {declared:.2f} s of audio but "
+                            f"the file holds only {decoded:.2f} s (cut-off download or copy?)", stage="audio")
     if start is None:
         raise ClipError("no_audio_stream", f"{Path(path).name} has an audio stream without samples", stage="audio")
     samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
