@@ -244,3 +244,21 @@ def test_a_shard_that_is_not_a_tar_is_damaged(dataset):
     shard.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n" * 64)  # 2 KB of text
     with pytest.raises(DamagedSample, match=r"is damaged \(bad tar header checksum at byte 0\)"):
         items(dataset)
+
+
+def test_warn_handler_in_dataloader_workers(grid_dataset, dataset):
+    """The handler travels to DataLoader worker processes: the damaged sample is skipped there."""
+    from torch.utils.data import DataLoader
+
+    from talkdata.loader import collate
+
+    key = damage(dataset, "mfcc.npy", DAMAGES["npy_header"][1])
+    data = talkdata.load(dataset, fields=FIELDS, split="all", shuffle=False, handler="warn")
+    seen = set()
+    for batch in DataLoader(data, batch_size=4, num_workers=2, collate_fn=collate):
+        seen.update(batch["__key__"])
+    assert seen == keys(items(grid_dataset)) - {key}
+    with pytest.raises(DamagedSample, match=r"sample .* mfcc.npy cannot be decoded"):
+        for _ in DataLoader(talkdata.load(dataset, fields=FIELDS, split="all", shuffle=False), batch_size=4,
+                            num_workers=1, collate_fn=collate):
+            pass
