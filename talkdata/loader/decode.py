@@ -41,6 +41,14 @@ class DamagedSample(UserError):
     lists it, or content that differs from ``index.parquet``). The message names the shard, the
     sample and the member, and says to run ``talkdata verify``; ``load(handler=...)`` can skip these."""
 
+    def __init__(self, message: str = ""):
+        # torch's DataLoader re-raises a worker's exception as ``type(message + traceback)``: keep
+        # the one line that says what is wrong (the traceback's last line holds it)
+        if message.startswith("Caught DamagedSample") and "\n" in message:
+            last = message.rstrip().rpartition("\n")[2]
+            message = last.partition("DamagedSample: ")[2] or last
+        super().__init__(message)
+
 
 def damaged_message(url: str, key: str, field: str, detail: str, source: str) -> str:
     return (f"shard {url}, sample {key}: {field} {detail}; the shard is damaged - 'talkdata verify {source}' "
