@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import random
 import sys
+import warnings
 from dataclasses import replace
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import webdataset as wds
 
 from ..errors import UserError
-from .decode import decode_sample
+from .decode import DamagedSample, damaged_message, decode_sample
 from .profiles import ItemContext, Profile, get_profile, positive_int
 from .source import DatasetSource, open_dataset, resolve_splits
-from .stream import (current_consumer, in_dataloader_worker, keep_ordinals, open_shards, plan_epoch, read_samples,
-                     resampled_shards, rng_for)
+from .stream import (Handler, current_consumer, in_dataloader_worker, keep_ordinals, open_shards, plan_epoch,
+                     read_samples, resampled_shards, rng_for, skip_damage)
 
 DEFAULT_SHUFFLE_BUFFER = 64
 
@@ -37,7 +38,8 @@ class TalkDataset(wds.DataPipeline):
     profile items (dicts of numpy arrays). Build it with :func:`load`."""
 
     def __init__(self, dataset: DatasetSource, splits: tuple[str, ...], profile: Profile, context: ItemContext,
-                 shuffle: bool, resampled: bool, shuffle_buffer: int):
+                 shuffle: bool, resampled: bool, shuffle_buffer: int, handler: Handler = None,
+                 hashes: dict[str, str] | None = None):
         self.dataset = dataset
         self.splits = splits
         self.profile = profile
@@ -45,6 +47,8 @@ class TalkDataset(wds.DataPipeline):
         self.shuffle = shuffle
         self.resampled = resampled
         self.shuffle_buffer = shuffle_buffer
+        self.handler = handler
+        self.hashes = hashes  # key -> sha256 of index.parquet, when every sample is checked (verify=True)
         self.shards = dataset.shards(splits)
         self._epoch = shared_counter(context.epoch)
         super().__init__(self._stream)
@@ -72,22 +76,63 @@ class TalkDataset(wds.DataPipeline):
 
     def _samples(self, context: ItemContext) -> Iterator[dict]:
         consumer = current_consumer()
-        fields = set(context.fields) | {"json"}
+        # checking a sample's sha256 needs all of its members
+        fields = None if self.hashes is not None else set(context.fields) | {"json"}
         if self.resampled:
-            return read_samples(open_shards(resampled_shards(self.shards, consumer, context.seed, context.epoch)),
-                                fields)
-        plan = plan_epoch(self.shards, consumer, context.seed, context.epoch, self.shuffle)
-        offsets = {shard.url: shard.offset for shard in plan.shards}
-        return keep_ordinals(read_samples(open_shards(plan.shards), fields), plan, offsets)
+            shards = resampled_shards(self.shards, consumer, context.seed, context.epoch)
+            samples = read_samples(open_shards(shards, self.handler), fields, self.handler)
+        else:
+            plan = plan_epoch(self.shards, consumer, context.seed, context.epoch, self.shuffle)
+            offsets = {shard.url: shard.offset for shard in plan.shards}
+            samples = keep_ordinals(read_samples(open_shards(plan.shards, self.handler), fields, self.handler), plan,
+                                    offsets)
+        return samples if self.hashes is None else self._verified(samples)
+
+    def _verified(self, samples: Iterable[dict]) -> Iterator[dict]:
+        """The samples whose members hash to their ``sha256`` in ``index.parquet``."""
+        from ..shards import sample_hash
+
+        for sample in samples:
+            members = {name: data for name, data in sample.items() if not name.startswith("__")}
+            key, url = sample["__key__"], sample["__url__"]
+            expected = self.hashes.get(key)
+            if expected is None or sample_hash(members) != expected:
+                detail = ("is not in index.parquet" if expected is None else
+                          "differs from its sha256 in index.parquet (the bytes of a member changed)")
+                if skip_damage(self.handler, DamagedSample(damaged_message(url, key, "content", detail,
+                                                                           self.dataset.source))):
+                    continue
+                return
+            yield sample
 
     def _decode(self, samples: Iterable[dict], context: ItemContext) -> Iterator:
+        fields, source = set(context.fields), self.dataset.source
+        if self.handler is None:
+            for sample in samples:
+                yield decode_sample(sample, fields, source)
+            return
         for sample in samples:
-            yield decode_sample(sample, set(context.fields), self.dataset.source)
+            try:
+                clip = decode_sample(sample, fields, source)
+            except DamagedSample as err:
+                if skip_damage(self.handler, err):
+                    continue
+                return
+            yield clip
 
     def _items(self, clips: Iterable, context: ItemContext) -> Iterator[dict]:
+        if self.handler is None:
+            for clip in clips:
+                for item in self.profile.items(clip, context):
+                    yield own_arrays(item)
+            return
         for clip in clips:
-            for item in self.profile.items(clip, context):
-                yield own_arrays(item)
+            try:  # the video is decoded here, by the profile; a damaged one ends the clip's items
+                for item in self.profile.items(clip, context):
+                    yield own_arrays(item)
+            except DamagedSample as err:
+                if not skip_damage(self.handler, err):
+                    return
 
     def _shuffle(self, items: Iterable[dict], context: ItemContext) -> Iterator[dict]:
         if not self.shuffle or self.shuffle_buffer <= 1:
@@ -149,13 +194,48 @@ def select_fields(profile: Profile, dataset: DatasetSource, fields, options: dic
     return frozenset(chosen)
 
 
+def warn_and_skip(err: BaseException) -> bool:
+    """The ``handler="warn"`` of :func:`load`: a warning naming the shard and sample, then go on."""
+    warnings.warn(str(err), RuntimeWarning, stacklevel=2)
+    return True
+
+
+def resolve_handler(handler) -> Handler:
+    if handler == "raise":
+        return None
+    if handler == "warn":
+        return warn_and_skip
+    if callable(handler):
+        return handler
+    raise UserError(f"handler must be 'raise', 'warn' or a function taking the error and returning True to skip "
+                    f"the sample, not {handler!r}")
+
+
+def index_hashes(dataset: DatasetSource, splits: tuple[str, ...]) -> dict[str, str]:
+    """``key -> sha256`` of the samples of ``splits``, from the dataset's ``index.parquet``."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(io.BytesIO(dataset.read_artifact("index.parquet")), columns=["key", "split", "sha256"])
+    except FileNotFoundError:
+        raise UserError(f"{dataset.source} has no index.parquet, which verify=True checks the samples "
+                        "against; 'talkdata verify' lists what is wrong") from None
+    except Exception as err:
+        raise UserError(f"cannot read index.parquet of {dataset.source} ({type(err).__name__}: {err}); "
+                        "'talkdata verify' lists what is wrong") from None
+    return {row["key"]: row["sha256"] for row in table.to_pylist() if row["split"] in splits}
+
+
 def resolve_options(profile: Profile, options: dict) -> dict:
     return profile.resolve_options(options)
 
 
 def load(source, profile: str | None = None, fields=None, window: int | None = None, stride: int | None = None,
          split: str | tuple[str, ...] = "train", shuffle: bool = True, seed: int = 0, resampled: bool = False,
-         shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, whole_clips: bool = False, **options) -> TalkDataset:
+         shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, whole_clips: bool = False,
+         handler: str | Callable[[BaseException], bool] = "raise", verify: bool = False, **options) -> TalkDataset:
     """Stream a built talkdata dataset as training items.
 
     ``source``: the dataset folder (with ``dataset.json``) or an fsspec URL to it.
@@ -169,6 +249,14 @@ def load(source, profile: str | None = None, fields=None, window: int | None = N
     ``split``: ``"train"``, ``"val"``, ``"test"``, a list of them or ``"all"``.
     ``shuffle``: seeded shard order and a ``shuffle_buffer``-item shuffle buffer; ``resampled``:
     draw shards with replacement forever (bound it with ``.with_epoch(n)`` or ``itertools.islice``).
+    ``handler``: what a damaged shard or sample does (a :class:`~talkdata.loader.decode.DamagedSample`,
+    whose message names the shard, the sample and the member): ``"raise"`` (default), ``"warn"``
+    (a ``RuntimeWarning``, and the sample - or the rest of a damaged tar - is skipped), or a function
+    given the error that returns True to skip and go on, False to end the pass (webdataset's
+    handlers work).
+    ``verify``: check every sample against its sha256 in ``index.parquet`` before use (reads every
+    member of the sample, asked for or not: slower; catches bytes changed inside a member, which
+    decoding alone cannot).
     ``options``: profile options (``size=...``, ``identity=...``, ``features=...``, ...).
     """
     chosen = get_profile(profile)
@@ -197,5 +285,6 @@ def load(source, profile: str | None = None, fields=None, window: int | None = N
     context = ItemContext(fields=fields, window=window, stride=stride, seed=int(seed), epoch=0, options=options,
                           setup=setup)
     buffer = int(shuffle_buffer)
+    hashes = index_hashes(dataset, splits) if verify else None
     return TalkDataset(dataset, splits, chosen, context, shuffle=bool(shuffle), resampled=bool(resampled),
-                       shuffle_buffer=buffer)
+                       shuffle_buffer=buffer, handler=resolve_handler(handler), hashes=hashes)

@@ -36,6 +36,30 @@ def missing_field_message(field: str, key: str, source: str) -> str:
     return f"sample {key} in {source} has no {field}: {how}"
 
 
+class DamagedSample(UserError):
+    """A member of a shard cannot be read (damaged bytes, a member missing from a sample whose json
+    lists it, or content that differs from ``index.parquet``). The message names the shard, the
+    sample and the member, and says to run ``talkdata verify``; ``load(handler=...)`` can skip these."""
+
+    def __init__(self, message: str = ""):
+        # torch's DataLoader re-raises a worker's exception as ``type(message + traceback)``: keep
+        # the one line that says what is wrong (the traceback's last line holds it)
+        if message.startswith("Caught DamagedSample") and "\n" in message:
+            last = message.rstrip().rpartition("\n")[2]
+            message = last.partition("DamagedSample: ")[2] or last
+        super().__init__(message)
+
+
+def damaged_message(url: str, key: str, field: str, detail: str, source: str) -> str:
+    return (f"shard {url}, sample {key}: {field} {detail}; the shard is damaged - 'talkdata verify {source}' "
+            "lists what is wrong (copy the dataset again, or rebuild it)")
+
+
+def _reason(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:160]}" if text else type(err).__name__
+
+
 @dataclass
 class Clip:
     """One decoded sample: ``key``, its ``json`` metadata and the requested fields."""
@@ -44,6 +68,8 @@ class Clip:
     meta: dict
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # 'mfcc', 'pca', ..., 'audio'
     video_bytes: bytes | None = None
+    url: str = ""  # the shard, and the dataset, it came from: named in read errors
+    source: str = ""
     _frames: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -64,11 +90,24 @@ class Clip:
             raise ValueError(f"{self.key}: video.mp4 was not loaded (add it to fields)")
         if indices is None:
             if self._frames is None:
-                self._frames = decode_video(self.video_bytes)
+                frames = self._decode(None)
+                if len(frames) != self.frames_count:
+                    raise DamagedSample(damaged_message(self.url, self.key, "video.mp4", f"holds {len(frames)} frames, "
+                                                        f"its json says {self.frames_count}", self.source))
+                self._frames = frames
             return self._frames
         if self._frames is not None:
             return self._frames[np.asarray(indices, dtype=np.int64)]
-        return decode_video(self.video_bytes, indices)
+        return self._decode(indices)
+
+    def _decode(self, indices: Sequence[int] | None) -> np.ndarray:
+        try:
+            return decode_video(self.video_bytes, indices)
+        except MemoryError:
+            raise
+        except Exception as err:  # any failure to decode these bytes: the member is damaged
+            raise DamagedSample(damaged_message(self.url, self.key, "video.mp4", f"cannot be decoded ({_reason(err)})",
+                                                self.source)) from None
 
 
 def decode_video(data: bytes, indices: Sequence[int] | None = None) -> np.ndarray:
@@ -187,18 +226,38 @@ def decode_field(name: str, data: bytes):
 
 
 def decode_sample(sample: dict, fields: set[str], source: str) -> Clip:
-    """A :class:`Clip` from a raw sample ``{"__key__", field: bytes}``; every field must be there."""
-    key = sample["__key__"]
-    for name in sorted(fields | {"json"}):
+    """A :class:`Clip` from a raw sample ``{"__key__", "__url__", field: bytes}``; every field must be
+    there. A member that cannot be decoded, or that the sample's json lists but the shard lacks, is
+    a :class:`DamagedSample`; a field the dataset was built without is a ``UserError`` saying how to
+    get it."""
+    key, url = sample["__key__"], sample.get("__url__", source)
+    if "json" not in sample:
+        raise DamagedSample(damaged_message(url, key, "json", "is missing (every sample has one)", source))
+    meta = _decode_member(url, key, "json", sample["json"], source)
+    if not isinstance(meta, dict) or "frames" not in meta or "fps" not in meta:
+        raise DamagedSample(damaged_message(url, key, "json", "is not a sample's metadata (no 'frames' / 'fps')",
+                                            source))
+    for name in sorted(fields):
         if name not in sample:
+            if name in meta.get("fields", ()):
+                raise DamagedSample(damaged_message(url, key, name, "is missing (the sample's json lists it)", source))
             raise UserError(missing_field_message(name, key, source))
-    clip = Clip(key=key, meta=decode_field("json", sample["json"]))
+    clip = Clip(key=key, meta=meta, url=url, source=source)
     for name in fields:
         if name == "video.mp4":
             clip.video_bytes = sample[name]
         elif name != "json":
-            clip.arrays[field_key(name)] = decode_field(name, sample[name])
+            clip.arrays[field_key(name)] = _decode_member(url, key, name, sample[name], source)
     return clip
+
+
+def _decode_member(url: str, key: str, name: str, data: bytes, source: str):
+    try:
+        return decode_field(name, data)
+    except MemoryError:
+        raise
+    except Exception as err:  # numpy, json, wave: any failure to parse these bytes means damage
+        raise DamagedSample(damaged_message(url, key, name, f"cannot be decoded ({_reason(err)})", source)) from None
 
 
 def field_key(name: str) -> str:

@@ -101,7 +101,33 @@ def open_dataset(source: str | Path) -> DatasetSource:
         raise UserError(f"cannot read {where}: {err}") from None
     if not isinstance(manifest, dict) or "shards" not in manifest or "splits" not in manifest:
         raise UserError(f"{where} is not a talkdata manifest (no 'shards' / 'splits')")
+    problem = manifest_problem(manifest)
+    if problem:
+        raise UserError(f"{where} is damaged: {problem}; 'talkdata verify {text}' lists what is wrong")
     return DatasetSource(text, manifest)
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def manifest_problem(manifest: dict) -> str | None:
+    """What is wrong with the shard list and split counts the loader reads, or None."""
+    shards, splits = manifest["shards"], manifest["splits"]
+    if not isinstance(shards, list):
+        return "'shards' is not a list"
+    for number, entry in enumerate(shards):
+        if not isinstance(entry, dict) or not {"path", "split", "samples"} <= set(entry):
+            return f"shard entry {number} lacks path / split / samples"
+        path = entry["path"]
+        if not isinstance(path, str) or not path or path.startswith("/") or "\\" in path or ":" in path \
+                or ".." in path.split("/"):
+            return f"shard entry {number} has the path {path!r}, not one inside the dataset folder"
+        if entry["split"] not in SPLITS or not _count(entry["samples"]):
+            return f"shard entry {number} ({path}) has split {entry['split']!r} / samples {entry['samples']!r}"
+    if not isinstance(splits, dict) or not all(isinstance(v, dict) and _count(v.get("samples")) for v in splits.values()):
+        return "'splits' is not a sample count per split"
+    return None
 
 
 def resolve_splits(dataset: DatasetSource, split: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -23,13 +23,26 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from webdataset.utils import pytorch_worker_info
 
-from ..errors import UserError
+from .decode import DamagedSample
 from .source import Shard, open_binary
+
+#: what to do with a :class:`DamagedSample` (a shard or sample that cannot be read): ``None`` raises
+#: it; a callable gets it and returns True to skip the sample (or the rest of the shard) and go
+#: on, False to end the pass (webdataset's handler convention)
+Handler = Callable[[BaseException], bool] | None
+
+
+def skip_damage(handler: Handler, err: DamagedSample) -> bool:
+    """True when ``handler`` says to skip what ``err`` is about; raises ``err`` when there is no
+    handler; False when the handler says to stop."""
+    if handler is None:
+        raise err
+    return bool(handler(err))
 
 
 @dataclass(frozen=True)
@@ -93,22 +106,29 @@ def resampled_shards(shards: list[Shard], consumer: Consumer, seed: int, epoch: 
         yield shards[int(rng.integers(len(shards)))]
 
 
-def open_shards(shards: Iterable[Shard]) -> Iterator[dict]:
-    """``{"url", "stream", "offset"}`` per shard, for webdataset's tar expander."""
+def open_shards(shards: Iterable[Shard], handler: Handler = None) -> Iterator[dict]:
+    """``{"url", "stream", "offset"}`` per shard, for webdataset's tar expander. A missing shard is a
+    :class:`DamagedSample` (``handler`` may skip it)."""
     for shard in shards:
         try:
             stream = open_binary(shard.url)
         except FileNotFoundError:
-            raise UserError(f"shard {shard.url} listed in dataset.json is missing: the dataset is incomplete "
-                            "('talkdata verify' lists what is wrong; copy or rebuild it)") from None
+            err = DamagedSample(f"shard {shard.url} listed in dataset.json is missing: the dataset is incomplete "
+                                "('talkdata verify' lists what is wrong; copy or rebuild it)")
+            if skip_damage(handler, err):
+                continue
+            return
         try:
             yield {"url": shard.url, "stream": stream, "offset": shard.offset}
         finally:
             stream.close()
 
 
-def member_filter(fields: set[str]):
-    """Predicate on member names: keep ``{key}.{field}`` whose field is in ``fields``."""
+def member_filter(fields: set[str] | None):
+    """Predicate on member names: keep ``{key}.{field}`` whose field is in ``fields`` (every member
+    when ``fields`` is None)."""
+    if fields is None:
+        return lambda name: True
 
     def keep(name: str) -> bool:
         return name.rpartition("/")[2].partition(".")[2] in fields
@@ -152,12 +172,13 @@ def tar_members(stream, url: str, keep) -> Iterator[tuple[str, bytes]]:
     Reads the 512-byte headers itself (ustar, GNU long names, pax ``path`` / ``size``) and *skips*
     the other members - with ``seek`` when the stream can seek, else by reading - instead of
     reading them through ``tarfile``'s stream mode (10 KB reads and per-member header objects,
-    which cost more than decoding the fields a profile needs). Damaged headers are a ``UserError``.
+    which cost more than decoding the fields a profile needs). Damaged headers are a ``DamagedSample``.
     """
     seekable = bool(getattr(stream, "seekable", lambda: False)())
     offset = 0
     long_name: str | None = None
     pax: dict[str, str] = {}
+    last = ""  # the last member's name, for messages
 
     def read(size: int) -> bytes:
         nonlocal offset
@@ -165,8 +186,8 @@ def tar_members(stream, url: str, keep) -> Iterator[tuple[str, bytes]]:
         while len(data) < size:
             more = stream.read(size - len(data))
             if not more:
-                raise UserError(f"shard {url} is truncated (byte {offset + len(data)} of a member that needs "
-                                f"{size}); 'talkdata verify' lists what is wrong")
+                raise DamagedSample(f"shard {url} is truncated (byte {offset + len(data)} of {size}"
+                                    f"{f', in or after {last}' if last else ''}); 'talkdata verify' lists what is wrong")
             data += more
         offset += size
         return data
@@ -187,18 +208,28 @@ def tar_members(stream, url: str, keep) -> Iterator[tuple[str, bytes]]:
     while True:
         start = offset
         header = stream.read(BLOCK)
-        if len(header) < BLOCK or header.count(0) == BLOCK:  # end of archive (or of the data)
-            if 0 < len(header) < BLOCK:
-                raise UserError(f"shard {url} is truncated (a tar header at byte {start} is cut short); "
+        if len(header) < BLOCK:
+            # a tar ends with zero blocks; the data ending first means the file was cut (also after
+            # a seek past the end, over a member that was not read)
+            where = f"a tar header at byte {start} is cut short" if header else f"it ends before byte {start}"
+            raise DamagedSample(f"shard {url} is truncated ({where}{f', in or after {last}' if last else ''}); "
                                 "'talkdata verify' lists what is wrong")
+        if header.count(0) == BLOCK:  # end of archive
             return
         offset += BLOCK
-        checksum = _number(header[148:156])
+        try:
+            checksum = _number(header[148:156])
+        except ValueError:  # not octal digits: not a tar header at all
+            checksum = -1
         unsigned = _byte_sum(header) - sum(header[148:156]) + 8 * 32
         if checksum != unsigned and checksum != unsigned - 256 * sum(b > 127 for b in header[:148] + header[156:]):
-            raise UserError(f"shard {url} is damaged (bad tar header checksum at byte {start}); "
-                            "'talkdata verify' lists what is wrong")
-        size = _number(header[124:136])
+            raise DamagedSample(f"shard {url} is damaged (bad tar header checksum at byte {start})"
+                                f"{f', after {last}' if last else ''}; 'talkdata verify' lists what is wrong")
+        try:
+            size = _number(header[124:136])
+        except ValueError:
+            raise DamagedSample(f"shard {url} is damaged (a tar header at byte {start} has no size); "
+                                "'talkdata verify' lists what is wrong") from None
         kind = header[156:157]
         if kind in (b"L", b"x", b"g"):
             data = read(size)
@@ -216,6 +247,7 @@ def tar_members(stream, url: str, keep) -> Iterator[tuple[str, bytes]]:
             if header[257:263] == b"ustar\0" and header[345]:  # POSIX ustar prefix
                 name = header[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape") + "/" + name
         long_name, pax = None, {}
+        last = name
         if kind in (b"0", b"\0", b"7") and keep(name):
             yield name, read(size)
             skip(-size % BLOCK)
@@ -233,28 +265,40 @@ def split_name(name: str) -> tuple[str | None, str]:
     return (f"{folder}/{stem}" if folder else stem), suffix.lower()
 
 
-def read_samples(opened: Iterable[dict], fields: set[str]) -> Iterator[dict]:
-    """Samples ``{"__key__", "__url__", field: bytes, ...}`` in tar order, only ``fields`` read.
+def read_samples(opened: Iterable[dict], fields: set[str] | None, handler: Handler = None) -> Iterator[dict]:
+    """Samples ``{"__key__", "__url__", field: bytes, ...}`` in tar order, only ``fields`` read (all
+    members when None).
 
     Members of one key are grouped as webdataset's ``group_by_keys`` does (consecutive members with
-    the same key, the extension after the first dot of the file name).
+    the same key, the extension after the first dot of the file name). A damaged tar is a
+    :class:`DamagedSample`; when ``handler`` skips it, the rest of that shard is skipped (the
+    sample being read when the damage was found included).
     """
     keep = member_filter(fields)
     for source in opened:
-        url, current = source["url"], None
-        for name, data in tar_members(source["stream"], url, keep):
-            key, suffix = split_name(name)
-            if key is None:
-                continue
-            if current is None or key != current["__key__"]:
-                if current is not None:
-                    yield current
-                current = {"__key__": key, "__url__": url}
-            if suffix in current:
-                raise UserError(f"shard {url} has {name} twice; rebuild the dataset")
-            current[suffix] = data
-        if current is not None:
-            yield current
+        url = source["url"]
+        try:
+            yield from _grouped(tar_members(source["stream"], url, keep), url)
+        except DamagedSample as err:
+            if not skip_damage(handler, err):
+                return
+
+
+def _grouped(members: Iterable[tuple[str, bytes]], url: str) -> Iterator[dict]:
+    current = None
+    for name, data in members:
+        key, suffix = split_name(name)
+        if key is None:
+            continue
+        if current is None or key != current["__key__"]:
+            if current is not None:
+                yield current
+            current = {"__key__": key, "__url__": url}
+        if suffix in current:
+            raise DamagedSample(f"shard {url} has {name} twice; rebuild the dataset")
+        current[suffix] = data
+    if current is not None:
+        yield current
 
 
 def keep_ordinals(samples: Iterable[dict], plan: Plan, offsets: dict[str, int]) -> Iterator[dict]:
