@@ -133,7 +133,7 @@ def replicate(base: Path, copies: int, per_shard: int = 64) -> Path:
 
 def per_file_copy(data: Path) -> Path:
     """Every sample of ``data`` as separate files in a folder per sample (written once per version)."""
-    from talkdata.loader.source import open_dataset
+    from talkdata.loader.shard_list import open_dataset
     from talkdata.shards import read_shard
 
     manifest = open_dataset(data).manifest
@@ -292,7 +292,7 @@ def configurations(data: Path) -> list[tuple[str, dict, object]]:
     """(name, load() arguments, baseline item function)."""
     from functools import partial
 
-    from talkdata.loader.source import open_dataset
+    from talkdata.loader.shard_list import open_dataset
 
     manifest = open_dataset(data).manifest
     has_ds = "deepspeech" in manifest.get("audio_features", [])
@@ -318,7 +318,7 @@ def configurations(data: Path) -> list[tuple[str, dict, object]]:
 def enumerate_items(data: Path, kwargs: dict) -> tuple[list[tuple[str, str, int]], float, dict]:
     """The profile's items of one pass (split, key, start), items per clip, and the first item."""
     import talkdata
-    from talkdata.loader.source import open_dataset
+    from talkdata.loader.shard_list import open_dataset
     from talkdata.shards import read_shard
 
     manifest = open_dataset(data).manifest
@@ -470,7 +470,7 @@ def main() -> None:
 
     import torch
 
-    from talkdata.loader.source import open_dataset
+    from talkdata.loader.shard_list import open_dataset
 
     data = args.data or default_dataset(args.copies)
     manifest = open_dataset(data).manifest

@@ -19,8 +19,8 @@ from scipy.io import wavfile
 from scipy.signal import savgol_filter
 
 import talkdata
-from talkdata.loader.source import open_dataset
-from talkdata.loader.stream import rng_for
+from talkdata.loader.plan import rng_for
+from talkdata.loader.shard_list import open_dataset
 
 import media_factory as mf
 from test_loader import deepspeech_grid, frames_of, npy, shard_clips
@@ -416,7 +416,7 @@ def test_the_loader_does_not_import_the_feature_math():
 
 def test_per_frame_deepspeech_of_an_older_build_is_a_clear_error():
     from talkdata.errors import UserError
-    from talkdata.loader.decode import Clip
+    from talkdata.loader.members import Clip
     from talkdata.loader.facial import FACIAL
     from talkdata.loader.profiles import ItemContext
 

@@ -21,9 +21,9 @@ import pytest
 import talkdata
 from talkdata.errors import UserError
 from talkdata.face.shape import load_shape_model
-from talkdata.loader.decode import decode_sample
-from talkdata.loader.source import Shard
-from talkdata.loader.stream import Consumer, plan_epoch
+from talkdata.loader.members import decode_sample
+from talkdata.loader.plan import Consumer, plan_epoch
+from talkdata.loader.shard_list import Shard
 from talkdata.media.encode import decode_wav
 from talkdata.shards import read_shard
 
@@ -133,9 +133,9 @@ def test_video_is_decoded_in_memory_and_only_asked_fields_are_read(grid_dataset,
     items = list(talkdata.load(grid_dataset, fields=["video.mp4"], size=64, shuffle=False))
     assert items and all(item["video"].shape == (16, 64, 64, 3) for item in items)
 
-    import talkdata.loader.decode as decode
+    import talkdata.loader.members as members
 
-    monkeypatch.setattr(decode.av, "open", no_temp_files)  # no field needs the video decoder now
+    monkeypatch.setattr(members.av, "open", no_temp_files)  # no field needs the video decoder now
     items = list(talkdata.load(grid_dataset, fields=["mfcc.npy"], shuffle=False))
     assert items and all(set(item) == {"__key__", "start", "mfcc"} for item in items)
 

@@ -20,7 +20,7 @@ import pytest
 
 import talkdata
 from talkdata.errors import UserError
-from talkdata.loader.decode import DamagedSample
+from talkdata.loader.damage import DamagedSample
 from talkdata.manifest import verify
 
 FIELDS = ["video.mp4", "audio.wav", "mfcc.npy", "lmk.npy"]

@@ -21,9 +21,11 @@ import talkdata
 from talkdata.errors import UserError
 from talkdata.loader import collate
 from talkdata.loader.collate import BY_VALUE_BYTES, is_sliding, sliding_rows, tensor_by_value_class
-from talkdata.loader.decode import decode_npy, decode_video
+from talkdata.loader.fast.npy import decode_npy
+from talkdata.loader.fast.tar import byte_sum, tar_members
 from talkdata.loader.facial import zscore
-from talkdata.loader.stream import _byte_sum, member_filter, read_samples, tar_members
+from talkdata.loader.members import decode_video
+from talkdata.loader.samples import member_filter, read_samples
 from talkdata.loader.windows import (atvg_mfcc_windows, facial_window_view, resample_frames,
                                      sliding_view)
 from talkdata.shards import read_shard
@@ -116,7 +118,7 @@ def test_header_checksum_sum_is_exact():
     headers += [rng.integers(0, 256, 512, dtype=np.uint8).tobytes() for _ in range(500)]
     headers += [rng.integers(200, 256, 512, dtype=np.uint8).tobytes() for _ in range(100)]  # sums past 65521
     for header in headers:
-        assert _byte_sum(header) == sum(header)
+        assert byte_sum(header) == sum(header)
 
 
 # -------------------------------------------------------------------------------------- video
@@ -292,7 +294,7 @@ def test_dataloader_workers_hand_batches_over_promptly(grid_dataset):
     the main process keeps its own."""
     import sys
 
-    from talkdata.loader.dataset import WORKER_SWITCH_INTERVAL
+    from talkdata.loader.api import WORKER_SWITCH_INTERVAL
 
     before = sys.getswitchinterval()
     dataset = talkdata.load(grid_dataset, fields=["pca.npy"], split="all", shuffle=False)

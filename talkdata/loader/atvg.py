@@ -49,7 +49,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..face.shape import AtvgBasis, load_atvg_basis
-from .decode import Clip
+from .members import Clip
 from .frames import resize, to_signed
 from .profile_base import ItemContext, Profile, choose, positive_int
 from .windows import atvg_mfcc_windows, window_starts

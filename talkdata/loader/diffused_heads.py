@@ -44,7 +44,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .decode import Clip
+from .members import Clip
 from .frames import resize, to_gray_signed, to_signed
 from .profile_base import ItemContext, Profile, choose, positive_int
 from .windows import clamp, raw_audio_windows, window_starts

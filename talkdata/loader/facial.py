@@ -55,7 +55,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import UserError
-from .decode import Clip, HOW_TO_GET
+from .members import Clip, HOW_TO_GET
 from .profile_base import ItemContext, Profile, choose
 from .windows import DEEPSPEECH_RATE, deepspeech_steps, facial_window_view, logits_at_fps, resample_frames
 

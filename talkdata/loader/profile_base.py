@@ -28,9 +28,9 @@ import numpy as np
 
 from ..declare import Spec, check_value, did_you_mean, setting
 from ..errors import UserError
-from .decode import Clip
-from .source import DatasetSource
-from .stream import rng_for
+from .members import Clip
+from .shard_list import DatasetSource
+from .plan import rng_for
 
 
 @dataclass(frozen=True)

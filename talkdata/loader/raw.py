@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from .decode import Clip, field_key
+from .members import Clip, field_key
 from .frames import resize
 from .profile_base import ItemContext, Profile, positive_int
 from .windows import DEEPSPEECH_RATE, cut_audio, item_windows, sample_span

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from .decode import Clip
+from .members import Clip
 from .frames import crop_width, resize, to_signed
 from .profile_base import ItemContext, Profile, choose, positive_int
 from .windows import item_windows, raw_audio_windows

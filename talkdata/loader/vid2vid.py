@@ -38,7 +38,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .decode import Clip
+from .members import Clip
 from .frames import resize, to_unit
 from .profile_base import ItemContext, Profile, choose, positive_int
 

@@ -1,10 +1,11 @@
-"""``talkdata.load``: a webdataset pipeline from a built dataset to a profile's training items.
+"""``talkdata.load``: a ``webdataset.DataPipeline`` from a built dataset to a profile's training items.
 
 Stages (each a small function over an iterator, webdataset style; see :class:`TalkDataset`):
 
-    shard plan (seed, epoch, worker / rank)  ->  open shards (local or fsspec)
-    ->  tar members of the wanted fields (webdataset)  ->  samples  ->  keep this consumer's samples
-    ->  decode fields  ->  profile items (windows)  ->  seeded shuffle buffer
+    shard plan (seed, epoch, worker / rank; :mod:`.plan`)  ->  open shards (local or fsspec; :mod:`.samples`)
+    ->  tar members of the wanted fields (talkdata's own reader, :mod:`.fast.tar`)  ->  samples grouped by key
+    ->  keep this consumer's samples (:mod:`.plan`)  ->  decode fields (:mod:`.members`)
+    ->  profile items (windows; :mod:`.profiles`)  ->  seeded shuffle buffer (webdataset's ``shuffle``)
 
 Everything random is seeded: the shard order by ``(seed, epoch)``, the profile's choices by
 ``(seed, epoch, clip key)`` (the same items whatever the number of workers), the shuffle buffer by
@@ -24,11 +25,12 @@ import numpy as np
 import webdataset as wds
 
 from ..errors import UserError
-from .decode import DamagedSample, damaged_message, decode_sample
+from .damage import DamagedSample, Handler, damaged_message, skip_damage
+from .members import decode_sample
+from .plan import current_consumer, in_dataloader_worker, keep_ordinals, plan_epoch, resampled_shards, rng_for
 from .profiles import ItemContext, Profile, get_profile, positive_int
-from .source import DatasetSource, open_dataset, resolve_splits
-from .stream import (Handler, current_consumer, in_dataloader_worker, keep_ordinals, open_shards, plan_epoch,
-                     read_samples, resampled_shards, rng_for, skip_damage)
+from .samples import open_shards, read_samples
+from .shard_list import DatasetSource, open_dataset, resolve_splits
 
 DEFAULT_SHUFFLE_BUFFER = 64
 
@@ -188,7 +190,7 @@ def select_fields(profile: Profile, dataset: DatasetSource, fields, options: dic
         if missing:
             raise UserError(f"profile {profile.name!r} needs the field(s) {', '.join(missing)}; add them to fields")
     if "deepspeech.npy" in chosen and "deepspeech" not in dataset.audio_features:
-        from .decode import HOW_TO_GET
+        from .members import HOW_TO_GET
 
         raise UserError(f"{dataset.source} has no deepspeech.npy: {HOW_TO_GET['deepspeech.npy']}")
     return frozenset(chosen)
@@ -249,7 +251,7 @@ def load(source, profile: str | None = None, fields=None, window: int | None = N
     ``split``: ``"train"``, ``"val"``, ``"test"``, a list of them or ``"all"``.
     ``shuffle``: seeded shard order and a ``shuffle_buffer``-item shuffle buffer; ``resampled``:
     draw shards with replacement forever (bound it with ``.with_epoch(n)`` or ``itertools.islice``).
-    ``handler``: what a damaged shard or sample does (a :class:`~talkdata.loader.decode.DamagedSample`,
+    ``handler``: what a damaged shard or sample does (a :class:`~talkdata.loader.damage.DamagedSample`,
     whose message names the shard, the sample and the member): ``"raise"`` (default), ``"warn"``
     (a ``RuntimeWarning``, and the sample - or the rest of a damaged tar - is skipped), or a function
     given the error that returns True to skip and go on, False to end the pass (webdataset's

@@ -1,18 +1,19 @@
-"""Decoding the fields of one WebDataset sample into a :class:`Clip`.
+"""Member decoding: the fields of one shard sample into a :class:`Clip`.
 
-``.npy`` members become numpy arrays (no pickles), ``audio.wav`` float32 samples in [-1, 1],
-``json`` a dict. ``video.mp4`` is kept as bytes and decoded on demand from memory with PyAV (no
-temporary file): :meth:`Clip.video` decodes the whole clip once and caches it, or only the frames
-asked for (decoding stops after the last one, unneeded non-reference frames are skipped, only the
-asked frames are converted to RGB).
+``.npy`` members become numpy arrays (no pickles; :mod:`talkdata.loader.fast.npy`), ``audio.wav``
+float32 samples in [-1, 1], ``json`` a dict. ``video.mp4`` is kept as bytes and decoded on demand
+from memory with PyAV (no temporary file): :meth:`Clip.video` decodes the whole clip once and caches
+it, or only the frames asked for (decoding stops after the last one, unneeded non-reference frames
+are skipped, only the asked frames are converted to RGB).
+
+Imports :mod:`talkdata.loader.damage`, :mod:`talkdata.loader.fast.npy` and
+:func:`talkdata.media.encode.decode_wav`.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import math
-import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -22,6 +23,9 @@ from av.video.reformatter import VideoReformatter
 
 from ..errors import UserError
 from ..media.encode import decode_wav
+from .damage import DamagedSample, damaged_message, reason
+from .fast.npy import decode_npy
+
 
 #: how to get each optional field into a dataset that lacks it
 HOW_TO_GET = {
@@ -34,30 +38,6 @@ HOW_TO_GET = {
 def missing_field_message(field: str, key: str, source: str) -> str:
     how = HOW_TO_GET.get(field, "the shards were written without it; rebuild the dataset with the current talkdata")
     return f"sample {key} in {source} has no {field}: {how}"
-
-
-class DamagedSample(UserError):
-    """A member of a shard cannot be read (damaged bytes, a member missing from a sample whose json
-    lists it, or content that differs from ``index.parquet``). The message names the shard, the
-    sample and the member, and says to run ``talkdata verify``; ``load(handler=...)`` can skip these."""
-
-    def __init__(self, message: str = ""):
-        # torch's DataLoader re-raises a worker's exception as ``type(message + traceback)``: keep
-        # the one line that says what is wrong (the traceback's last line holds it)
-        if message.startswith("Caught DamagedSample") and "\n" in message:
-            last = message.rstrip().rpartition("\n")[2]
-            message = last.partition("DamagedSample: ")[2] or last
-        super().__init__(message)
-
-
-def damaged_message(url: str, key: str, field: str, detail: str, source: str) -> str:
-    return (f"shard {url}, sample {key}: {field} {detail}; the shard is damaged - 'talkdata verify {source}' "
-            "lists what is wrong (copy the dataset again, or rebuild it)")
-
-
-def _reason(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text[:160]}" if text else type(err).__name__
 
 
 @dataclass
@@ -106,7 +86,7 @@ class Clip:
         except MemoryError:
             raise
         except Exception as err:  # any failure to decode these bytes: the member is damaged
-            raise DamagedSample(damaged_message(self.url, self.key, "video.mp4", f"cannot be decoded ({_reason(err)})",
+            raise DamagedSample(damaged_message(self.url, self.key, "video.mp4", f"cannot be decoded ({reason(err)})",
                                                 self.source)) from None
 
 
@@ -194,27 +174,6 @@ def _decode_skipping(data: bytes, wanted: list[int]) -> dict[int, np.ndarray] | 
     return frames
 
 
-_NPY_HEADER = re.compile(rb"\{'descr': '([<>|][a-z][0-9]+)', 'fortran_order': False, 'shape': \(([0-9, ]*)\), \}")
-
-
-def decode_npy(data: bytes) -> np.ndarray:
-    """A ``.npy`` member as a (writable) array; ``np.load`` for anything but the plain headers
-    ``np.save`` writes for numeric C-order arrays (it parses every header with ``ast``, which costs
-    more than copying a small array)."""
-    if data[:8] in (b"\x93NUMPY\x01\x00", b"\x93NUMPY\x02\x00"):
-        width = 2 if data[6] == 1 else 4
-        length = int.from_bytes(data[8 : 8 + width], "little")
-        match = _NPY_HEADER.match(data, 8 + width, 8 + width + length)
-        if match:
-            dtype = np.dtype(match.group(1).decode())
-            shape = tuple(int(n) for n in match.group(2).split(b",") if n.strip())
-            count = math.prod(shape)
-            offset = 8 + width + length
-            if len(data) - offset == count * dtype.itemsize and dtype.kind in "fiub":
-                return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape).copy()
-    return np.load(io.BytesIO(data), allow_pickle=False)
-
-
 def decode_field(name: str, data: bytes):
     if name.endswith(".npy"):
         return decode_npy(data)
@@ -257,7 +216,7 @@ def _decode_member(url: str, key: str, name: str, data: bytes, source: str):
     except MemoryError:
         raise
     except Exception as err:  # numpy, json, wave: any failure to parse these bytes means damage
-        raise DamagedSample(damaged_message(url, key, name, f"cannot be decoded ({_reason(err)})", source)) from None
+        raise DamagedSample(damaged_message(url, key, name, f"cannot be decoded ({reason(err)})", source)) from None
 
 
 def field_key(name: str) -> str:
