@@ -28,7 +28,8 @@ from ..errors import UserError
 from .damage import DamagedSample, Handler, damaged_message, skip_damage
 from .members import decode_sample
 from .plan import current_consumer, in_dataloader_worker, keep_ordinals, plan_epoch, resampled_shards, rng_for
-from .profiles import ItemContext, Profile, get_profile, positive_int
+from .profile_base import ItemContext, Profile, positive_int
+from .profiles import get_profile
 from .samples import open_shards, read_samples
 from .shard_list import DatasetSource, open_dataset, resolve_splits
 

@@ -1,15 +1,15 @@
 """``profile="atvg"``: ATVG / ATVGnet (Chen et al., CVPR 2019), AT-net and VG-net training inputs.
 
-Follows ``code/dataset.py`` of ATVGnet (reference/systems_preprocessing.md sections 1.2, 1.4-1.6):
+Follows ``code/dataset.py`` and ``code/utils.py`` of ATVGnet (``lelechen63/ATVGnet``):
 
 * example frame ``r`` and 16 target frames ``r+1 .. r+16`` (AT-net LSTM loader
   ``LRW_1D_lstm_landmark_pca``);
-* landmarks: identity-removed (reference = the clip's LAST frame, section 1.4) and multiplied by 5
-  before a 6-d PCA (section 1.5): ``example_pca`` (6,) and ``target_pca`` (16, 6). They are the
+* landmarks: identity-removed (reference = the clip's LAST frame) and multiplied by 5 before a 6-d
+  PCA: ``example_pca`` (6,) and ``target_pca`` (16, 6). They are the
   first 6 codes of ``pca.npy`` times ``5 / shape.scale``: PCA of ``5 x`` is the PCA of ``x`` with
   the same components, a ``5 x`` mean and ``5 x`` codes, so this is exact for any build scale;
-* audio for target frame ``t``: MFCC rows ``[(t - 3) * 4, (t + 4) * 4)`` without c0 (section 1.2,
-  1.6): ``mfcc`` (16, 28, 12) - 3 frames of context either side, 4 rows (10 ms hop) per 40 ms frame;
+* audio for target frame ``t``: MFCC rows ``[(t - 3) * 4, (t + 4) * 4)`` without c0:
+  ``mfcc`` (16, 28, 12) - 3 frames of context either side, 4 rows (10 ms hop) per 40 ms frame;
 * frames (VG-net, ``LRWdataset1D_lstm_gt``): ``frames`` (16, 3, 128, 128) for the targets and
   ``example_frame`` (3, 128, 128), RGB, ``ToTensor`` + ``Normalize(0.5, 0.5)`` i.e. [-1, 1].
 
@@ -48,10 +48,10 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import UserError
-from ..face.shape import AtvgBasis, load_atvg_basis
+from ..face.shape import ATVG_PCA_FILES, AtvgBasis, load_atvg_basis
 from .members import Clip
 from .frames import resize, to_signed
-from .profile_base import ItemContext, Profile, choose, positive_int
+from .profile_base import ItemContext, Profile, option
 from .windows import atvg_mfcc_windows, window_starts
 
 ATVG_SCALE = 5.0
@@ -91,7 +91,14 @@ class ATVG(Profile):
     name = "atvg"
     optional = ("mfcc.npy", "video.mp4")
     default_window = 16
-    options = {"size": 128, "basis": None, "basis_pca": "lrw1", "vgnet": False}
+    options = {
+        "size": option(int, 128, "side of the frames in pixels (VG-net's 128)", ge=1),
+        # a folder given as str or os.PathLike: checked when its files are read (setup)
+        "basis": None,
+        "basis_pca": option(str, "lrw1", "which of ATVGnet's PCA files goes with basis",
+                            choices=tuple(ATVG_PCA_FILES)),
+        "vgnet": option(bool, False, "VG-net items: a random example frame and the 136-d landmarks (needs video.mp4)"),
+    }
 
     def field_sets(self, options):
         if options["basis"] is not None:
@@ -99,8 +106,6 @@ class ATVG(Profile):
         return ("pca.npy",) + (("lmk_norm.npy",) if options["vgnet"] else ()), self.optional
 
     def setup(self, dataset, fields, options):
-        positive_int("size", options["size"])
-        choose("vgnet", options["vgnet"], (False, True))
         if options["vgnet"] and "video.mp4" not in fields:
             raise UserError("profile 'atvg' with vgnet=True needs video.mp4 (VG-net's frames); add it to fields")
         if options["basis"] is not None:

@@ -1,9 +1,9 @@
 """``profile="diffused_heads"``: Diffused Heads (Stypułkowski et al., WACV 2024) training samples.
 
 Follows ``datasets/datasets.py`` (``AudioVisualDataset.__getitem__`` / ``get_ids``) and
-``models/diffusion.py`` (``lip_loss``) of the ``train`` branch, with ``configs/config.yaml``
-(``img_resize: 128``, ``identity_frame: random``, ``n_motion_frames: 2``,
-``n_audio_motion_embs: 2``, ``grayscale_motion: true``); reference/systems_preprocessing.md section 3.
+``models/diffusion.py`` (``lip_loss``) of the ``train`` branch of ``MStypulkowski/diffused-heads``,
+with ``configs/config.yaml`` (``img_resize: 128``, ``identity_frame: random``,
+``n_motion_frames: 2``, ``n_audio_motion_embs: 2``, ``grayscale_motion: true``).
 One item per target frame ``t``:
 
 * ``frame`` (3, 128, 128): frame ``t``, ``(x / 255) * 2 - 1`` -> [-1, 1];
@@ -46,7 +46,7 @@ import numpy as np
 
 from .members import Clip
 from .frames import resize, to_gray_signed, to_signed
-from .profile_base import ItemContext, Profile, choose, positive_int
+from .profile_base import ItemContext, Profile, option
 from .windows import clamp, raw_audio_windows, window_starts
 
 MOTION_FRAMES = 2
@@ -79,16 +79,16 @@ class DiffusedHeads(Profile):
     optional = ("audio.wav", "lmk.npy")
     default_window = 1
     window_fixed = True
-    options = {"size": 128, "identity": "random", "lips_frame": "identity", "audio_samples": 3200,
-               "audio": "windows"}
-
-    def setup(self, dataset, fields, options):
-        positive_int("size", options["size"])
-        positive_int("audio_samples", options["audio_samples"])
-        choose("identity", options["identity"], ("random", "first"))
-        choose("lips_frame", options["lips_frame"], ("identity", "target"))
-        choose("audio", options["audio"], ("windows", "clip"))
-        return {}
+    options = {
+        "size": option(int, 128, "side of the frames in pixels (img_resize: 128)", ge=1),
+        "identity": option(str, "random", "the identity frame: any frame but the target, or frame 0",
+                           choices=("random", "first")),
+        "lips_frame": option(str, "identity", "whose lip landmarks: the identity frame's (as released) or the target's",
+                             choices=("identity", "target")),
+        "audio_samples": option(int, 3200, "raw audio samples per frame window (SDA's 0.2 s at 16 kHz)", ge=1),
+        "audio": option(str, "windows", "windows: (5, 3200) per item; clip: one item of every window per clip",
+                        choices=("windows", "clip")),
+    }
 
     def items(self, clip: Clip, ctx: ItemContext) -> Iterator[dict]:
         total = clip.frames_count

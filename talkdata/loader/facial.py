@@ -56,7 +56,7 @@ import numpy as np
 
 from ..errors import UserError
 from .members import Clip, HOW_TO_GET
-from .profile_base import ItemContext, Profile, choose
+from .profile_base import ItemContext, Profile, option
 from .windows import DEEPSPEECH_RATE, deepspeech_steps, facial_window_view, logits_at_fps, resample_frames
 
 PAD = 8
@@ -113,18 +113,20 @@ class FACIAL(Profile):
     name = "facial"
     default_window = 128
     whole_clips = True
-    options = {"fps": 30.0, "features": "deepspeech", "include_last": False, "smooth": True}
+    options = {
+        "fps": option(float | None, 30.0, "output frame rate (25: FACIAL's stride-2 branch; None: the shards' rate)",
+                      gt=0),
+        "features": option(str, "deepspeech", "audio features: DeepSpeech logits, or MFCC for experiments",
+                           choices=("deepspeech", "mfcc")),
+        "include_last": option(bool, False, "also the last full window, which dataset102.py leaves out"),
+        "smooth": option(bool, True, "Savitzky-Golay smoothing of the pose (fit_headpose.py)"),
+    }
 
     def field_sets(self, options):
         feature = "deepspeech.npy" if options["features"] == "deepspeech" else "mfcc.npy"
         return (feature, "pose.npy"), ("blink.npy", "affine.npy")
 
     def setup(self, dataset, fields, options):
-        choose("features", options["features"], ("deepspeech", "mfcc"))
-        choose("include_last", options["include_last"], (False, True))
-        choose("smooth", options["smooth"], (False, True))
-        if options["fps"] is not None and not (isinstance(options["fps"], (int, float)) and options["fps"] > 0):
-            raise UserError(f"fps must be a positive number or None, got {options['fps']!r}")
         if options["features"] == "deepspeech" and "deepspeech" not in dataset.audio_features:
             raise UserError(f"profile 'facial' needs DeepSpeech features (deepspeech.npy) but {dataset.source} has "
                             f"none: {HOW_TO_GET['deepspeech.npy']}")

@@ -4,13 +4,14 @@ A profile turns one decoded clip into the training items of one published system
 
 * the shard fields it needs (``required``) and those whose outputs can be left out (``optional``:
   ``load(..., fields=[...])`` picks among them, e.g. ATVG without ``video.mp4`` for AT-net);
-* its options (keyword arguments of :func:`talkdata.load`): name -> default, or name ->
-  :func:`option` (type, default, range or choices and help, checked by
-  :meth:`Profile.resolve_options` with the same mechanism as the build config, see
-  :mod:`talkdata.declare`);
+* its options (keyword arguments of :func:`talkdata.load`): name -> :func:`option` (type, default,
+  range or choices and help, checked by :meth:`Profile.resolve_options` with the same mechanism as
+  the build config, see :mod:`talkdata.declare`), or name -> a plain default for a value the
+  declarations cannot type (ATVG's ``basis`` folder, a str or ``os.PathLike``);
 * its default ``window`` (frames per item) or ``None`` when items are not frame windows;
-* :meth:`Profile.setup`: dataset-level checks and constants, run once in :func:`load` (errors are
-  ``UserError`` lines there, before any worker starts);
+* :meth:`Profile.setup`: what depends on the dataset or the chosen fields (options are already
+  checked), run once in :func:`load` (errors are ``UserError`` lines there, before any worker
+  starts), and the constants the items need;
 * :meth:`Profile.items`: a generator over one clip's items, a pure function of the clip and the
   :class:`ItemContext`.
 
@@ -73,7 +74,7 @@ class Profile(abc.ABC):
     windowed = True  # False: items are not frame windows; load() refuses window / stride
     window_fixed = False  # True: the window is always default_window (load() refuses others)
     whole_clips = False  # True: window=None (load(whole_clips=True)) gives one item per clip
-    #: option name -> default, or an :func:`option` declaration (type, range or choices, help)
+    #: option name -> an :func:`option` declaration (type, range or choices, help), or a plain default
     options: dict[str, Any] = {}
 
     def field_sets(self, options: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -115,11 +116,6 @@ class Profile(abc.ABC):
     @abc.abstractmethod
     def items(self, clip: Clip, ctx: ItemContext) -> Iterator[dict]:
         """The profile's items (dicts of numpy arrays) cut from one decoded clip."""
-
-
-def choose(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise UserError(f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
 
 
 def positive_int(name: str, value) -> int:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from ..declare import did_you_mean
 from ..errors import UserError
-from .profile_base import ItemContext, Option, Profile, choose, option, positive_int
+from .profile_base import ItemContext, Option, Profile, option
 
-__all__ = ["ItemContext", "Option", "Profile", "choose", "get_profile", "option", "positive_int", "registry"]
+__all__ = ["ItemContext", "Option", "Profile", "get_profile", "option", "registry"]
 
 
 def registry() -> dict[str | None, Profile]:

@@ -21,7 +21,7 @@ from typing import Iterator
 
 from .members import Clip, field_key
 from .frames import resize
-from .profile_base import ItemContext, Profile, positive_int
+from .profile_base import ItemContext, Profile, option
 from .windows import DEEPSPEECH_RATE, cut_audio, item_windows, sample_span
 
 STANDARD = ("video.mp4", "audio.wav", "lmk.npy", "lmk_norm.npy", "pca.npy", "mfcc.npy", "pose.npy", "blink.npy")
@@ -33,16 +33,11 @@ class Raw(Profile):
     optional = STANDARD + EXTRA
     default_window = 16
     whole_clips = True
-    options = {"size": None}
+    options = {"size": option(int | None, None, "resize video frames to size x size (None: as built)", ge=1)}
 
     def default_fields(self, dataset, options):
         """Every standard field, plus ``deepspeech.npy`` when the dataset has it."""
         return STANDARD + (("deepspeech.npy",) if "deepspeech" in dataset.audio_features else ())
-
-    def setup(self, dataset, fields, options):
-        if options["size"] is not None:
-            positive_int("size", options["size"])
-        return {}
 
     def items(self, clip: Clip, ctx: ItemContext) -> Iterator[dict]:
         total = clip.frames_count

@@ -40,7 +40,7 @@ import numpy as np
 
 from .members import Clip
 from .frames import resize, to_unit
-from .profile_base import ItemContext, Profile, choose, positive_int
+from .profile_base import ItemContext, Profile, option
 
 #: Hopenet's output range in degrees: bin index 0..65 times 3, minus 99
 HOPENET_RANGE = (-99.0, 96.0)
@@ -89,14 +89,13 @@ class Vid2Vid(Profile):
     optional = ("pose.npy",)
     default_window = None
     windowed = False
-    options = {"size": 256, "pairs_per_clip": 1, "pairs": "fomm", "augment": False}
-
-    def setup(self, dataset, fields, options):
-        choose("size", options["size"], (256, 512))
-        positive_int("pairs_per_clip", options["pairs_per_clip"])
-        choose("pairs", options["pairs"], ("fomm", "distinct"))
-        choose("augment", options["augment"], (False, True))
-        return {}
+    options = {
+        "size": option(int, 256, "side of the frames (256: VoxCeleb2, 512: TalkingHead-1KH)", choices=(256, 512)),
+        "pairs_per_clip": option(int, 1, "pairs drawn per clip and epoch", ge=1),
+        "pairs": option(str, "fomm", "fomm: FOMM's sampling (the same frame twice is possible); distinct: two frames",
+                        choices=("fomm", "distinct")),
+        "augment": option(bool, False, "FOMM's VoxCeleb augmentations (flip, time flip, colour jitter)"),
+    }
 
     def items(self, clip: Clip, ctx: ItemContext) -> Iterator[dict]:
         total = clip.frames_count
