@@ -422,7 +422,7 @@ def test_per_frame_deepspeech_of_an_older_build_is_a_clear_error():
 
     meta = {"frames": 75, "fps": 25.0, "audio_rate": 16000, "audio_samples": 48000}
     arrays = {"deepspeech": np.zeros((75, 29), np.float32), "pose": np.zeros((75, 6), np.float32)}
-    ctx = ItemContext(frozenset({"deepspeech.npy", "pose.npy"}), 32, 1, 0, 0, dict(FACIAL.options))
+    ctx = ItemContext(frozenset({"deepspeech.npy", "pose.npy"}), 32, 1, 0, 0, FACIAL().resolve_options({}))
     with pytest.raises(UserError, match=r"deepspeech.npy has shape \(75, 29\), expected the \(150, 29\)") as err:
         list(FACIAL().items(Clip("s1/x", meta, arrays), ctx))
     assert "\n" not in str(err.value)

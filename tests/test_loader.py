@@ -506,7 +506,8 @@ def test_bad_input_is_one_clear_line(grid_dataset, tmp_path):
         (lambda: talkdata.load(grid_dataset, fields=["mfcc"]), "did you mean mfcc.npy"),
         (lambda: talkdata.load(grid_dataset, window=0), "window must be a positive integer"),
         (lambda: talkdata.load(grid_dataset, profile="diffused_heads", window=16), "does not take a window"),
-        (lambda: talkdata.load(grid_dataset, profile="sda", identity="last"), "option 'identity' of profile 'sda' must be one of first, random"),
+        (lambda: talkdata.load(grid_dataset, profile="sda", identity="last"),
+         "option 'identity' of profile 'sda' must be one of first, random"),
     ]
     for call, message in cases:
         with pytest.raises(UserError) as err:

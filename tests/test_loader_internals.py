@@ -1,6 +1,7 @@
 """The loader's fast paths give exactly what the plain ways give: the tar reader (vs ``tarfile`` and
 webdataset's tar iteration), partial video decoding (vs decoding every frame), ``.npy`` decoding (vs
-``np.lib.format`` and ``np.load``), vectorised resampling and MFCC windows (vs per-channel ``np.interp`` and a loop), and ``collate``
+``np.lib.format`` and ``np.load``), vectorised resampling and MFCC windows (vs per-channel
+``np.interp`` and a loop), and ``collate``
 (vs torch's ``default_collate``, in the main process and in a worker). Speed is measured by
 ``benchmarks/loader.py``, never here."""
 
