@@ -1,7 +1,7 @@
 """Recipes: one TOML file per corpus in ``recipes/``, validated against ``schemas/recipe.schema.json``.
 
 A recipe is data: sources, license and access notes, layout, split protocols and processing defaults.
-The corpus-specific code it names (``index = "talkdata.sources.grid"``) turns a raw folder into clip
+The corpus-specific code it names (``index = "talkdata.corpora.grid"``) turns a raw folder into clip
 records.
 """
 

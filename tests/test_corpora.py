@@ -39,7 +39,9 @@ from talkdata.face.detect import HogDetector, box_iou
 from talkdata.pipeline.build import build
 from talkdata.recipe import load_schema, parse_recipe
 from talkdata.shards import read_shard
-from talkdata.sources import lrw, talkinghead1kh as th, tubes, voxceleb2, youtube
+from talkdata.acquire import tubes, youtube
+from talkdata.acquire.hooks import talkinghead1kh as th_download
+from talkdata.corpora import lrw, talkinghead1kh as th, voxceleb2
 
 DATA = Path(__file__).parent / "data"
 VOX = DATA / "voxceleb2_like"
@@ -522,7 +524,7 @@ def test_th1kh_second_download_fetches_nothing_again(th_downloaded, fake_youtube
             for path in (th_downloaded / split / folder).iterdir():
                 path.unlink()
     before = len(_FakeYouTube.requests)
-    report = th.download(parse_recipe((resources.files("talkdata.recipes") / "talkinghead-1kh.toml").read_text(), "t"),
+    report = th_download.download(parse_recipe((resources.files("talkdata.recipes") / "talkinghead-1kh.toml").read_text(), "t"),
                          th_downloaded, None, fake_youtube, progress=False)
     assert len(_FakeYouTube.requests) == before  # done videos are on disk, the unavailable one is in the ledger
     assert report.videos == {"ok": 2, "unavailable": 1}
@@ -565,7 +567,7 @@ def test_th1kh_recipe_url_and_margin(fake_youtube, tmp_path):
     text = text.replace("tube_margin = 0.0", "tube_margin = 0.25")
     recipe = parse_recipe(text, "test recipe")
     root = _th_root(tmp_path)
-    report = th.download(recipe, root, ["train"], None, progress=False, limit=1)
+    report = th_download.download(recipe, root, ["train"], None, progress=False, limit=1)
     assert report.videos == {"ok": 1}
     # the index: val was never downloaded (left out); the second train video not yet (missing_source)
     records = {r.key: r for r in th.index(root, {})}
@@ -581,7 +583,7 @@ def test_th1kh_recipe_url_and_margin(fake_youtube, tmp_path):
     hint = cut["face_box"]
     assert hint[0] - 0.02 <= found[0] and found[2] <= hint[2] + 0.02 and hint[1] - 0.02 <= found[1] and found[3] <= hint[3] + 0.02
     with pytest.raises(UserError, match=r"--only takes split names \(train, val\), not test"):
-        th.download(recipe, root, ["test"], None, progress=False)
+        th_download.download(recipe, root, ["test"], None, progress=False)
 
 
 @pytest.mark.parametrize("setup, message", [

@@ -29,9 +29,9 @@ from ..face.shape import load_shape_model, shape_model_bytes
 from ..manifest import canonical_json, sha256_file, write_atomic, write_manifest
 from ..recipe import Recipe, load_recipe
 from ..shards import ShardWriter, sample_hash
-from ..sources.base import ClipRecord
-from ..sources.fetch import check_source
-from ..sources.splits import SPLITS, assign_splits
+from ..corpora.records import ClipRecord
+from ..acquire.resolve import check_source
+from ..corpora.splits import SPLITS, assign_splits
 from .cache import ClipCache, cache_key
 from .card import write_card
 from .clip import npy_bytes

@@ -16,7 +16,8 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
-from .base import ClipRecord
+from .lfs import is_lfs_pointer
+from .records import ClipRecord
 
 SENTENCES = {
     "IEO": "It's eleven o'clock",
@@ -96,8 +97,6 @@ def check_source(root: Path) -> None:
     A clone made without git-lfs (or GitHub's zip download) has small text stubs in place of the
     media; the build would otherwise reject every clip as unreadable.
     """
-    from .fetch import is_lfs_pointer
-
     folder = root / "VideoFlash"
     if not folder.is_dir():
         return

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from .base import ClipRecord, find_videos
+from .records import ClipRecord, find_videos
 
 
 def index(root: Path, config: dict) -> list[ClipRecord]:

@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..errors import UserError
-from .base import ClipRecord, find_videos
+from .records import ClipRecord, find_videos
 
 ALIGN_UNITS_PER_SECOND = 25000.0
 

@@ -46,7 +46,7 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
-from .base import ClipRecord
+from .records import ClipRecord
 
 META_FILE = "vox2_meta.csv"
 META_URL = "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/meta/vox2_meta.csv"

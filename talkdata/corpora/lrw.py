@@ -37,7 +37,7 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
-from .base import ClipRecord
+from .records import ClipRecord
 
 SPLITS = ("train", "val", "test")
 CLIP_FRAMES = 29  # every LRW clip (official page)
