@@ -11,7 +11,7 @@ from urllib.parse import quote, urlsplit
 
 from ..errors import UserError
 from . import credentials, http
-from .plan import RemoteFile, mirror_url
+from .plan import RemoteFile, mirror_login, mirror_url
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,22 @@ def credential_hint(spec: Mapping, mirror: str | None) -> str:
     return text
 
 
+def mirror_credential(mirror: str | None) -> credentials.Credential | None:
+    """The user name and password of ``--mirror http://user:password@host/``, sent as basic auth."""
+    login = mirror_login(mirror)
+    return credentials.Credential("basic", login[0], login[1], "the --mirror URL") if login else None
+
+
 def choose_access(spec: Mapping, mirror: str | None, env: Mapping[str, str] | None = None, recipe: str = "") -> Access:
-    """The first access method whose credentials are available (environment, then netrc)."""
+    """The first access method whose credentials are available (--mirror's login, environment, then netrc)."""
     methods = spec.get("access", [])
+    from_mirror = mirror_credential(mirror)
     for method in methods:
         auth = method.get("auth", "none")
         if auth == "none":
             return Access(method["url"], "none")
+        if auth == "basic" and from_mirror is not None:
+            return Access(method["url"], auth, from_mirror)
         if auth == "key":
             credential = credentials.key_credential(method["key_env"], env)
         else:
@@ -65,10 +74,12 @@ def choose_access(spec: Mapping, mirror: str | None, env: Mapping[str, str] | No
 
 
 def _url_for(f: RemoteFile, access: Access | None, mirror: str | None) -> tuple[str, str, tuple[tuple[str, str], ...]]:
-    """(real URL, URL safe to print, headers) of one file."""
+    """(real URL, URL safe to print, headers) of one file; ``--mirror``'s login goes into the headers."""
+    login = mirror_credential(mirror)
+    mirror_headers = (("Authorization", login.basic_header()),) if login is not None else ()
     if f.url:
         url = mirror_url(f.url, mirror)
-        return url, url, ()
+        return url, url, mirror_headers
     if access is None:
         raise UserError(f"recipe [download]: {f.name} has no url and the recipe has no [[download.access]]")
     path = quote(f.path, safe="/")
@@ -80,7 +91,7 @@ def _url_for(f: RemoteFile, access: Access | None, mirror: str | None) -> tuple[
         real = public = access.url.format(path=path, key="")
         if access.auth == "basic" and access.credential is not None:
             headers = (("Authorization", access.credential.basic_header()),)
-    return mirror_url(real, mirror), mirror_url(public, mirror), headers
+    return mirror_url(real, mirror), mirror_url(public, mirror), mirror_headers or headers
 
 
 def jobs(files: list[RemoteFile], root: Path, access: Access | None, mirror: str | None) -> list[http.Job]:

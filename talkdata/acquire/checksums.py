@@ -6,6 +6,7 @@ import json
 from typing import Callable, Mapping
 
 from . import http
+from .access import mirror_credential
 from .plan import mirror_url
 
 
@@ -38,7 +39,9 @@ def remote_checksums(spec: Mapping, mirror: str | None, log: Callable[[str], Non
     origin, parse = CHECKSUM_FORMATS[source["format"]]
     url = mirror_url(source["url"], mirror)
     try:
-        table = parse(http.get_bytes(url, url, label="checksum list", policy=http.DEFAULT_POLICY))
+        login = mirror_credential(mirror)
+        headers = {"Authorization": login.basic_header()} if login is not None else None
+        table = parse(http.get_bytes(url, url, headers, label="checksum list", policy=http.DEFAULT_POLICY))
     except (http.DownloadError, ValueError, KeyError, TypeError) as err:
         log(f"note: could not read the checksums from {url} ({err}); using the values in the recipe")
         return {}, ""

@@ -41,8 +41,8 @@ from . import archives, http
 from .access import Access, choose_access, credential_hint, jobs
 from .checksums import remote_checksums
 from .hooks import call_hook, download_hook
-from .plan import RemoteFile, Unit, apply_checksums, human, mirror_url, remote_files, select, units
-from .root import corpus_root
+from .plan import RemoteFile, Unit, apply_checksums, human, mirror_login, mirror_url, remote_files, select, units
+from .root import corpus_root, writable_root
 from .state import STATE_DIR, is_complete, is_extracted, mark_complete, marker_path, read_json, write_json
 
 DEFAULT_JOBS = 4
@@ -153,7 +153,7 @@ def download(recipe, only: list[str] | None = None, mirror: str | None = None, j
         if dry_run:
             report.notes.append(f"download by {hook.__module__}.download (dry run: nothing fetched)")
             return report
-        root.mkdir(parents=True, exist_ok=True)
+        writable_root(root, STATE_DIR)
         result = call_hook(hook, recipe=recipe, root=root, only=only, mirror=mirror, progress=progress)
         report.notes.append(f"downloaded by {hook.__module__}.download")
         if callable(getattr(result, "summary", None)):
@@ -168,6 +168,8 @@ def download(recipe, only: list[str] | None = None, mirror: str | None = None, j
     report.already = [u.name for u in planned if u not in todo]
     if not todo:
         return report
+    if not dry_run:
+        writable_root(root, STATE_DIR)
     table, origin = ({}, "") if dry_run else remote_checksums(spec, mirror, log)
     if table:
         files = apply_checksums(files, table, origin)
@@ -175,7 +177,6 @@ def download(recipe, only: list[str] | None = None, mirror: str | None = None, j
     if dry_run:
         report.notes.extend(_plan_lines(root, todo, spec))
         return report
-    root.mkdir(parents=True, exist_ok=True)
     with _exclusive(root, recipe.name):
         _fetch_and_extract(recipe, spec, root, todo, mirror, jobs_n, progress, log, env, keep_archives,
                            retry_skipped, report)
@@ -268,6 +269,9 @@ def _fetch_and_extract(recipe, spec: Mapping, root: Path, todo: list[Unit], mirr
 def _explain_status(err: http.HTTPStatusError, spec: Mapping, mirror: str | None, access: Access | None,
                     recipe: str, failed: RemoteFile | None = None, root: Path | None = None) -> UserError:
     """One line for a failed request: what to set for 401/403, the URL for 404."""
+    if err.status in (401, 403) and mirror_login(mirror):
+        return UserError(f"{err.label}: access denied (HTTP {err.status}) by {urlsplit(err.public_url).netloc}: the "
+                         "user name and password in --mirror were rejected; check them")
     if err.status in (401, 403) and failed is not None and failed.url and root is not None:
         return UserError(f"{err.label}: access denied (HTTP {err.status}) by {urlsplit(err.public_url).netloc}; this file "
                          f"is fetched without credentials: download it from {err.public_url} yourself, put it at "

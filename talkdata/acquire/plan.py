@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..errors import UserError
 from . import archives
@@ -170,14 +170,36 @@ def apply_checksums(files: list[RemoteFile], table: Mapping[str, Mapping], origi
 
 
 def mirror_url(url: str, mirror: str | None) -> str:
-    """``url`` with its scheme and host replaced by ``mirror``'s (a path in ``mirror`` becomes a prefix)."""
+    """``url`` with its scheme and host replaced by ``mirror``'s (a path in ``mirror`` becomes a prefix).
+
+    A ``user:password@`` in ``mirror`` never reaches the result (it is sent as basic auth, see
+    :func:`mirror_login`), so neither a DNS lookup nor a message can carry it.
+    """
     if not mirror:
         return url
     base = urlsplit(mirror)
-    if base.scheme not in ("http", "https") or not base.netloc:
-        raise UserError(f"--mirror must be an http(s) URL such as https://mirror.example.org/datasets (got {mirror!r})")
+    if base.scheme not in ("http", "https") or not base.hostname:
+        raise UserError("--mirror must be an http(s) URL such as https://mirror.example.org/datasets "
+                        f"(got {public_mirror(mirror)!r})")
     original = urlsplit(url)
-    return urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + original.path, original.query, ""))
+    host = base.netloc.rpartition("@")[2]
+    return urlunsplit((base.scheme, host, base.path.rstrip("/") + original.path, original.query, ""))
+
+
+def mirror_login(mirror: str | None) -> tuple[str, str] | None:
+    """``(user, password)`` from ``http://user:password@host/`` (percent-decoded), or None."""
+    if not mirror or "@" not in urlsplit(mirror).netloc:
+        return None
+    base = urlsplit(mirror)
+    return unquote(base.username or ""), unquote(base.password or "")
+
+
+def public_mirror(mirror: str) -> str:
+    """``mirror`` as it may be printed: without its user name and password."""
+    base = urlsplit(mirror)
+    if "@" not in base.netloc:
+        return mirror
+    return urlunsplit((base.scheme, "***@" + base.netloc.rpartition("@")[2], base.path, base.query, base.fragment))
 
 
 def human(n: int | None) -> str:

@@ -23,7 +23,7 @@ import av
 
 from ...corpora.talkinghead1kh import LEDGER, SPLITS, Tube, find_tube_lists, read_ledger, read_tubes
 from ...errors import UserError
-from ..plan import mirror_url
+from ..plan import mirror_login, mirror_url
 from ..tubes import (TubeRangeError, box_in_region, chunk_name, crop_region, cut_tube, probe, rescale_box,
                      split_chunks)
 from ..youtube import DEFAULT_FORMAT, DEFAULT_URL, fetch_video, require_yt_dlp
@@ -59,6 +59,8 @@ def youtube_settings(recipe=None, mirror: str | None = None) -> dict:
     data = getattr(recipe, "data", recipe) or {}
     settings = {"url": DEFAULT_URL, "format": DEFAULT_FORMAT, "chunk_seconds": 60.0, "tube_margin": 0.0}
     settings.update(data.get("youtube", {}))
+    if mirror_login(mirror):
+        raise UserError("--mirror with a user name and password is not supported for YouTube downloads (yt-dlp)")
     if mirror:
         settings["url"] = mirror_url(settings["url"], mirror).replace("%7Bid%7D", "{id}")
     if "{id}" not in settings["url"]:
