@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
+from typing import Iterable
 
 from ..errors import UserError
 from .lfs import is_lfs_pointer
@@ -62,7 +63,8 @@ def read_demographics(path: Path) -> dict[str, dict]:
         }
 
 
-def index(root: Path, config: dict) -> list[ClipRecord]:
+def index(root: Path, config: dict, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+    """``exclude`` is accepted for the common contract: this layout has fixed folders, never walked."""
     folder = root / "VideoFlash"
     if not folder.is_dir():
         raise UserError(f"no VideoFlash/ folder under {root}: expected the CREMA-D repository layout (VideoFlash/*.flv)")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Iterable
 
 from ..errors import UserError
 from .records import ClipRecord
@@ -75,7 +76,8 @@ def find_words_root(root: Path) -> Path:
                     "(+ WORD_00001.txt), the layout of the extracted lrw-v1.tar")
 
 
-def index(root: Path, config: dict) -> list[ClipRecord]:
+def index(root: Path, config: dict, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+    """``exclude`` is accepted for the common contract: LRW's folders have a fixed depth, never walked."""
     words_root = find_words_root(root)
     records = []
     for word_dir in sorted(d for d in words_root.iterdir() if d.is_dir() and not d.name.startswith(".")):

@@ -41,6 +41,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from ..errors import UserError
 from .records import ClipRecord
@@ -180,7 +181,8 @@ def tube_meta(tube: Tube, video: dict, cut: dict) -> dict:
     }
 
 
-def index(root: Path, config: dict) -> list[ClipRecord]:
+def index(root: Path, config: dict, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+    """``exclude`` is accepted for the common contract: this layout has fixed folders, never walked."""
     lists = find_tube_lists(root)
     records = []
     fetched_any = False
