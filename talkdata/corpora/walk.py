@@ -30,26 +30,39 @@ def _skipped(name: str) -> bool:
 
 
 def walk(root: Path, exclude: Iterable[Path] = (), skip_hidden: bool = False) -> Iterator[tuple[Path, list[str]]]:
-    """``(folder, file names)`` for every folder under ``root`` (sorted, depth first), each folder once.
+    """``(folder, sorted file names)`` for every folder under ``root``, each folder once.
 
-    ``skip_hidden`` also leaves out folders whose name starts with a dot.
+    The real folders come first (depth first, sorted), then the folders reached only through links,
+    so a folder that is also reachable through a link keeps its own path. ``skip_hidden`` also leaves
+    out folders whose name starts with a dot.
     """
     excluded = {os.path.realpath(p) for p in exclude}
     seen: set[tuple[int, int]] = set()
     unreadable: list[str] = []
+    pending = [Path(root)]
 
     def failed(err: OSError) -> None:
         unreadable.append(f"{err.filename} ({err.strerror or err})")
 
-    for folder, dirs, files in os.walk(root, onerror=failed, followlinks=True):
-        info = os.stat(folder)
-        if (info.st_dev, info.st_ino) in seen:  # a link back to a folder already walked
-            dirs[:] = []
-            continue
-        seen.add((info.st_dev, info.st_ino))
-        dirs[:] = sorted(d for d in dirs if not _skipped(d) and not (skip_hidden and d.startswith("."))
-                         and os.path.realpath(os.path.join(folder, d)) not in excluded)
-        yield Path(folder), sorted(files)
+    while pending:
+        for folder, dirs, files in os.walk(pending.pop(0), onerror=failed):
+            info = os.stat(folder)
+            if (info.st_dev, info.st_ino) in seen:  # a link back to a folder already walked
+                dirs[:] = []
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            keep = []
+            for name in sorted(dirs):
+                path = os.path.join(folder, name)
+                if _skipped(name) or (skip_hidden and name.startswith(".")) or (
+                        excluded and os.path.realpath(path) in excluded):
+                    continue
+                if os.path.islink(path):
+                    pending.append(Path(path))
+                else:
+                    keep.append(name)
+            dirs[:] = keep
+            yield Path(folder), sorted(files)
     if unreadable:
         shown = "; ".join(unreadable[:5]) + (f"; and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
         raise UserError(f"cannot read {len(unreadable)} folder(s) under {root}: {shown}; fix their permissions or move "
