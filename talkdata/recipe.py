@@ -2,7 +2,8 @@
 
 A recipe is data: sources, license and access notes, layout, split protocols and processing defaults.
 The corpus-specific code it names (``index = "talkdata.corpora.grid"``) turns a raw folder into clip
-records.
+records: ``index(root, config, exclude) -> list[ClipRecord]`` (``exclude``: folders never entered,
+such as the build's output when it lies inside the source).
 """
 
 from __future__ import annotations

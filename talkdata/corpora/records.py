@@ -40,7 +40,7 @@ def representable(text: str) -> str:
     return text
 
 
-@dataclass
+@dataclass(slots=True)  # no per-record __dict__: a million records are held by the driver
 class ClipRecord:
     dataset: str
     speaker: str
