@@ -76,10 +76,10 @@ def corpus_modules() -> list[str]:
 
 
 def read_recipe_text(path: Path) -> str:
-    """A recipe file's text; one line naming the file when it is not UTF-8."""
+    """A recipe file's text (a UTF-8 byte order mark is dropped); one line naming the file when it is not UTF-8."""
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); save the recipe "
                         "as UTF-8") from None
