@@ -22,7 +22,9 @@ from click.testing import CliRunner
 
 import http_fixture as hf
 from talkdata.acquire import archives, http, plan
+from talkdata.acquire.hooks.talkinghead1kh import youtube_settings
 from talkdata.cli import main
+from talkdata.errors import UserError
 
 DATA = Path(__file__).parent / "data"
 CLIP = (DATA / "grid" / "s1" / "bbaf2n.mpg").read_bytes()
@@ -339,3 +341,10 @@ def test_unknown_recipe_name_suggests_the_close_one(typed, suggestion):
 def test_unknown_recipe_name_without_a_close_one_lists_them_all():
     line = one_error("build", "zzzz", "--source", str(DATA / "grid"), "--out", "unused")
     assert "did you mean" not in line and "available: crema-d, grid, lrw, talkinghead-1kh, videos, voxceleb2" in line
+
+
+def test_youtube_downloads_refuse_a_mirror_login_without_showing_it():
+    assert youtube_settings(None, "http://127.0.0.1:9/")["url"].startswith("http://127.0.0.1:9/")
+    with pytest.raises(UserError) as err:
+        youtube_settings(None, "http://bob:hunter2@127.0.0.1:9/")
+    assert "not supported for YouTube downloads" in str(err.value) and "hunter2" not in str(err.value)
