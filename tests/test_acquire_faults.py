@@ -298,7 +298,7 @@ def test_a_data_root_that_is_a_file_is_one_error_in_download_and_build(tmp_path,
     assert blocker.read_text() == "not a folder"
 
 
-def test_a_data_root_that_cannot_be_written_is_one_error(monkeypatch):
+def test_a_data_root_that_cannot_be_written_is_one_error(tmp_path, monkeypatch):
     readonly = Path("/sys/talkdata-test-home")  # sysfs refuses new folders even to root
     if not Path("/sys/kernel").is_dir():
         pytest.skip("needs a read-only file system at /sys to make an unwritable folder (tests may run as root)")
@@ -306,6 +306,8 @@ def test_a_data_root_that_cannot_be_written_is_one_error(monkeypatch):
     line = one_error("download", "grid", "--only", "s1")
     assert line.startswith(f"error: cannot write to the data root {readonly}/grid (TALKDATA_HOME={readonly})")
     assert "set TALKDATA_HOME to a folder you can write" in line
+    line = one_error("build", "grid", "--only", "s1", "--out", str(tmp_path / "out"))
+    assert line.startswith(f"error: cannot write to the data root {readonly}/grid")
 
 
 # --------------------------------------------------------------------------- recipes
