@@ -48,8 +48,9 @@ from __future__ import annotations
 import csv
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from ..errors import UserError
 from .records import ClipRecord
@@ -64,6 +65,9 @@ FACE_BOX = [0.165, 0.098, 0.75, 0.656]
 
 #: official Set column -> talkdata split (VoxCeleb2 has no validation set)
 SPLIT_OF_SET = {"dev": "train", "test": "test"}
+
+READERS = 8  # threads reading txt files while the index parses
+READ_BATCH = 4096  # txt files in flight at most (bounded memory)
 
 _SPEAKER = re.compile(r"^id\d{5}$")
 _CLIP = re.compile(r"^\d{5}$")
@@ -238,6 +242,17 @@ def clip_meta(speaker: str, youtube_id: str, clip: str, meta_row: dict | None, t
     }
 
 
+def _with_summaries(clips: list, texts: dict) -> Iterator[tuple]:
+    """``(clip, txt path, txt summary)`` in clip order; the txt files are read by :data:`READERS` threads
+    (the reads wait on the disk without the GIL: a cold cache or a network file system), a batch at a time."""
+    with ThreadPoolExecutor(READERS) as pool:
+        for start in range(0, len(clips), READ_BATCH):
+            batch = clips[start:start + READ_BATCH]
+            paths = [texts.get(ident) for ident, _ in batch]
+            summaries = pool.map(lambda p: txt_summary(p) if p is not None else None, paths)
+            yield from zip(batch, paths, summaries)
+
+
 def index(root: Path, config: dict, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
     meta = read_meta(find_meta(root))
     videos, texts = _walk(root, exclude)
@@ -245,9 +260,7 @@ def index(root: Path, config: dict, exclude: Iterable[Path] = ()) -> list[ClipRe
         raise UserError(f"no VoxCeleb2 clips under {root}: expected idNNNNN/YOUTUBEID/NNNNN.mp4 "
                         "(e.g. dev/mp4/id00012/21Uxsk56VDQ/00001.mp4 from the extracted archives)")
     records = []
-    for (speaker, youtube_id, clip), path in sorted(videos.items()):
-        txt_path = texts.get((speaker, youtube_id, clip))
-        txt = txt_summary(txt_path) if txt_path is not None else None
+    for ((speaker, youtube_id, clip), path), txt_path, txt in _with_summaries(sorted(videos.items()), texts):
         row = meta.get(speaker)
         record = ClipRecord(
             dataset="voxceleb2", speaker=speaker, clip=f"{youtube_id}_{clip}", path=str(path),
