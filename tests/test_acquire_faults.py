@@ -130,6 +130,12 @@ def test_an_archive_listing_members_but_yielding_no_file_is_an_error(tmp_path):
                                                     r"\(1 links or devices, 0 macOS resource entries\)"):
         archives.extract([tmp_path / "links.zip"], tmp_path / "out")
     assert nothing_extracted(tmp_path / "out")
+    (tmp_path / "empty.zip").write_bytes(writestr_zip({}))
+    with pytest.raises(archives.ArchiveError, match=r"^empty\.zip: it holds no files; nothing was extracted$"):
+        archives.extract([tmp_path / "empty.zip"], tmp_path / "out")
+    (tmp_path / "empty.tar").write_bytes(tar_of([("s1", None)]))
+    with pytest.raises(archives.ArchiveError, match=r"^empty\.tar: it holds no files; nothing was extracted$"):
+        archives.extract([tmp_path / "empty.tar"], tmp_path / "out")
 
 
 BAD_ZIPS = {

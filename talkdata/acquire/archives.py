@@ -17,8 +17,8 @@ through a symbolic link already there (:class:`UnsafeArchive`); a member name wi
 255 bytes; one name used as a file and as a folder; encrypted zip members; compression methods
 Python cannot read (Deflate64, Implode, ...); damaged data (bad deflate stream, CRC); and zip bombs:
 declared sizes over :data:`MAX_RATIO` times the archive (beyond :data:`RATIO_FLOOR`) or more than the
-free space, or output beyond what a member declares. An archive that lists files but yields none is
-an error too.
+free space, or output beyond what a member declares. An archive that yields no file (empty, or links
+and devices only) is an error too.
 
 Zip members count as regular files unless their Unix mode positively says link, device, FIFO or
 socket (``zipfile.writestr`` leaves the file-type bits out). Links, devices and FIFOs are not
@@ -375,9 +375,10 @@ def extract(paths: list[Path], dest: Path, kind: str | None = None, on_bytes: Ca
         else:
             listed = _extract_tar(io.BufferedReader(handle, COPY_CHUNK) if isinstance(handle, ConcatFile) else handle,
                                   dest, staging, result, on_bytes, budget)
-        if listed and not result.files:
+        if not result.files:
             raise ArchiveError(f"it lists {listed} members but none is a regular file ({result.skipped_special} "
-                               f"links or devices, {result.skipped_junk} macOS resource entries)")
+                               f"links or devices, {result.skipped_junk} macOS resource entries)" if listed
+                               else "it holds no files")
         _move_into(staging, dest)
     except ArchiveError as err:
         raise type(err)(f"{label}: {err}; nothing was extracted") from None
