@@ -73,7 +73,7 @@ def main() -> None:
 def recipes(name: str | None) -> None:
     """List the bundled recipes, or show one recipe in full."""
     from .recipe import load_recipe, recipe_names
-    from .sources.fetch import describe, download_summary
+    from .acquire.describe import describe, download_summary
 
     if name is None:
         width = max(len(n) for n in recipe_names())
@@ -120,7 +120,8 @@ def download(recipe, only, mirror, jobs, delete_archives, dry_run, no_progress):
     variables the recipe names, or ~/.netrc (`talkdata recipes RECIPE` shows them).
     """
     from .recipe import load_recipe
-    from .sources.fetch import download as run_download, parse_only
+    from .acquire.download import download as run_download
+    from .acquire.plan import parse_only
 
     report = run_download(load_recipe(recipe), parse_only(only), mirror, jobs, progress=not no_progress, log=_echo_err,
                           keep_archives=not delete_archives, dry_run=dry_run)
@@ -215,7 +216,8 @@ def build(recipe, source, only, mirror, out, workers, scheduler, sets, limit, re
     from .config import resolve
     from .pipeline.build import build as run_build
     from .recipe import load_recipe
-    from .sources.fetch import parse_only, resolve_source
+    from .acquire.plan import parse_only
+    from .acquire.resolve import resolve_source
 
     loaded = load_recipe(recipe)
     overrides = parse_set_options(sets)

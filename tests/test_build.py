@@ -276,7 +276,7 @@ def test_unwritable_output_is_a_clear_error(tmp_path):
 def test_broken_recipe_names_the_field(tmp_path):
     recipe = tmp_path / "broken.toml"
     recipe.write_text((Path(__file__).parents[1] / "recipes" / "grid.toml").read_text().replace(
-        'index = "talkdata.sources.grid"', "index = 3"))
+        'index = "talkdata.corpora.grid"', "index = 3"))
     result = CliRunner().invoke(main, ["build", str(recipe), "--source", str(DATA / "grid"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "field 'index'" in result.output
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sources.splits import SPLITS
+from ..corpora.splits import SPLITS
 from .dataset import check_dataset, dataset_name, decode_frames, hash_order, index_rows, npy, read_fields
 from .render import figure_style, figure_to_rgb, landmark_tile, new_figure, pixel_axes
 
