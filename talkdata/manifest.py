@@ -13,7 +13,7 @@ import os
 from importlib import metadata
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 
 MANIFEST = "dataset.json"
 FORMAT = "talkdata-dataset/1"

@@ -19,7 +19,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from .. import __version__
+from ..version import __version__
 from ..config import config_hash
 from ..corpora.records import ClipRecord
 
