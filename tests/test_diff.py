@@ -154,7 +154,7 @@ def test_versions_recipe_artifacts_and_moved_samples(grid_dataset, tmp_path):
     def edit_manifest(m):
         m["toolkit"]["talkdata"] = "9.9.9"
         m["dependencies"]["numpy"] = "0.0.1"
-        del m["dependencies"]["webdataset"]
+        del m["dependencies"]["scipy"]
         m["dependencies"]["torch"] = "2.5.0"
         m["recipe"]["title"] = "GRID, renamed"
         m["artifacts"]["stats/shape_model.npz"]["sha256"] = "0" * 64
@@ -176,8 +176,8 @@ def test_versions_recipe_artifacts_and_moved_samples(grid_dataset, tmp_path):
                                 "b": "9.9.9"}]
     assert data["dependencies"] == [
         {"key": "numpy", "status": "changed", "a": old_manifest["dependencies"]["numpy"], "b": "0.0.1"},
+        {"key": "scipy", "status": "removed", "a": old_manifest["dependencies"]["scipy"], "b": None},
         {"key": "torch", "status": "added", "a": None, "b": "2.5.0"},
-        {"key": "webdataset", "status": "removed", "a": old_manifest["dependencies"]["webdataset"], "b": None},
     ]
     assert data["recipe"] == [{"key": "title", "status": "changed", "a": old_manifest["recipe"]["title"],
                                "b": "GRID, renamed"}]
@@ -195,7 +195,7 @@ def test_versions_recipe_artifacts_and_moved_samples(grid_dataset, tmp_path):
     assert samples["counts"] == {"added": 1, "removed": 1, "changed": 1, "moved": 1, "unchanged": 0}
     text = render_text(result)
     for line in (f"  talkdata: {old_manifest['toolkit']['talkdata']} -> 9.9.9", "  torch: (absent) -> 2.5.0",
-                 f"  webdataset: {old_manifest['dependencies']['webdataset']} -> (absent)",
+                 f"  scipy: {old_manifest['dependencies']['scipy']} -> (absent)",
                  f"  title: {old_manifest['recipe']['title']} -> GRID, renamed",
                  f"    > s1/bbaf2n  {moved_from} -> {moved_to}  (same content)",
                  f"  changed  stats/shape_model.npz  "

@@ -97,7 +97,7 @@ def open_shards(shards: Iterable[Shard]) -> Iterator[dict]:
     """``{"url", "stream", "offset"}`` per shard, for webdataset's tar expander."""
     for shard in shards:
         try:
-            stream = open_binary(shard.url)
+            stream = open_binary(shard.url, shard.storage_options)
         except FileNotFoundError:
             raise UserError(f"shard {shard.url} listed in dataset.json is missing: the dataset is incomplete "
                             "('talkdata verify' lists what is wrong; copy or rebuild it)") from None
