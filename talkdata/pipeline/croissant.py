@@ -38,19 +38,20 @@ def croissant_metadata(manifest: dict, types: dict) -> dict:
 
     recipe = manifest["recipe"]
     files = []
-    for entry in manifest["shards"]:
+    shards = manifest.get("shards", [])
+    for entry in shards:
         files.append(mlc.FileObject(id=entry["path"], name=entry["path"], content_url=entry["path"],
                                     encoding_formats=["application/x-tar"], sha256=entry["sha256"],
                                     content_size=f"{entry['bytes']} B",
                                     description=f"WebDataset shard of the {entry['split']} split, "
                                                 f"{entry['samples']} samples"))
-    index = manifest["artifacts"].get("index.parquet")
+    index = manifest.get("artifacts", {}).get("index.parquet")
     if index:
         files.append(mlc.FileObject(id="index.parquet", name="index.parquet", content_url="index.parquet",
                                     encoding_formats=["application/x-parquet"], sha256=index["sha256"],
                                     content_size=f"{index['bytes']} B",
                                     description="one row per sample: key, split, shard, per-sample metadata"))
-    shard_ids = [entry["path"] for entry in manifest["shards"]]
+    shard_ids = [entry["path"] for entry in shards]
     for field in types:
         extension = field.rsplit(".", 1)[-1]
         files.append(mlc.FileSet(id=f"member-{field}", name=f"member-{field}", contained_in=shard_ids,
@@ -66,7 +67,7 @@ def croissant_metadata(manifest: dict, types: dict) -> dict:
         record_sets.append(mlc.RecordSet(id="samples", name="samples", key=["samples/key"], fields=fields,
                                          description="the samples of the build, from index.parquet"))
     metadata = mlc.Metadata(
-        name=f"{manifest['name']}-talkdata-{manifest['version']}",
+        name=f"{manifest.get('name', 'dataset')}-talkdata-{manifest['version']}",
         description=f"{recipe['title']} (talkdata build, version id {manifest['version']}). {recipe['description']}",
         url=recipe.get("homepage") or None,
         license=[recipe["license"]],
