@@ -257,3 +257,87 @@ def test_same_inputs_but_other_content_is_flagged(grid_dataset, tmp_path):
     text = run_diff(grid_dataset, other).output
     assert "note: same recipe, config, versions and source files, yet different content" in text
     assert "note:" not in run_diff(grid_dataset, copy_dataset(grid_dataset, tmp_path / "same")).output
+
+
+# ---------------------------------------------------------------- verify: the manifest is checked, not trusted
+
+
+def run_verify(out: Path):
+    return CliRunner().invoke(main, ["verify", str(out)])
+
+
+def _edit(out: Path, edit) -> None:
+    manifest = json.loads((out / "dataset.json").read_text())
+    edit(manifest)
+    (out / "dataset.json").write_text(canonical_json(manifest))
+
+
+def test_verify_recomputes_the_version_and_checks_counts(grid_dataset, tmp_path):
+    """Each edit of dataset.json that the old verify accepted ("ok", exit 0) is now reported."""
+    base = json.loads((grid_dataset / "dataset.json").read_text())
+    assert run_verify(grid_dataset).exit_code == 0
+    first = base["shards"][0]
+    edits = {
+        "added_field": (lambda m: m.update(note="hand-edited"), "version mismatch"),
+        "config_value": (lambda m: m["config"]["crop"].update(size=128), "version mismatch"),
+        "version": (lambda m: m.update(version="0123456789abcdef"), "version mismatch"),
+        "split_count": (lambda m: m["splits"][first["split"]].update(samples=7),
+                        f"split {first['split']}: splits says 7 samples, its shards hold {first['samples']}"),
+    }
+    for name, (edit, message) in edits.items():
+        out = copy_dataset(grid_dataset, tmp_path / name)
+        _edit(out, edit)
+        result = run_verify(out)
+        assert result.exit_code == 1, (name, result.output)
+        assert any(line.startswith(message) for line in result.output.splitlines()), (name, result.output)
+
+    # a shard entry removed together with its file, the version recomputed: the counts and the index disagree
+    out = copy_dataset(grid_dataset, tmp_path / "removed_shard")
+    (out / first["path"]).unlink()
+
+    def drop(m):
+        m["shards"] = m["shards"][1:]
+        m["version"] = version_id(m)
+
+    _edit(out, drop)
+    lines = run_verify(out).output.splitlines()
+    assert f"split {first['split']}: splits says {first['samples']} samples, its shards hold 0" in lines
+    assert f"index.parquet lists {first['samples']} samples in {first['path']}, the shard list says 0" in lines
+    assert not any(line.startswith("version mismatch") for line in lines)
+
+
+def test_version_ignores_prose_and_paths_but_not_content(grid_dataset):
+    manifest = json.loads((grid_dataset / "dataset.json").read_text())
+    assert version_id(manifest) == manifest["version"]
+    assert "webdataset" not in manifest["dependencies"]  # readers only: it does not write the bytes
+    assert set(manifest["models"]) == {"dlib_landmarks"}
+    assert manifest["models"]["dlib_landmarks"]["sha256"] == sha256_file(
+        __import__("talkdata.face.landmarks", fromlist=["dlib_model_path"]).dlib_model_path())
+    prose = json.loads(json.dumps(manifest))
+    prose["recipe"]["download"] = {"about": "a new download note"}
+    prose["recipe"]["description"] += " Edited."
+    prose["models"]["dlib_landmarks"]["path"] = "/elsewhere/model.dat"
+    prose["config"]["audio"]["deepspeech_model"] = "/some/other/path.onnx"
+    assert version_id(prose) == manifest["version"]
+    for edit in (lambda m: m["models"]["dlib_landmarks"].update(sha256="0" * 64),
+                 lambda m: m["dependencies"].update(numpy="0.0.1"),
+                 lambda m: m["recipe"].update(index="talkdata.sources.videos"),
+                 lambda m: m["config"]["crop"].update(size=128)):
+        changed = json.loads(json.dumps(manifest))
+        edit(changed)
+        assert version_id(changed) != manifest["version"]
+
+
+def test_malformed_manifest_is_one_error_line(grid_dataset, tmp_path):
+    cases = {"empty": "", "list": "[]", "no_keys": "{}", "no_shards": None}
+    for name, text in cases.items():
+        out = copy_dataset(grid_dataset, tmp_path / name)
+        if text is None:
+            _edit(out, lambda m: m.pop("shards"))
+        else:
+            (out / "dataset.json").write_text(text)
+        result = run_verify(out)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2, (name, result.output)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "dataset.json" in lines[0], (name, result.output)
+        assert "Traceback" not in result.output
