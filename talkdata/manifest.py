@@ -117,10 +117,16 @@ def model_files(config: dict) -> dict[str, dict]:
     """``{name: {"path", "sha256"}}`` of the model files the build uses (``path`` as configured;
     the version takes only the sha256)."""
     models = {}
-    if config.get("face", {}).get("backend", "dlib") == "dlib":
+    backend = config.get("face", {}).get("backend", "dlib")
+    if backend == "dlib":
         from .face.landmarks import DLIB_MODEL_NAME, dlib_model_path
 
         models["dlib_landmarks"] = {"path": DLIB_MODEL_NAME, "sha256": sha256_file(dlib_model_path())}
+    elif backend == "fan":
+        from .face.landmarks import fan_weights_path
+
+        weights = fan_weights_path()
+        models["fan_landmarks"] = {"path": weights.name, "sha256": sha256_file(weights)}
     for section, key in MODEL_PATH_KEYS:
         path = config.get(section, {}).get(key)
         if isinstance(path, dict) and "sha256" in path:

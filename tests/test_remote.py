@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
+
+from talkdata.cli import main
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is in the test extra (pip install -e '.[test]')")
 s3fs = pytest.importorskip("s3fs", reason="s3fs is in the test extra (pip install -e '.[test]')")
@@ -71,9 +73,12 @@ def remote_grid(endpoint, grid_dataset) -> str:
     return upload(endpoint, grid_dataset, "grid")
 
 
-def talkdata_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "talkdata.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+def talkdata_cli(*args: str) -> subprocess.CompletedProcess:
+    """The command line, run in this process (the imports are paid once: the suite stays short)."""
+    result = CliRunner().invoke(main, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:
@@ -131,7 +136,7 @@ def test_train_on_s3(remote_grid, endpoint, tmp_path):
     pytest.importorskip("torch", reason="training needs the train extra (torch)")
     run = tmp_path / "run"
     result = talkdata_cli("train", "atnet", "--data", remote_grid, "--steps", "2", "--out", str(run),
-                          "--no-progress", "--set", "batch_size=2", *cli_options(endpoint), timeout=600)
+                          "--no-progress", "--set", "batch_size=2", *cli_options(endpoint))
     assert result.returncode == 0, result.stderr
     config = json.loads((run / "config.json").read_text())
     assert config["data"] == remote_grid
