@@ -132,7 +132,8 @@ def test_vox2_build_official_split_and_metadata(vox_out):
     assert (dev["av_offset"], dev["fv_conf"], dev["asd_conf"]) == (2, 20.23, 2.765)
     assert (dev["youtube_start_frame"], dev["youtube_end_frame"], dev["track_fps"]) == (349, 474, 25)
     assert len(dev["track_boxes"]) == dev["frames"] == 126 and dev["track_boxes"][1] == [350, 0.32, 0.067, 0.424, 0.753]
-    assert test["txt"] is None and test["av_offset"] is None and test["track_boxes"] is None  # no txt for that clip
+    # no txt for that clip: its string and list fields are empty (one type per field), its numbers null
+    assert test["txt"] == "" and test["av_offset"] is None and test["track_boxes"] == []
     assert dev["face_box"] == test["face_box"] == voxceleb2.FACE_BOX
     rows = {r["key"]: r for r in pq.read_table(vox_out / "index.parquet").to_pylist()}
     assert rows["id00012/21Uxsk56VDQ_00001"]["gender"] == "m" and rows["id00017/01dfn2spqyE_00001"]["split"] == "test"
