@@ -131,6 +131,8 @@ def model_files(config: dict) -> dict[str, dict]:
         path = config.get(section, {}).get(key)
         if isinstance(path, dict) and "sha256" in path:
             models[key] = {"path": path.get("path", ""), "sha256": path["sha256"]}
+        elif isinstance(path, str) and path.startswith("sha256:"):  # a config already pinned to the content
+            models[key] = {"path": "", "sha256": path[len("sha256:"):]}
         elif isinstance(path, str) and path:
             models[key] = {"path": path, "sha256": sha256_file(path)}
     return models

@@ -77,28 +77,34 @@ def _member_type(field: str, data: bytes) -> Tree:
     return ("binary",)
 
 
-def field_types(out: str | Path, rows: list[dict]) -> dict[str, Tree]:
-    """``{field: type}`` of the build's samples (``rows``: its index rows), fields in name order."""
-    from ..qa.dataset import read_fields
+def _shard_members(out: Path, shard: str):
+    """``(key, field, member, tar)`` for every file member of a shard, in order."""
+    import tarfile
 
-    metas = read_fields(out, rows, ("json",))
+    with tarfile.open(Path(out) / shard) as tar:
+        for member in tar:
+            if member.isfile():
+                folder, _, base = member.name.rpartition("/")
+                stem, _, field = base.partition(".")
+                yield (f"{folder}/{stem}" if folder else stem), field, member, tar
+
+
+def field_types(out: str | Path, rows: list[dict]) -> dict[str, Tree]:
+    """``{field: type}`` of the build's samples (``rows``: its index rows), fields in name order.
+
+    Every shard is read once: each sample's ``json``, and the first member of every other field.
+    """
+    wanted = {row["key"] for row in rows}
     json_type: Tree = ("value", "null")
-    first_with: dict[str, dict] = {}
-    for row in rows:
-        meta = json.loads(metas[row["key"]]["json"])
-        json_type = merge(json_type, _json_type(meta))
-        for field in meta.get("fields", []):
-            if field != "json":
-                first_with.setdefault(field, row)
     types: dict[str, Tree] = {}
-    by_row: dict[str, list[str]] = {}
-    for field, row in first_with.items():
-        by_row.setdefault(row["key"], []).append(field)
-    for key, fields in by_row.items():
-        row = next(r for r in rows if r["key"] == key)
-        data = read_fields(out, [row], fields)[key]
-        for field in fields:
-            types[field] = _member_type(field, data[field])
+    for shard in sorted({row["shard"] for row in rows}):
+        for key, field, member, tar in _shard_members(Path(out), shard):
+            if key not in wanted:
+                continue
+            if field == "json":
+                json_type = merge(json_type, _json_type(json.loads(tar.extractfile(member).read())))
+            elif field not in types:
+                types[field] = _member_type(field, tar.extractfile(member).read())
     types["json"] = json_type
     return dict(sorted(types.items()))
 
