@@ -71,6 +71,17 @@ def store_errors(location: str) -> Iterator[None]:
         yield
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, UserError):
         raise
+    except ImportError as err:  # fsspec names the package a protocol needs ("Please install gcsfs ...")
+        raise UserError(f"cannot open {location}: {_describe(err)}") from None
+    except ValueError as err:
+        if "protocol" not in str(err).lower():
+            raise
+        raise UserError(f"cannot open {location}: {_describe(err)} (fsspec's protocols: s3://, gs://, https://, "
+                        "memory://, ...)") from None
+    except TypeError as err:  # a storage option the filesystem does not take
+        if "argument" not in str(err):
+            raise
+        raise UserError(f"cannot open {location}: {_describe(err)} (check the --storage-option names)") from None
     except PermissionError as err:
         raise UserError(f"access denied to {location}: {_describe(err)} (check the credentials: "
                         "--storage-option key=... secret=..., or the store's usual environment variables)") from None

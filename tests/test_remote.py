@@ -192,3 +192,7 @@ def test_storage_option_syntax():
         parse_storage_options(["endpoint_url"])
     result = talkdata_cli("verify", "some/folder", "--storage-option", "anon=true")
     assert "storage options apply to URLs" in one_error_line(result)
+    unknown = talkdata_cli("verify", "nosuchprotocol://bucket/grid")
+    assert one_error_line(unknown).startswith("error: cannot open nosuchprotocol://bucket/grid: Protocol not known")
+    misnamed = talkdata_cli("verify", "s3://bucket/grid", "--storage-option", "endpoint=http://127.0.0.1:9")
+    assert "unexpected keyword argument 'endpoint'" in one_error_line(misnamed)
