@@ -11,14 +11,15 @@ JSON format (``format: "talkdata-diff/1"``; every key is always present, lists a
 ``identical``
     true when both version ids are equal and no difference was found.
 ``same_inputs``
-    true when recipe, config, toolkit and dependency versions and source files are all equal: two
+    true when recipe, config, models, toolkit and dependency versions and source files are all equal: two
     such builds should be identical, so ``same_inputs`` without ``identical`` means the build is
     not reproducible (or the code changed without a version bump).
-``recipe``, ``config``, ``toolkit``, ``dependencies``, ``source``, ``other``
+``recipe``, ``config``, ``models``, ``toolkit``, ``dependencies``, ``source``, ``other``
     lists of ``{"key", "status", "a", "b"}``: flattened keys (``crop.size``,
     ``dependencies``' package names, ``download.access``) whose values differ; ``status`` is
     ``changed``, ``added`` (only in B; ``a`` is null) or ``removed`` (only in A; ``b`` is null).
-    ``recipe`` is the recipe file's content (name, title, sources...), ``source`` the source
+    ``recipe`` is the recipe file's content (name, title, sources...), ``models`` the model files
+    used (``dlib_landmarks.sha256``, ``dlib_landmarks.path``...), ``source`` the source
     fingerprint and clip count, ``other`` the remaining manifest fields (dataset name, format,
     split counts, reject counts, shape model summary, audio features).
 ``artifacts``, ``shards``
@@ -49,7 +50,7 @@ FORMAT = "talkdata-diff/1"
 SPLIT_ORDER = ("train", "val", "test")
 
 #: manifest fields with a section of their own; everything else but the version goes to ``other``
-SECTIONS = ("recipe", "config", "toolkit", "dependencies", "source")
+SECTIONS = ("recipe", "config", "models", "toolkit", "dependencies", "source")
 _SPECIAL = set(SECTIONS) | {"version", "artifacts", "shards"}
 
 
@@ -66,7 +67,7 @@ class Side:
 class DatasetDiff:
     a: Side
     b: Side
-    sections: dict[str, list[dict]]  # recipe, config, toolkit, dependencies, source, other
+    sections: dict[str, list[dict]]  # recipe, config, models, toolkit, dependencies, source, other
     artifacts: list[dict]
     shards: list[dict]
     samples: dict
@@ -260,7 +261,8 @@ def render_text(result: DatasetDiff, limit: int = 20) -> str:
     if result.identical:
         lines.append(f"identical: same version {a.version}, {result.samples['counts']['unchanged']} samples")
         return "\n".join(lines) + "\n"
-    titles = {"recipe": "recipe", "config": "config", "toolkit": "toolkit", "dependencies": "dependencies",
+    titles = {"recipe": "recipe", "config": "config", "models": "models", "toolkit": "toolkit",
+              "dependencies": "dependencies",
               "source": "source files", "other": "manifest"}
     for name in (*SECTIONS, "other"):
         lines += _key_changes(titles[name], result.sections[name])

@@ -341,3 +341,14 @@ def test_malformed_manifest_is_one_error_line(grid_dataset, tmp_path):
         assert result.exit_code == 2, (name, result.output)
         assert len(lines) == 1 and lines[0].startswith("error: ") and "dataset.json" in lines[0], (name, result.output)
         assert "Traceback" not in result.output
+
+
+def test_another_model_is_an_input_difference(grid_dataset, tmp_path):
+    """A model with other bytes (same path) is listed under models and makes the inputs differ."""
+    other = copy_dataset(grid_dataset, tmp_path / "other_model")
+    old = json.loads((grid_dataset / "dataset.json").read_text())["models"]["dlib_landmarks"]
+    _rewrite(other, lambda m: m["models"]["dlib_landmarks"].update(sha256="1" * 64), lambda rows: rows)
+    code, data = diff_json(grid_dataset, other)
+    assert code == 1 and data["same_inputs"] is False and data["a"]["version"] != data["b"]["version"]
+    assert data["models"] == [{"key": "dlib_landmarks.sha256", "status": "changed", "a": old["sha256"], "b": "1" * 64}]
+    assert f"  dlib_landmarks.sha256: {old['sha256'][:57]}... -> {'1' * 57}..." in run_diff(grid_dataset, other).output
