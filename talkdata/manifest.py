@@ -113,6 +113,12 @@ def version_id(manifest: dict) -> str:
     return hashlib.sha256(canonical_json(version_body(manifest)).encode()).hexdigest()[:16]
 
 
+def _whole_manifest_id(manifest: dict) -> str:
+    """The version id of builds made before the version covered content only (the whole manifest)."""
+    body = {k: v for k, v in manifest.items() if k != "version"}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()[:16]
+
+
 def model_files(config: dict) -> dict[str, dict]:
     """``{name: {"path", "sha256"}}`` of the model files the build uses (``path`` as configured;
     the version takes only the sha256)."""
@@ -207,7 +213,7 @@ def verify(out, storage_options: dict | None = None) -> list[str]:
     manifest = load_manifest(store)
     problems = []
     recomputed = version_id(manifest)
-    if recomputed != manifest["version"]:
+    if manifest["version"] not in (recomputed, _whole_manifest_id(manifest)):
         problems.append(f"version mismatch: the manifest's content hashes to {recomputed}, it says "
                         f"{manifest['version']} (dataset.json was edited)")
     problems += _check_counts(manifest)

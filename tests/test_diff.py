@@ -352,3 +352,22 @@ def test_another_model_is_an_input_difference(grid_dataset, tmp_path):
     assert code == 1 and data["same_inputs"] is False and data["a"]["version"] != data["b"]["version"]
     assert data["models"] == [{"key": "dlib_landmarks.sha256", "status": "changed", "a": old["sha256"], "b": "1" * 64}]
     assert f"  dlib_landmarks.sha256: {old['sha256'][:57]}... -> {'1' * 57}..." in run_diff(grid_dataset, other).output
+
+
+def test_a_build_versioned_by_the_earlier_rule_still_verifies(grid_dataset, tmp_path):
+    """Builds made before the version covered content only hashed the whole manifest: such a
+    version id is accepted, and an edit of such a manifest is still found."""
+    import hashlib
+
+    out = copy_dataset(grid_dataset, tmp_path / "older")
+
+    def whole(m):
+        m["recipe"]["title"] = "as an older build recorded it"
+        body = {k: v for k, v in m.items() if k != "version"}
+        m["version"] = hashlib.sha256(canonical_json(body).encode()).hexdigest()[:16]
+
+    _edit(out, whole)
+    assert run_verify(out).exit_code == 0
+    _edit(out, lambda m: m["config"]["crop"].update(size=128))
+    result = run_verify(out)
+    assert result.exit_code == 1 and result.output.startswith("version mismatch")
