@@ -137,7 +137,8 @@ def test_vox2_build_official_split_and_metadata(vox_out, vox_source):
     assert "track_boxes" not in dev and "track_boxes" not in test
     boxes = voxceleb2.parse_txt(vox_source / dev["txt"])["boxes"]
     assert len(boxes) == dev["frames"] == 126 and boxes[1] == [350, 0.32, 0.067, 0.424, 0.753]
-    assert test["txt"] is None and test["av_offset"] is None  # no txt for that clip
+    # no txt for that clip: its string fields are empty (one type per field), its numbers null
+    assert test["txt"] == "" and test["av_offset"] is None
     assert dev["face_box"] == test["face_box"] == voxceleb2.FACE_BOX
     rows = {r["key"]: r for r in pq.read_table(vox_out / "index.parquet").to_pylist()}
     assert rows["id00012/21Uxsk56VDQ_00001"]["gender"] == "m" and rows["id00017/01dfn2spqyE_00001"]["split"] == "test"
@@ -236,7 +237,8 @@ def test_lrw_build_splits_and_word_metadata(lrw_source, tmp_path):
     assert (train["clip_index"], train["word_duration"], train["word_start_frame"], train["word_end_frame"]) == (1, 0.23, 11, 17)
     assert train["txt"] == "lipread_mp4/BIN/train/BIN_00001.txt" and "txt_word" not in train
     no_txt = samples["BIN/train_BIN_00003"]["meta"]
-    assert (no_txt["clip_index"], no_txt["word_duration"], no_txt["word_start_frame"], no_txt["txt"]) == (3, None, None, None)
+    # no txt: the numbers are null, the txt string empty (one type per field)
+    assert (no_txt["clip_index"], no_txt["word_duration"], no_txt["word_start_frame"], no_txt["txt"]) == (3, None, None, "")
     rows = {r["key"]: r for r in pq.read_table(out / "index.parquet").to_pylist()}
     assert rows["BIN/val_BIN_00001"]["split"] == "val" and rows["BIN/val_BIN_00001"]["word_end_frame"] == 17
 

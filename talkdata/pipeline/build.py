@@ -28,6 +28,7 @@ from ..errors import REASONS, UserError
 from ..face.shape import load_shape_model, shape_model_bytes
 from ..manifest import canonical_json, sha256_file, write_atomic, write_manifest
 from ..recipe import Recipe, load_recipe
+from ..sample_meta import normalize as normalize_meta
 from ..shards import ShardWriter, sample_hash
 from ..corpora.records import ClipRecord
 from ..acquire.resolve import check_source
@@ -241,7 +242,7 @@ def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], key
         writer = ShardWriter(out, recipe.name, split, config["shards"]["max_samples"], config["shards"]["max_bytes"])
         for record, key in members:
             files = cache.files(key)
-            meta = dict(cache.meta(key), split=split)
+            meta = normalize_meta(dict(cache.meta(key), split=split))  # one type per field
             landmarks = np.load(io.BytesIO(files["lmk_src.npy"]))
             norm, codes = shape_fields(landmarks, model)
             files["lmk_norm.npy"] = npy_bytes(norm)
