@@ -73,7 +73,7 @@ def main() -> None:
 def recipes(name: str | None) -> None:
     """List the bundled recipes, or show one recipe in full."""
     from .recipe import load_recipe, recipe_names
-    from .sources.fetch import describe, download_summary
+    from .acquire.describe import describe, download_summary
 
     if name is None:
         width = max(len(n) for n in recipe_names())
@@ -120,7 +120,8 @@ def download(recipe, only, mirror, jobs, delete_archives, dry_run, no_progress):
     variables the recipe names, or ~/.netrc (`talkdata recipes RECIPE` shows them).
     """
     from .recipe import load_recipe
-    from .sources.fetch import download as run_download, parse_only
+    from .acquire.download import download as run_download
+    from .acquire.plan import parse_only
 
     report = run_download(load_recipe(recipe), parse_only(only), mirror, jobs, progress=not no_progress, log=_echo_err,
                           keep_archives=not delete_archives, dry_run=dry_run)
@@ -215,7 +216,8 @@ def build(recipe, source, only, mirror, out, workers, scheduler, sets, limit, re
     from .config import resolve
     from .pipeline.build import build as run_build
     from .recipe import load_recipe
-    from .sources.fetch import parse_only, resolve_source
+    from .acquire.plan import parse_only
+    from .acquire.resolve import resolve_source
 
     loaded = load_recipe(recipe)
     overrides = parse_set_options(sets)
@@ -245,14 +247,33 @@ def demo(out, workers, no_progress):
         click.echo(report.summary())
 
 
-@main.command()
-@click.argument("dataset", type=click.Path())
-def verify(dataset):
-    """Check every shard and artifact of DATASET against its dataset.json (exit 1 on any problem)."""
-    from .manifest import load_manifest, verify as run_verify
+def _storage_option(func):
+    return click.option(
+        "--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+        help="fsspec option for a dataset URL (s3://, gs://, https://...), e.g. endpoint_url=http://127.0.0.1:9000, "
+             "anon=true, client_kwargs.region_name=eu-west-1 (repeatable; values are JSON or text). fsspec's config "
+             "files and FSSPEC_<PROTOCOL>_<KEY> variables apply too.")(func)
 
-    manifest = load_manifest(dataset)
-    problems = run_verify(dataset)
+
+def _store_options(items) -> dict:
+    from .store import parse_storage_options
+
+    return parse_storage_options(items)
+
+
+@main.command()
+@click.argument("dataset")
+@_storage_option
+def verify(dataset, storage_options):
+    """Check DATASET (a folder or an fsspec URL) against its dataset.json: the version id against the
+    manifest's content, counts against the shards and index.parquet, and every shard's and
+    artifact's size and sha256 (exit 1 on any problem)."""
+    from .manifest import load_manifest, verify as run_verify
+    from .store import Store
+
+    store = Store(dataset, _store_options(storage_options))
+    manifest = load_manifest(store)
+    problems = run_verify(store)
     for line in problems:
         click.echo(line)
     if problems:
@@ -263,23 +284,25 @@ def verify(dataset):
 
 
 @main.command()
-@click.argument("dataset_a", type=click.Path())
-@click.argument("dataset_b", type=click.Path())
+@click.argument("dataset_a")
+@click.argument("dataset_b")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON (keys: see talkdata/diff.py).")
-def diff(dataset_a, dataset_b, as_json):
-    """Compare two built datasets: config, recipe, versions, artifacts, samples added/removed/changed per split.
+@_storage_option
+def diff(dataset_a, dataset_b, as_json, storage_options):
+    """Compare two built datasets (folders or fsspec URLs): config, recipe, versions, artifacts, samples
+    added/removed/changed per split. --storage-option applies to each side that is a URL.
 
     Exit code 0 when both are the same version, 1 when they differ (like diff(1)), 2 on bad input.
     """
     from .diff import diff_datasets, render_text, to_json
 
-    result = diff_datasets(dataset_a, dataset_b)
+    result = diff_datasets(dataset_a, dataset_b, storage_options=_store_options(storage_options))
     click.echo(to_json(result) if as_json else render_text(result), nl=False)
     sys.exit(0 if result.identical else 1)
 
 
 @main.command()
-@click.argument("dataset", type=click.Path())
+@click.argument("dataset")
 @click.option("--key", default=None, metavar="SPEAKER/CLIP", help="The sample to show; without it, a contact sheet.")
 @click.option("--png", type=click.Path(dir_okay=False), default=None,
               help="Write a PNG: the sample's frames, landmarks, pose, blink, PCA, audio and MFCC on one time "
@@ -291,11 +314,13 @@ def diff(dataset_a, dataset_b, as_json):
 @click.option("--per-split", type=click.IntRange(min=1), default=6, show_default=True,
               help="Samples per split on the contact sheet.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the contact sheet's sample choice.")
-def inspect(dataset, key, png, html, frames, per_split, seed):
-    """Look at the samples of the built DATASET folder: one sample (--key) or a contact sheet."""
+@_storage_option
+def inspect(dataset, key, png, html, frames, per_split, seed, storage_options):
+    """Look at the samples of the built DATASET (folder or fsspec URL): one sample (--key) or a contact sheet."""
     from .qa import inspect_dataset
 
-    for line in inspect_dataset(dataset, key=key, png=png, html=html, frames=frames, per_split=per_split, seed=seed):
+    for line in inspect_dataset(dataset, key=key, png=png, html=html, frames=frames, per_split=per_split, seed=seed,
+                                storage_options=_store_options(storage_options)):
         click.echo(line)
 
 
@@ -310,7 +335,7 @@ def _list_training_keys(ctx, _param, value):
 
 @main.command()
 @click.argument("name")
-@click.option("--data", required=True, help="A dataset built by 'talkdata build' (folder or URL).")
+@click.option("--data", required=True, help="A dataset built by 'talkdata build' (folder or fsspec URL: s3://...).")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps (default: the loop's).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -324,13 +349,14 @@ def _list_training_keys(ctx, _param, value):
 @click.option("--list-keys", is_flag=True, expose_value=False, is_eager=True, callback=_list_training_keys,
               help="List every training setting of each loop with its default, type, range and help, and exit.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar (print the loss about ten times instead).")
-def train(name, data, steps, device, out, resume, seed, sets, no_progress):
+@_storage_option
+def train(name, data, steps, device, out, resume, seed, sets, no_progress, storage_options):
     """Run the reference training loop NAME (atnet, facial-pose) on a built dataset."""
     from .train import run_training
 
     result = run_training(name, data, steps=steps, device=device, out=out, seed=seed,
                           overrides=parse_set_options(sets), log=click.echo, progress=not no_progress,
-                          resume=True if resume else None)
+                          resume=True if resume else None, storage_options=_store_options(storage_options))
     click.echo(result.summary())
 
 

@@ -25,8 +25,8 @@ from talkdata.face.template import crop_template
 from talkdata.media.decode import VideoStats, align_audio, decode_audio, iter_frames
 from talkdata.media.encode import decode_wav
 from talkdata.pipeline.clip import ClipOutput, process_clip
-from talkdata.sources import crema_d, grid, videos
-from talkdata.sources.base import ClipRecord
+from talkdata.corpora import crema_d, grid, videos
+from talkdata.corpora.records import ClipRecord
 
 DATA = Path(__file__).parent / "data"
 FPS = 25.0
@@ -389,7 +389,7 @@ def test_corpus_face_box_seeds_the_tracker(config):
     """VoxCeleb2's face box (record.meta["face_box"]) starts the track on the first frames of the real
     sample, where dlib's HOG finds no face, and the landmarks it gives there are the face's."""
     from talkdata.pipeline.clip import track_face
-    from talkdata.sources.voxceleb2 import FACE_BOX
+    from talkdata.corpora.voxceleb2 import FACE_BOX
 
     path = DATA / "voxceleb2_like" / "00002.mp4"
     plain, _ = track_face(str(path), config, VideoStats())

@@ -237,11 +237,12 @@ def resolve_options(profile: Profile, options: dict) -> dict:
 
 def load(source, profile: str | None = None, fields=None, window: int | None = None, stride: int | None = None,
          split: str | tuple[str, ...] = "train", shuffle: bool = True, seed: int = 0, resampled: bool = False,
-         shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, whole_clips: bool = False,
+         shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, whole_clips: bool = False, storage_options: dict | None = None,
          handler: str | Callable[[BaseException], bool] = "raise", verify: bool = False, **options) -> TalkDataset:
     """Stream a built talkdata dataset as training items.
 
     ``source``: the dataset folder (with ``dataset.json``) or an fsspec URL to it.
+    ``storage_options``: fsspec's options for that URL (``{"endpoint_url": ..., "key": ...}``).
     ``profile``: ``None`` (plain windows of the shard fields), ``"atvg"``, ``"sda"``,
     ``"diffused_heads"``, ``"facial"`` or ``"vid2vid"`` (README "Loading for training").
     ``fields``: shard members to read (e.g. ``["mfcc.npy", "pca.npy"]``); default: all the profile
@@ -263,7 +264,7 @@ def load(source, profile: str | None = None, fields=None, window: int | None = N
     ``options``: profile options (``size=...``, ``identity=...``, ``features=...``, ...).
     """
     chosen = get_profile(profile)
-    dataset = open_dataset(source)
+    dataset = open_dataset(source, storage_options)
     splits = resolve_splits(dataset, split)
     options = resolve_options(chosen, options)
     if not chosen.windowed or chosen.window_fixed:

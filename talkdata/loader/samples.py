@@ -23,7 +23,7 @@ def open_shards(shards: Iterable[Shard], handler: Handler = None) -> Iterator[di
     :class:`DamagedSample` (``handler`` may skip it)."""
     for shard in shards:
         try:
-            stream = open_binary(shard.url)
+            stream = open_binary(shard.url, shard.storage_options)
         except FileNotFoundError:
             err = DamagedSample(f"shard {shard.url} listed in dataset.json is missing: the dataset is incomplete "
                                 "('talkdata verify' lists what is wrong; copy or rebuild it)")

@@ -3,7 +3,9 @@
 ``source`` is the dataset folder (the one holding ``dataset.json``) given as a local path or as any
 URL fsspec can open (``file://``, ``https://``, ``s3://``, ``gs://``, ``memory://``, ...). The shard
 list of a split comes from ``dataset.json``, never from listing a folder, so a remote dataset needs
-no directory listing and a half-written shard is never read.
+no directory listing and a half-written shard is never read. ``storage_options`` are fsspec's
+options for the URL's filesystem (endpoint, credentials); an unreachable or denied store is one
+``UserError`` (``talkdata.store``).
 """
 
 from __future__ import annotations
@@ -15,13 +17,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import UserError
+from ..store import is_url, store_errors
 
 MANIFEST = "dataset.json"
 SPLITS = ("train", "val", "test")
-
-
-def is_url(source: str) -> bool:
-    return "://" in source
 
 
 def join(source: str, relative: str) -> str:
@@ -31,12 +30,13 @@ def join(source: str, relative: str) -> str:
     return str(Path(source) / relative)
 
 
-def open_binary(url: str) -> BinaryIO:
+def open_binary(url: str, storage_options: dict | None = None) -> BinaryIO:
     """A readable binary stream for a local path or an fsspec URL (caller closes it)."""
     if is_url(url):
         import fsspec
 
-        return fsspec.open(url, "rb").open()
+        with store_errors(url):
+            return fsspec.open(url, "rb", **(storage_options or {})).open()
     return open(url, "rb")
 
 
@@ -45,6 +45,7 @@ class Shard:
     url: str
     samples: int
     offset: int = 0  # samples before this shard in the split's shard list (manifest order)
+    storage_options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class DatasetSource:
 
     source: str
     manifest: dict = field(repr=False)
+    storage_options: dict = field(default_factory=dict, repr=False)
 
     @property
     def audio_features(self) -> list[str]:
@@ -67,12 +69,13 @@ class DatasetSource:
         shards, offset = [], 0
         for entry in self.manifest["shards"]:
             if entry["split"] in splits:
-                shards.append(Shard(join(self.source, entry["path"]), int(entry["samples"]), offset))
+                shards.append(Shard(join(self.source, entry["path"]), int(entry["samples"]), offset,
+                                    self.storage_options))
                 offset += int(entry["samples"])
         return shards
 
     def read_artifact(self, relative: str) -> bytes:
-        with open_binary(join(self.source, relative)) as handle:
+        with open_binary(join(self.source, relative), self.storage_options) as handle:
             return handle.read()
 
     def shape_model(self):
@@ -83,16 +86,18 @@ class DatasetSource:
         return load_shape_model(io.BytesIO(self.read_artifact(relative)))
 
 
-def open_dataset(source: str | Path) -> DatasetSource:
+def open_dataset(source: str | Path, storage_options: dict | None = None) -> DatasetSource:
     """Read ``dataset.json`` of ``source``; a ``UserError`` when it is not a talkdata dataset."""
     text = str(source)
     where = join(text, MANIFEST)
+    if storage_options and not is_url(text):
+        raise UserError(f"storage_options apply to URLs (s3://..., gs://...), not to the local folder {text}")
     if not is_url(text) and not Path(text).is_dir():
         if Path(text).exists():
             raise UserError(f"{text} is not a dataset folder (give the OUT folder of 'talkdata build', or its URL)")
         raise UserError(f"dataset folder not found: {text} (give the OUT folder of 'talkdata build', or its URL)")
     try:
-        with open_binary(where) as handle:
+        with open_binary(where, storage_options) as handle:
             manifest = json.loads(handle.read())
     except FileNotFoundError:
         raise UserError(f"{text} is not a talkdata dataset: it has no {MANIFEST} "
@@ -104,7 +109,7 @@ def open_dataset(source: str | Path) -> DatasetSource:
     problem = manifest_problem(manifest)
     if problem:
         raise UserError(f"{where} is damaged: {problem}; 'talkdata verify {text}' lists what is wrong")
-    return DatasetSource(text, manifest)
+    return DatasetSource(text, manifest, dict(storage_options or {}))
 
 
 def _count(value) -> bool:

@@ -38,7 +38,7 @@ from ..face.track import FaceTracker, fill_missing
 from ..media.decode import VideoStats, align_audio, decode_audio, iter_frames, report_progress
 from ..manifest import sha256_file
 from ..media.encode import H264Writer, encode_wav
-from ..sources.base import ClipRecord
+from ..corpora.records import ClipRecord
 
 
 @dataclass

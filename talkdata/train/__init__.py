@@ -19,11 +19,12 @@ LOOPS = {"atnet": "atnet", "facial-pose": "facial_pose"}
 def run_training(name: str, data: str, *, steps: int | None = None, device: str = "cpu", out: str | Path | None = None,
                  seed: int = 0, overrides: dict[str, Any] | None = None,
                  log: Callable[[str], None] | None = None, progress: bool = True,
-                 resume: bool | None = None) -> RunResult:
+                 resume: bool | None = None, storage_options: dict | None = None) -> RunResult:
     """Train loop ``name`` on the dataset ``data``; writes the run folder ``out`` (default ``runs/NAME``).
 
     ``progress``: a tqdm bar with the loss on stderr. ``resume``: ``None`` continues from
     ``out/checkpoint.pt`` when there is one, ``True`` requires one, ``False`` starts afresh.
+    ``storage_options``: fsspec's options when ``data`` is a URL (endpoint, credentials).
     """
     if name not in LOOPS:
         raise UserError(f"unknown training loop {name!r}; choose from {', '.join(LOOPS)}")
@@ -37,7 +38,11 @@ def run_training(name: str, data: str, *, steps: int | None = None, device: str 
     if settings.steps < 1:
         raise UserError("--steps must be at least 1")
     device = pick_device(device)
-    with torch_threads():  # the threads setting must not outlive the run
+    from ..loader.shard_list import open_dataset
+    from ..store import fsspec_defaults
+
+    with fsspec_defaults(str(data), storage_options), torch_threads():  # neither outlives the run
+        open_dataset(str(data))  # an unreachable or denied store: one error before the run starts
         return module.train(str(data), Path(out) if out else Path("runs") / name, settings, device, int(seed), log,
                             progress=progress, resume=resume)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 
 from ..errors import UserError
-from .base import ClipRecord
+from .records import ClipRecord
 
 SPLITS = ("train", "val", "test")
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import Iterable
 
 from ..errors import UserError
-from .base import ClipRecord, find_videos
+from .records import ClipRecord, find_videos, representable
+from .walk import files_under
 
 ALIGN_UNITS_PER_SECOND = 25000.0
 
@@ -90,17 +92,21 @@ def pair_alignments(videos_by_speaker: dict[str, set[str]], align_dirs: dict[Pat
     return pairing
 
 
-def index(root: Path, config: dict) -> list[ClipRecord]:
-    videos = [p for p in find_videos(root) if p.suffix.lower() in (".mpg", ".mpeg", ".mp4")]
+def index(root: Path, config: dict, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+    videos = [p for p in find_videos(root, exclude) if p.suffix.lower() in (".mpg", ".mpeg", ".mp4")]
     if not videos:
         raise UserError(f"no GRID videos (*.mpg) under {root}: expected s1/bbaf2n.mpg ... (Zenodo or Sheffield layout)")
     by_speaker: dict[str, dict[str, Path]] = defaultdict(dict)
     for path in videos:
-        by_speaker[_speaker_of(path, root)][path.stem] = path
+        speaker = _speaker_of(path, root)
+        other = by_speaker[speaker].get(path.stem)
+        if other is not None:
+            raise UserError(f"two GRID clips with the id {speaker}/{path.stem}: {other.relative_to(root)} and "
+                            f"{path.relative_to(root)}; keep one (a clip id must be unique within a speaker)")
+        by_speaker[speaker][path.stem] = path
     align_dirs: dict[Path, set[str]] = defaultdict(set)
-    for path in root.rglob("*.align"):
-        if "__MACOSX" not in path.parts and not path.name.startswith("._"):
-            align_dirs[path.parent].add(path.stem)
+    for path in files_under(root, {".align"}, exclude):
+        align_dirs[path.parent].add(path.stem)
     pairing = pair_alignments({s: set(v) for s, v in by_speaker.items()}, align_dirs)
     records = []
     for speaker in sorted(by_speaker):
@@ -111,7 +117,7 @@ def index(root: Path, config: dict) -> list[ClipRecord]:
             meta = {
                 "transcript": transcript_from_id(utterance),
                 "words": words,
-                "alignment": str(align.relative_to(root)) if words is not None else None,
+                "alignment": representable(str(align.relative_to(root))) if words is not None else None,
             }
             records.append(ClipRecord(
                 dataset="grid", speaker=speaker, clip=utterance, path=str(path),

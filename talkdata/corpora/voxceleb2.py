@@ -34,8 +34,13 @@ the box cannot be computed from the txt; it was measured instead: dlib's HOG det
 VoxCeleb2-style clips of ``tests/data/voxceleb2_like`` (00002.mp4: face found in 94 of 126 frames,
 median box 0.103, 0.094, 0.719, 0.656; 00473.mp4: 158 of 158, median 0.228, 0.103, 0.781, 0.656).
 :data:`FACE_BOX` is the mean of the two medians, in the HOG detector's box convention, the
-same for every clip. The per-frame txt boxes are kept as ``track_boxes`` (original-frame
-fractions), not as the hint.
+same for every clip.
+
+Scale: the index holds only what processing needs. The per-frame txt boxes (original-frame
+fractions, about 200 rows per clip: 8 KB per record, 16.7 KB of json per sample) are not the hint and
+are not copied into the records, index rows or sample json; the sample's ``txt`` field names the file,
+and :func:`parse_txt` reads its boxes. The index reads only each txt's header and its first and last
+rows (:func:`txt_summary`).
 """
 
 from __future__ import annotations
@@ -43,10 +48,13 @@ from __future__ import annotations
 import csv
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterable, Iterator
 
 from ..errors import UserError
-from .base import ClipRecord
+from .records import ClipRecord
+from .walk import walk
 
 META_FILE = "vox2_meta.csv"
 META_URL = "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/meta/vox2_meta.csv"
@@ -57,6 +65,9 @@ FACE_BOX = [0.165, 0.098, 0.75, 0.656]
 
 #: official Set column -> talkdata split (VoxCeleb2 has no validation set)
 SPLIT_OF_SET = {"dev": "train", "test": "test"}
+
+READERS = 8  # threads reading txt files while the index parses
+READ_BATCH = 4096  # txt files in flight at most (bounded memory)
 
 _SPEAKER = re.compile(r"^id\d{5}$")
 _CLIP = re.compile(r"^\d{5}$")
@@ -135,6 +146,49 @@ def parse_txt(path: Path) -> dict:
     }
 
 
+def _row_frame(line: bytes) -> int | None:
+    """The FRAME of one table row when it is a whole row (5 numeric cells) as :func:`parse_txt` reads it."""
+    cells = line.split()
+    if len(cells) < 5:
+        return None
+    try:
+        frame = int(cells[0])
+        for cell in cells[1:5]:
+            float(cell)
+    except ValueError:
+        return None
+    return frame
+
+
+def txt_summary(path: Path) -> dict:
+    """What the index keeps of one face-track txt: :func:`parse_txt`'s header values and the first and
+    last FRAME (``start_frame``, ``end_frame``; None without rows), without parsing every row."""
+    lines = path.read_bytes().splitlines()
+    header: dict[str, str] = {}
+    table = len(lines)
+    for i, raw in enumerate(lines):
+        line = raw.strip()
+        if line.upper().startswith(b"FRAME"):
+            table = i + 1
+            break
+        name, sep, value = line.decode("utf-8", errors="replace").partition(":")
+        if sep:
+            header[name.strip().lower()] = value.strip()
+    rows = lines[table:]
+    start = next((f for f in (_row_frame(r) for r in rows) if f is not None), None)
+    end = next((f for f in (_row_frame(r) for r in reversed(rows)) if f is not None), None)
+    offset = _number(header.get("offset", ""))
+    return {
+        "identity": header.get("identity") or None,
+        "reference": header.get("reference") or None,
+        "offset": int(offset) if offset is not None else None,
+        "fv_conf": float(v) if (v := _number(header.get("fv conf", ""))) is not None else None,
+        "asd_conf": float(v) if (v := _number(header.get("asd conf", ""))) is not None else None,
+        "start_frame": start,
+        "end_frame": end,
+    }
+
+
 def find_meta(root: Path) -> Path:
     """``vox2_meta.csv`` in the source folder or one of its direct subfolders."""
     candidates = [root / META_FILE] + sorted(p / META_FILE for p in root.iterdir() if p.is_dir())
@@ -145,16 +199,15 @@ def find_meta(root: Path) -> Path:
                     f"and official dev/test split; download it from {META_URL} into the source folder")
 
 
-def _walk(root: Path) -> tuple[dict[tuple[str, str, str], Path], dict[tuple[str, str, str], Path]]:
+def _walk(root: Path, exclude: Iterable[Path] = ()) -> tuple[dict[tuple[str, str, str], Path],
+                                                                dict[tuple[str, str, str], Path]]:
     """Clips and txt files by (speaker, YouTube id, clip index), found by their last three path parts."""
     videos: dict[tuple[str, str, str], Path] = {}
     texts: dict[tuple[str, str, str], Path] = {}
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d != "__MACOSX" and not d.startswith("."))
-        here = Path(folder)
+    for here, files in walk(root, exclude, skip_hidden=True):
         if not _SPEAKER.match(here.parent.name):
             continue
-        for name in sorted(files):
+        for name in files:
             stem, ext = os.path.splitext(name)
             if not _CLIP.match(stem) or name.startswith("._"):
                 continue
@@ -171,8 +224,7 @@ def _walk(root: Path) -> tuple[dict[tuple[str, str, str], Path], dict[tuple[str,
 
 def clip_meta(speaker: str, youtube_id: str, clip: str, meta_row: dict | None, txt: dict | None,
               txt_relpath: str | None) -> dict:
-    """The sample metadata of one clip (see ``schemas/sample.schema.json``)."""
-    boxes = txt["boxes"] if txt else []
+    """The sample metadata of one clip (see ``schemas/sample.schema.json``); ``txt`` is a :func:`txt_summary`."""
     return {
         "youtube_id": youtube_id,
         "clip_index": int(clip),
@@ -183,24 +235,32 @@ def clip_meta(speaker: str, youtube_id: str, clip: str, meta_row: dict | None, t
         "av_offset": txt["offset"] if txt else None,
         "fv_conf": txt["fv_conf"] if txt else None,
         "asd_conf": txt["asd_conf"] if txt else None,
-        "youtube_start_frame": boxes[0][0] if boxes else None,
-        "youtube_end_frame": boxes[-1][0] if boxes else None,
+        "youtube_start_frame": txt["start_frame"] if txt else None,
+        "youtube_end_frame": txt["end_frame"] if txt else None,
         "track_fps": TXT_FPS,
-        "track_boxes": boxes or None,
         "face_box": list(FACE_BOX),
     }
 
 
-def index(root: Path, config: dict) -> list[ClipRecord]:
+def _with_summaries(clips: list, texts: dict) -> Iterator[tuple]:
+    """``(clip, txt path, txt summary)`` in clip order; the txt files are read by :data:`READERS` threads
+    (the reads wait on the disk without the GIL: a cold cache or a network file system), a batch at a time."""
+    with ThreadPoolExecutor(READERS) as pool:
+        for start in range(0, len(clips), READ_BATCH):
+            batch = clips[start:start + READ_BATCH]
+            paths = [texts.get(ident) for ident, _ in batch]
+            summaries = pool.map(lambda p: txt_summary(p) if p is not None else None, paths)
+            yield from zip(batch, paths, summaries)
+
+
+def index(root: Path, config: dict, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
     meta = read_meta(find_meta(root))
-    videos, texts = _walk(root)
+    videos, texts = _walk(root, exclude)
     if not videos:
         raise UserError(f"no VoxCeleb2 clips under {root}: expected idNNNNN/YOUTUBEID/NNNNN.mp4 "
                         "(e.g. dev/mp4/id00012/21Uxsk56VDQ/00001.mp4 from the extracted archives)")
     records = []
-    for (speaker, youtube_id, clip), path in sorted(videos.items()):
-        txt_path = texts.get((speaker, youtube_id, clip))
-        txt = parse_txt(txt_path) if txt_path is not None else None
+    for ((speaker, youtube_id, clip), path), txt_path, txt in _with_summaries(sorted(videos.items()), texts):
         row = meta.get(speaker)
         record = ClipRecord(
             dataset="voxceleb2", speaker=speaker, clip=f"{youtube_id}_{clip}", path=str(path),

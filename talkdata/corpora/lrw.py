@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Iterable
 
 from ..errors import UserError
-from .base import ClipRecord
+from .records import ClipRecord
+from .walk import walk
 
 SPLITS = ("train", "val", "test")
 CLIP_FRAMES = 29  # every LRW clip (official page)
@@ -75,37 +77,38 @@ def find_words_root(root: Path) -> Path:
                     "(+ WORD_00001.txt), the layout of the extracted lrw-v1.tar")
 
 
-def index(root: Path, config: dict) -> list[ClipRecord]:
+def index(root: Path, config: dict, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
     words_root = find_words_root(root)
+    clips = []
+    for folder, names in walk(words_root, exclude, skip_hidden=True):  # word folders may be links; none unreadable
+        parts = folder.relative_to(words_root).parts
+        if len(parts) != 2 or parts[1] not in SPLITS:
+            continue
+        clips.extend((parts[0], SPLITS.index(parts[1]), folder / n) for n in names
+                     if n.endswith(".mp4") and not n.startswith("._"))
     records = []
-    for word_dir in sorted(d for d in words_root.iterdir() if d.is_dir() and not d.name.startswith(".")):
-        for split in SPLITS:
-            folder = word_dir / split
-            if not folder.is_dir():
-                continue
-            for path in sorted(folder.glob("*.mp4")):
-                if path.name.startswith("._"):
-                    continue
-                match = _CLIP.match(path.stem)
-                txt_path = path.with_suffix(".txt")
-                txt = parse_txt(txt_path) if txt_path.is_file() else {"word": None, "duration": None}
-                duration = txt["duration"]
-                start, end = word_frames(duration) if duration is not None else (None, None)
-                meta = {
-                    "word": word_dir.name,
-                    "clip_index": int(match.group(2)) if match else None,
-                    "txt": str(txt_path.relative_to(root)) if txt_path.is_file() else None,
-                    "word_duration": duration,
-                    "word_start_frame": start,
-                    "word_end_frame": end,
-                    "lrw_fps": FPS,
-                }
-                if txt["word"] is not None and txt["word"] != word_dir.name:
-                    meta["txt_word"] = txt["word"]  # the txt names another word than its folder
-                records.append(ClipRecord(
-                    dataset="lrw", speaker=word_dir.name, clip=f"{split}_{path.stem}", path=str(path),
-                    relpath=str(path.relative_to(root)), split=split, meta=meta,
-                ))
+    for word, split_index, path in sorted(clips):
+        split = SPLITS[split_index]
+        match = _CLIP.match(path.stem)
+        txt_path = path.with_suffix(".txt")
+        txt = parse_txt(txt_path) if txt_path.is_file() else {"word": None, "duration": None}
+        duration = txt["duration"]
+        start, end = word_frames(duration) if duration is not None else (None, None)
+        meta = {
+            "word": word,
+            "clip_index": int(match.group(2)) if match else None,
+            "txt": str(txt_path.relative_to(root)) if txt_path.is_file() else None,
+            "word_duration": duration,
+            "word_start_frame": start,
+            "word_end_frame": end,
+            "lrw_fps": FPS,
+        }
+        if txt["word"] is not None and txt["word"] != word:
+            meta["txt_word"] = txt["word"]  # the txt names another word than its folder
+        records.append(ClipRecord(
+            dataset="lrw", speaker=word, clip=f"{split}_{path.stem}", path=str(path),
+            relpath=str(path.relative_to(root)), split=split, meta=meta,
+        ))
     if not records:
         raise UserError(f"no LRW clips in {words_root}: expected WORD/{{train,val,test}}/WORD_00001.mp4 files")
     return records

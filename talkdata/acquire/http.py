@@ -158,6 +158,8 @@ def _transient(err: BaseException) -> bool:
 
 
 def _reason(err: BaseException) -> str:
+    if isinstance(err, urllib.error.HTTPError):  # never the server's own reason text: it may echo a credential
+        return f"HTTP {err.code} {http.client.responses.get(err.code, '')}".strip()
     if isinstance(err, urllib.error.URLError) and not isinstance(err, urllib.error.HTTPError):
         err = err.reason if isinstance(err.reason, BaseException) else Exception(str(err.reason))
     text = str(err) or type(err).__name__
@@ -165,13 +167,13 @@ def _reason(err: BaseException) -> str:
 
 
 def _status_error(job_label: str, err: urllib.error.HTTPError, public_url: str) -> HTTPStatusError:
+    """The status and the standard reason phrase; the server's own phrase is never shown (it may echo a credential)."""
     status = err.code
-    reason = err.reason if isinstance(err.reason, str) else ""
     try:
         err.close()
     except Exception:  # pragma: no cover - best effort
         pass
-    return HTTPStatusError(job_label, status, reason or http.client.responses.get(status, ""), public_url)
+    return HTTPStatusError(job_label, status, http.client.responses.get(status, "error"), public_url)
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:

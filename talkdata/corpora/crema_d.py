@@ -14,9 +14,11 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
+from typing import Iterable
 
 from ..errors import UserError
-from .base import ClipRecord
+from .lfs import is_lfs_pointer
+from .records import ClipRecord
 
 SENTENCES = {
     "IEO": "It's eleven o'clock",
@@ -61,7 +63,8 @@ def read_demographics(path: Path) -> dict[str, dict]:
         }
 
 
-def index(root: Path, config: dict) -> list[ClipRecord]:
+def index(root: Path, config: dict, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+    """``exclude`` is accepted for the common contract: this layout has fixed folders, never walked."""
     folder = root / "VideoFlash"
     if not folder.is_dir():
         raise UserError(f"no VideoFlash/ folder under {root}: expected the CREMA-D repository layout (VideoFlash/*.flv)")
@@ -96,8 +99,6 @@ def check_source(root: Path) -> None:
     A clone made without git-lfs (or GitHub's zip download) has small text stubs in place of the
     media; the build would otherwise reject every clip as unreadable.
     """
-    from .fetch import is_lfs_pointer
-
     folder = root / "VideoFlash"
     if not folder.is_dir():
         return

@@ -8,13 +8,14 @@ with other characters (spaces, non-ASCII) get a short hash so that keys stay uni
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 from ..errors import UserError
-from .base import ClipRecord, find_videos
+from .records import ClipRecord, find_videos
 
 
-def index(root: Path, config: dict) -> list[ClipRecord]:
-    videos = find_videos(root)
+def index(root: Path, config: dict, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+    videos = find_videos(root, exclude)
     if not videos:
         raise UserError(f"no video files under {root} (looked for .mp4, .mov, .mkv, .avi, .webm, .flv, .mpg, ...)")
     stems: dict[tuple[Path, str], int] = {}

@@ -6,7 +6,9 @@ import hashlib
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
+
+from .walk import files_under
 
 VIDEO_EXTENSIONS = {".mp4", ".mpg", ".mpeg", ".flv", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".wmv", ".3gp", ".ts"}
 
@@ -21,11 +23,24 @@ def safe_key_part(text: str) -> str:
     """
     cleaned = _KEY_UNSAFE.sub("_", text)
     if cleaned != text or not cleaned:
-        cleaned = f"{cleaned}_{hashlib.sha1(text.encode()).hexdigest()[:6]}"
+        cleaned = f"{cleaned}_{hashlib.sha1(text.encode('utf-8', 'surrogateescape')).hexdigest()[:6]}"
     return cleaned
 
 
-@dataclass
+def representable(text: str) -> str:
+    """``text`` as valid UTF-8: the bytes of a file name that is not UTF-8 become ``\\xNN`` escapes.
+
+    ``os`` hands such names over with surrogate escapes, which open the file but cannot be written
+    as UTF-8 (json, parquet); ``b"caf\\xe9.mp4"`` (Latin-1) becomes ``"caf\\\\xe9.mp4"``.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
+@dataclass(slots=True)  # no per-record __dict__: a million records are held by the driver
 class ClipRecord:
     dataset: str
     speaker: str
@@ -36,6 +51,10 @@ class ClipRecord:
     meta: dict[str, Any] = field(default_factory=dict)
     skip: str = ""  # reason code when the corpus documents this file as bad (recorded as a reject)
     skip_message: str = ""
+
+    def __post_init__(self) -> None:
+        # what goes into the sample metadata must be valid UTF-8; ``path`` keeps the bytes that open the file
+        self.speaker, self.clip, self.relpath = (representable(t) for t in (self.speaker, self.clip, self.relpath))
 
     @property
     def key(self) -> str:
@@ -55,10 +74,6 @@ class ClipRecord:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def find_videos(root: Path) -> list[Path]:
-    """Every video file under ``root`` (by extension), sorted, skipping macOS resource folders."""
-    return sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
-        and "__MACOSX" not in p.parts and not p.name.startswith("._")
-    )
+def find_videos(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
+    """Every video file under ``root`` (by extension), sorted (see :func:`talkdata.corpora.walk.walk`)."""
+    return files_under(root, VIDEO_EXTENSIONS, exclude)
