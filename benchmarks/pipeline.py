@@ -71,7 +71,7 @@ from talkdata.face.template import crop_template
 from talkdata.media.decode import iter_frames
 from talkdata.pipeline.clip import process_clip
 from talkdata.shards import ShardWriter
-from talkdata.sources import crema_d, grid, videos
+from talkdata.corpora import crema_d, grid, videos
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"

@@ -19,7 +19,7 @@ from talkdata.face.detect import FaceDetector, detector_backend, make_detector
 from talkdata.face.landmarks import landmark_backend
 from talkdata.face.track import FaceTracker
 from talkdata.pipeline.clip import process_clip
-from talkdata.sources.base import ClipRecord
+from talkdata.corpora.records import ClipRecord
 
 N = 20  # frames per placement
 

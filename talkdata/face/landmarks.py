@@ -9,7 +9,7 @@ detect faces themselves.
   located with ``importlib.util.find_spec`` and never imported).
 - ``fan``: the 2D-FAN network of ``face-alignment`` (Bulat & Tzimiropoulos, 2017), optional extra
   ``talkdata[fan]``. Its weights are read from the torch hub cache; the build's preflight downloads
-  and verifies them first when they are missing (:mod:`talkdata.models`); this module only takes the
+  and verifies them first when they are missing (:mod:`talkdata.acquire.models`); this module only takes the
   path and fails with a message naming the file and where to put it.
 """
 
@@ -56,7 +56,7 @@ class DlibLandmarks:
 
 
 #: file names face-alignment gives the 2D-FAN-4 weights in the torch hub cache (torch >= 1.6 first, the
-#: one :mod:`talkdata.models` downloads; then 1.3/1.4 and torch 1.5)
+#: one :mod:`talkdata.acquire.models` downloads; then 1.3/1.4 and torch 1.5)
 FAN_WEIGHTS = ("2DFAN4_1.6-c827573f02.zip", "2DFAN4-cd938726ad.zip", "2DFAN4_1.5-a60332318a.zip")
 
 

@@ -28,10 +28,11 @@ from ..errors import REASONS, UserError
 from ..face.shape import load_shape_model, shape_model_bytes
 from ..manifest import canonical_json, sha256_file, write_atomic, write_manifest
 from ..recipe import Recipe, load_recipe
+from ..sample_meta import normalize as normalize_meta
 from ..shards import ShardWriter, sample_hash
-from ..sources.base import ClipRecord
-from ..sources.fetch import check_source
-from ..sources.splits import SPLITS, assign_splits
+from ..corpora.records import ClipRecord
+from ..acquire.resolve import check_source
+from ..corpora.splits import SPLITS, assign_splits
 from .cache import ClipCache, cache_key
 from .card import write_card
 from .clip import npy_bytes
@@ -101,7 +102,7 @@ def preflight(config: dict) -> None:
     """Load the configured models once here, so a missing model stops the build before any clip."""
     from ..face.detect import detector_backend
     from ..face.landmarks import landmark_backend
-    from ..models import ensure_for_config
+    from ..acquire.models import ensure_for_config
 
     ensure_for_config(config)  # downloads and verifies missing weights with a published URL and checksum
     detector_backend(config["face"]["detector"])
@@ -112,7 +113,8 @@ def preflight(config: dict) -> None:
         load_deepspeech(config["audio"]["deepspeech_model"])
 
 
-def index_clips(recipe: Recipe, source: Path, config: dict) -> list[ClipRecord]:
+def index_clips(recipe: Recipe, source: Path, config: dict, exclude: tuple[Path, ...] = ()) -> list[ClipRecord]:
+    """The corpus's clip records; ``exclude``: folders the index never enters (the output, when inside the source)."""
     if not source.exists():
         raise UserError(f"source folder not found: {source}")
     if not source.is_dir():
@@ -120,7 +122,7 @@ def index_clips(recipe: Recipe, source: Path, config: dict) -> list[ClipRecord]:
     if not any(source.iterdir()):
         raise UserError(f"source folder is empty: {source}")
     check_source(recipe, source)  # the dataset module's own checks (e.g. CREMA-D git-lfs pointer files)
-    records = recipe.indexer()(source, config)
+    records = recipe.indexer()(source, config, exclude=exclude)
     keys: dict[str, ClipRecord] = {}
     for record in records:
         if record.key in keys:
@@ -141,7 +143,7 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
     recipe = load_recipe(recipe_name)
     config = resolve(recipe.defaults, recipe.name, sets or {})
     source, out = Path(source).expanduser(), Path(out).expanduser()
-    records = index_clips(recipe, source, config)
+    records = index_clips(recipe, source, config, exclude=(out,))
     if limit is not None:
         records = records[:limit]
     prepare_output(out)
@@ -244,7 +246,7 @@ def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], key
         writer = ShardWriter(out, recipe.name, split, config["shards"]["max_samples"], config["shards"]["max_bytes"])
         for record, key in members:
             files = cache.files(key)
-            meta = dict(cache.meta(key), split=split)
+            meta = normalize_meta(dict(cache.meta(key), split=split))  # one type per field
             landmarks = np.load(io.BytesIO(files["lmk_src.npy"]))
             norm, codes = shape_fields(landmarks, model)
             files["lmk_norm.npy"] = npy_bytes(norm)

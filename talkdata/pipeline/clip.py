@@ -9,7 +9,8 @@ Stages, each timed (the timings feed ``benchmarks/pipeline.py``, never the outpu
 4. ``encode``: warp every frame and encode the crop video (pass 2: frames kept from pass 1 when
    they fit in ``video.cache_budget_mb``, cut down to the face's region when whole frames do not
    (HD and 4K), decoded again only when even the regions do not fit);
-5. ``features``: head pose, blink, MFCC (and DeepSpeech when a model is configured).
+5. ``features``: head pose, blink, MFCC (and DeepSpeech when a model is configured), the audio
+   features computed from exactly the PCM16 samples stored in ``audio.wav``.
 
 Any problem with the clip raises ``ClipError`` with a reason code; the caller records it.
 """
@@ -26,6 +27,7 @@ import cv2
 import numpy as np
 
 from ..audio.mfcc import mfcc_per_frame
+from ..audio.pcm import librosa_float, wav_pcm16
 from ..errors import ClipError
 from ..face.align import apply_affine, compute_affines, warp_crop
 from ..face.blink import eye_aspect_ratio
@@ -37,7 +39,7 @@ from ..face.track import FaceTracker, fill_missing
 from ..media.decode import VideoStats, align_audio, decode_audio, iter_frames, report_progress
 from ..manifest import sha256_file
 from ..media.encode import H264Writer, encode_wav
-from ..sources.base import ClipRecord
+from ..corpora.records import ClipRecord
 
 
 @dataclass
@@ -207,10 +209,12 @@ def process_clip(record: ClipRecord, config: dict) -> ClipOutput:
         samples, padded = align_audio(track, stats.start_time, n_frames, fps)
         pose = estimate_pose(landmarks_src, stats.width, stats.height, config["pose"]["focal_scale"])
         blink = eye_aspect_ratio(landmarks_src)
-        mfcc = mfcc_per_frame(samples, n_frames, fps, rate, config["mfcc"])
+        wav = encode_wav(samples, rate)
+        pcm, _ = wav_pcm16(wav)  # the stored samples: features recomputed from audio.wav match
+        mfcc = mfcc_per_frame(librosa_float(pcm), n_frames, fps, rate, config["mfcc"])
         files = {
             "video.mp4": video,
-            "audio.wav": encode_wav(samples, rate),
+            "audio.wav": wav,
             "lmk.npy": npy_bytes(landmarks_crop.astype(np.float32)),
             "lmk_src.npy": npy_bytes(landmarks_src.astype(np.float32)),
             "affine.npy": npy_bytes(affines.astype(np.float32)),
@@ -221,10 +225,10 @@ def process_clip(record: ClipRecord, config: dict) -> ClipOutput:
         }
         audio_features = ["mfcc"]
         if config["audio"]["deepspeech_model"]:
-            from ..audio.deepspeech import deepspeech_features, load_deepspeech
+            from ..audio.deepspeech import deepspeech_logits, load_deepspeech
 
             model = load_deepspeech(config["audio"]["deepspeech_model"])
-            files["deepspeech.npy"] = npy_bytes(deepspeech_features(samples, n_frames, fps, model))
+            files["deepspeech.npy"] = npy_bytes(deepspeech_logits(pcm, model))  # (S, 29) at 50 Hz
             audio_features.append("deepspeech")
 
     meta = {

@@ -19,7 +19,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from ..errors import DISK_FULL_ERRNOS, ClipError, UserError, disk_full_error
-from ..sources.base import ClipRecord
+from ..corpora.records import ClipRecord
 from .cache import ClipCache
 from .clip import process_clip
 from .isolation import IsolatedWorker

@@ -19,11 +19,12 @@ LOOPS = {"atnet": "atnet", "facial-pose": "facial_pose"}
 def run_training(name: str, data: str, *, steps: int | None = None, device: str = "cpu", out: str | Path | None = None,
                  seed: int = 0, overrides: dict[str, Any] | None = None,
                  log: Callable[[str], None] | None = None, progress: bool = True,
-                 resume: bool | None = None) -> RunResult:
+                 resume: bool | None = None, storage_options: dict | None = None) -> RunResult:
     """Train loop ``name`` on the dataset ``data``; writes the run folder ``out`` (default ``runs/NAME``).
 
     ``progress``: a tqdm bar with the loss on stderr. ``resume``: ``None`` continues from
     ``out/checkpoint.pt`` when there is one, ``True`` requires one, ``False`` starts afresh.
+    ``storage_options``: fsspec's options when ``data`` is a URL (endpoint, credentials).
     """
     if name not in LOOPS:
         raise UserError(f"unknown training loop {name!r}; choose from {', '.join(LOOPS)}")
@@ -37,9 +38,27 @@ def run_training(name: str, data: str, *, steps: int | None = None, device: str 
     if settings.steps < 1:
         raise UserError("--steps must be at least 1")
     device = pick_device(device)
-    with torch_threads():  # the threads setting must not outlive the run
+    from ..loader.shard_list import open_dataset
+    from ..store import fsspec_defaults
+
+    with fsspec_defaults(str(data), storage_options), torch_threads():  # neither outlives the run
+        open_dataset(str(data))  # an unreachable or denied store: one error before the run starts
         return module.train(str(data), Path(out) if out else Path("runs") / name, settings, device, int(seed), log,
                             progress=progress, resume=resume)
 
 
-__all__ = ["LOOPS", "RunResult", "read_metrics", "run_training"]
+def training_keys() -> list[str]:
+    """``talkdata train --list-keys``: each loop's ``--set`` settings with default, type, range and help."""
+    require_torch()
+    from importlib import import_module
+
+    from ..declare import declared, listing
+
+    lines = []
+    for name, module_name in LOOPS.items():
+        settings = import_module(f".{module_name}", __name__).Settings
+        lines += [f"{name}: {line}" for line in listing((d.name, d) for d in declared(settings))]
+    return lines
+
+
+__all__ = ["LOOPS", "RunResult", "read_metrics", "run_training", "training_keys"]

@@ -31,7 +31,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import csv
-import dataclasses
 import json
 import os
 import queue
@@ -44,6 +43,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ..declare import replace_checked, setting
 from ..errors import UserError
 from ..loader import collate
 
@@ -92,37 +92,27 @@ def seed_everything(seed: int, device, threads: int = 0) -> None:
 
 @dataclass(frozen=True)
 class LoopSettings:
-    """Settings every reference loop has (how it runs); each loop adds its model's and its defaults."""
+    """Settings every reference loop has (how it runs); each loop adds its model's and its defaults.
 
-    steps: int = 2000
-    stride: int = 16
-    workers: int = 0
-    shuffle_buffer: int = 256
-    threads: int = 0  # CPU threads for torch (0: torch's default)
-    eval_every: int = 500  # evaluate every N steps (0: only at the end)
-    checkpoint_every: int = 500  # write checkpoint.pt every N steps (0: only at the end)
-    eval_splits: str = "val"  # splits to evaluate on, comma-separated ("train,val"; "none")
+    Declared like the build config (:func:`talkdata.declare.setting`): ``--set`` values are checked
+    against each field's type and range, and an unknown name gets a did-you-mean.
+    """
+
+    steps: int = setting(2000, "training steps", ge=1, le=10**9)
+    stride: int = setting(16, "frames between the starts of consecutive training windows", ge=1, le=100_000)
+    workers: int = setting(0, "DataLoader worker processes (0: read in the training process)", ge=0, le=256)
+    shuffle_buffer: int = setting(256, "items in the loader's shuffle buffer (0 or 1: no shuffling)", ge=0,
+                                  le=10**7)
+    threads: int = setting(0, "CPU threads for torch (0: torch's default)", ge=0, le=1024)
+    eval_every: int = setting(500, "evaluate every N steps (0: only at the end)", ge=0, le=10**9)
+    checkpoint_every: int = setting(500, "write checkpoint.pt every N steps (0: only at the end)", ge=0, le=10**9)
+    eval_splits: str = setting("val", "splits to evaluate on, comma-separated (train,val) or none "
+                               "(checked by eval_split_names when the loop starts)")
 
 
 def apply_overrides(settings, overrides: dict[str, Any]):
-    """A copy of the ``settings`` dataclass with ``--set`` values (same types; unknown keys refused)."""
-    known = {f.name: f for f in dataclasses.fields(settings)}
-    changes = {}
-    for key, value in overrides.items():
-        if key not in known:
-            raise UserError(f"unknown training setting {key!r}; settings: {', '.join(sorted(known))}")
-        current = getattr(settings, key)
-        if isinstance(current, bool) or isinstance(value, bool):
-            ok = isinstance(current, bool) and isinstance(value, bool)
-        elif isinstance(current, float):
-            ok = isinstance(value, (int, float))
-            value = float(value) if ok else value
-        else:
-            ok = isinstance(value, type(current))
-        if not ok:
-            raise UserError(f"training setting {key!r} takes a {type(current).__name__}, got {value!r}")
-        changes[key] = value
-    return dataclasses.replace(settings, **changes)
+    """A copy of the ``settings`` dataclass with ``--set`` values, each checked against its declaration."""
+    return replace_checked(settings, overrides, "training setting")
 
 
 def eval_split_names(settings) -> list[str]:
