@@ -42,6 +42,7 @@ def dlib_model_path() -> Path:
 
 class DlibLandmarks:
     name = "dlib"
+    gray_only = True  # reads ``gray`` only: the tracker may give it the gray region around the face
 
     def __init__(self) -> None:
         import dlib

@@ -30,6 +30,45 @@ from .detect import Detection, box_iou, invert_affine, map_points, rotation_abou
 #: tilts (degrees) below this are treated as upright: the landmark predictor gets the frame as it is
 MIN_ROLL = 10.0
 
+#: half the side of the grayscale region converted around an upright face for the landmark predictor,
+#: in box sizes from the box centre (dlib's 68-point model reads pixels within about a fifth of a box
+#: size around its landmarks, so a whole box size beyond the box leaves a wide margin)
+GRAY_HALF = 1.5
+
+
+class Frame:
+    """One frame's pixels for the tracker: RGB as decoded (or None), grayscale given or converted on
+    demand, whole or (:meth:`gray_near`) only around a face, so that HD frames are not converted
+    whole on every frame."""
+
+    def __init__(self, gray: np.ndarray | None, rgb: np.ndarray | None):
+        if gray is None and rgb is None:
+            raise ValueError("a frame needs gray or rgb pixels")
+        self.rgb = rgb
+        self._gray = gray
+        self.shape = (gray if gray is not None else rgb).shape[:2]
+
+    @property
+    def gray(self) -> np.ndarray:
+        if self._gray is None:
+            self._gray = cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY)
+        return self._gray
+
+    def gray_near(self, box: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """Grayscale pixels within ``GRAY_HALF`` box sizes of ``box``'s centre and their origin
+        ``(x, y)`` in the frame (even, so that rounding a box shifted by it is unchanged); the whole
+        frame when that region is most of it or the frame's gray is at hand."""
+        h, w = self.shape
+        if self._gray is None:
+            half = GRAY_HALF * max(box[2] - box[0], box[3] - box[1], 1.0)
+            cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+            x0 = min(max(int(np.floor(cx - half)), 0), w) & ~1
+            y0 = min(max(int(np.floor(cy - half)), 0), h) & ~1
+            x1, y1 = max(min(int(np.ceil(cx + half)), w), x0), max(min(int(np.ceil(cy + half)), h), y0)
+            if x1 - x0 >= 2 and y1 - y0 >= 2 and 2 * (x1 - x0) * (y1 - y0) < w * h:
+                return cv2.cvtColor(self.rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY), (x0, y0)
+        return self.gray, (0, 0)
+
 
 @dataclass
 class TrackState:
@@ -87,11 +126,20 @@ def box_from_landmarks(points: np.ndarray, calibration: np.ndarray, roll: float 
     return np.r_[centre - half, centre + half]
 
 
-def predict_levelled(predictor, gray: np.ndarray, rgb: np.ndarray | None, box: np.ndarray, roll: float) -> np.ndarray:
+def predict_levelled(predictor, frame: Frame, box: np.ndarray, roll: float) -> np.ndarray:
     """Landmarks of the face in ``box`` tilted by ``roll``: the predictor runs on a levelled patch
-    (two box sizes wide) and its points are rotated back into the frame."""
+    (two box sizes wide) and its points are rotated back into the frame. An upright face is given to
+    a grayscale predictor as the gray region around it (:meth:`Frame.gray_near`), which gives the
+    same points as the whole frame."""
+    gray_only = getattr(predictor, "gray_only", False)
     if not roll:
-        return predictor.predict(gray, rgb, box)
+        if not gray_only:
+            return predictor.predict(frame.gray, frame.rgb, box)
+        patch, (x0, y0) = frame.gray_near(box)
+        if not (x0 or y0):
+            return predictor.predict(patch, None, box)
+        return predictor.predict(patch, None, box - np.array([x0, y0, x0, y0], dtype=np.float64)) + np.array([x0, y0])
+    gray, rgb = frame.gray, None if gray_only else frame.rgb
     size = max(box[2] - box[0], box[3] - box[1], 1.0)
     centre = (box[:2] + box[2:]) / 2.0
     side = int(np.ceil(2.0 * size))
@@ -148,8 +196,9 @@ class FaceTracker:
         self.n_detections = 0
         self.n_hint_seeds = 0
 
-    def _detect(self, image: np.ndarray, t: int, near: np.ndarray | None = None) -> list[Detection]:
+    def _detect(self, frame: Frame, t: int, near: np.ndarray | None = None) -> list[Detection]:
         self.n_detector_runs += 1
+        image = self.detector.pick(frame.gray if self.detector.backend.gray else None, frame.rgb)
         if near is not None:
             found = self.detector.detect_near(image, near, self.state.roll)
         else:
@@ -162,50 +211,51 @@ class FaceTracker:
         self.n_detections += bool(found)
         return found
 
-    def _hint_box(self, gray: np.ndarray) -> np.ndarray | None:
+    def _hint_box(self, shape: tuple[int, int]) -> np.ndarray | None:
         if self.hint is None:
             return None
-        h, w = gray.shape[:2]
+        h, w = shape
         return np.asarray(self.hint, dtype=np.float64) * np.array([w, h, w, h])
 
-    def _seed(self, gray, rgb, found: Detection) -> np.ndarray:
-        points = predict_levelled(self.predictor, gray, rgb, found.box, effective_roll(found.roll))
+    def _seed(self, frame: Frame, found: Detection) -> np.ndarray:
+        points = predict_levelled(self.predictor, frame, found.box, effective_roll(found.roll))
         self.state.roll = effective_roll(eye_roll(points))
         self.state.box_from_landmarks = calibrate(found.box, points, self.state.roll)
         return points
 
-    def step(self, gray: np.ndarray, rgb: np.ndarray | None = None) -> None:
-        """One frame: ``gray`` always; ``rgb`` when the detector or the landmark backend reads colour."""
+    def step(self, gray: np.ndarray | None, rgb: np.ndarray | None = None) -> None:
+        """One frame: ``rgb`` when the detector or the landmark backend reads colour; ``gray`` when
+        at hand (None: converted from ``rgb`` where the detector or the predictor needs it)."""
         t = len(self.landmarks)
         state = self.state
-        image = self.detector.pick(gray, rgb)
+        frame = Frame(gray, rgb)
         points = None
         box = None
         if state.last_landmarks is None:
-            found = self._detect(image, t)
+            found = self._detect(frame, t)
             if not found and self.hint is not None:
-                found = [Detection(self._hint_box(gray))]
+                found = [Detection(self._hint_box(frame.shape))]
                 self.n_hint_seeds += 1
             if found:
                 boxes = [d.box for d in found]
-                best = choose_first_face(boxes, gray.shape[:2]) if state.last_box is None else max(
+                best = choose_first_face(boxes, frame.shape) if state.last_box is None else max(
                     range(len(boxes)), key=lambda i: box_iou(boxes[i], state.last_box))
                 box = found[best].box
-                points = self._seed(gray, rgb, found[best])
+                points = self._seed(frame, found[best])
                 self._confirmed_at, self._misses = t, 0
         else:
             box = box_from_landmarks(state.last_landmarks, state.box_from_landmarks, state.roll)
             if t % self.detect_every == 0:
-                found = self._detect(image, t, near=box)  # only a face overlapping the track matters here
+                found = self._detect(frame, t, near=box)  # only a face overlapping the track matters here
                 best = max(found, key=lambda d: box_iou(d.box, box)) if found else None
                 if best is None or box_iou(best.box, box) < self.redetect_iou:
-                    found = self._detect(image, t)  # the window can miss what the whole frame shows
+                    found = self._detect(frame, t)  # the window can miss what the whole frame shows
                     best = max(found, key=lambda d: box_iou(d.box, box)) if found else None
                 if best is not None and box_iou(best.box, box) >= self.redetect_iou:
                     box = best.box
-                    points = self._seed(gray, rgb, best)
+                    points = self._seed(frame, best)
                     self._confirmed_at, self._misses = t, 0
-                elif self.hint is not None and box_iou(self._hint_box(gray), box) >= self.redetect_iou:
+                elif self.hint is not None and box_iou(self._hint_box(frame.shape), box) >= self.redetect_iou:
                     self._confirmed_at, self._misses = t, 0  # the corpus's face box vouches for the track
                 else:
                     self._misses += 1
@@ -218,13 +268,13 @@ class FaceTracker:
                         self.boxes.append(None)
                         return
             if points is None:
-                points = predict_levelled(self.predictor, gray, rgb, box, state.roll)
+                points = predict_levelled(self.predictor, frame, box, state.roll)
                 if _jumped(landmark_box(state.last_landmarks), landmark_box(points)):
                     points, box = None, None
                 else:
                     state.roll = effective_roll(eye_roll(points))
         if points is not None:
-            h, w = gray.shape[:2]
+            h, w = frame.shape
             lb = landmark_box(points)
             inside = (min(lb[2], w) - max(lb[0], 0)) * (min(lb[3], h) - max(lb[1], 0))
             if inside < 0.5 * (lb[2] - lb[0]) * (lb[3] - lb[1]):

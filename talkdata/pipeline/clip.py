@@ -134,9 +134,8 @@ def track_face(path: str, config: dict, stats: VideoStats,
     kept: list[KeptFrame] | None = []
     used = 0
     regions = False
-    wants_rgb = face["backend"] != "dlib" or not detector.backend.gray
     for rgb in iter_frames(path, config["video"]["fps"], "rgb24", stats):
-        tracker.step(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), rgb if wants_rgb else None)
+        tracker.step(None, rgb)  # the tracker converts to grayscale only what the detector and landmarks read
         if kept is None:
             continue
         frame = _face_region(rgb, tracker.boxes[-1]) if regions else KeptFrame(rgb, (0, 0), (rgb.shape[1], rgb.shape[0]))
