@@ -109,9 +109,9 @@ def test_other_detectors_find_a_110px_face_in_720p(name, face_config):
 
 
 def test_unknown_detector_is_a_config_error():
-    with pytest.raises(UserError, match="face.detector must be blazeface, hog or mmod"):
+    with pytest.raises(UserError, match=r"'face.detector' must be one of blazeface, hog, mmod, got 'yolo'"):
         resolve({}, "test", {"face.detector": "yolo"})
-    with pytest.raises(UserError, match="face.min_face_size must be >= 16"):
+    with pytest.raises(UserError, match=r"'face.min_face_size' must be in \[16, "):
         resolve({}, "test", {"face.min_face_size": 4})
 
 
@@ -203,3 +203,28 @@ def test_hd_clip_is_decoded_once_and_region_crops_match_full_frames(tmp_path, mo
         full = clip_module.warp_crop(rgb, affines[t], 256)
         part = clip_module.warp_crop(kept.pixels, shifted, 256)
         assert np.abs(full.astype(int) - part).max() <= 1
+
+
+@pytest.mark.parametrize("placement", [fp.Placement("vox473", "1080p", 110, centre=(0.3, 0.6)),
+                                       fp.Placement("grid", "720p", 80, centre=(0.85, 0.2))], ids=lambda p: p.name)
+def test_gray_around_the_face_gives_the_whole_frames_landmarks(placement, face_config, monkeypatch):
+    """Given RGB only, the tracker converts to grayscale just the region around an upright face: the
+    landmarks and boxes are exactly those of tracking with the whole frame's grayscale, and the
+    68-point predictor is shown regions, not whole HD frames, between key frames."""
+    frames = list(fp.canvas_frames(placement, N))
+    whole = _track(placement, face_config)
+    predictor = landmark_backend("dlib")
+    shown = []
+    original = type(predictor).predict
+    monkeypatch.setattr(type(predictor), "predict",
+                        lambda self, gray, rgb, box: shown.append(gray.shape) or original(self, gray, rgb, box))
+    regions = FaceTracker(make_detector(face_config), predictor, face_config["detect_every"], face_config["redetect_iou"])
+    for rgb in frames:
+        regions.step(None, rgb)
+    a, b = whole.result(), regions.result()
+    assert b[2].all()
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert len(shown) == N
+    h, w = frames[0].shape[:2]
+    assert all(s[0] * s[1] < 0.5 * w * h for s in shown)
