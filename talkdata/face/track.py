@@ -12,6 +12,10 @@ Tilted faces (in-plane roll of ``MIN_ROLL`` degrees or more, from the detection 
 line of the previous frame's landmarks) are landmarked on a levelled copy of the face region, so the
 68-point predictor always sees an upright face and the landmarks carry the tilt through the clip.
 
+Frames given as RGB only are converted to grayscale where something reads it: the whole frame for a
+grayscale detector or a tilted face, only the region around an upright face (``GRAY_HALF``) for the
+68-point predictor, which gives the same landmarks at a fraction of the cost on HD and 4K frames.
+
 One identity is kept: the first face chosen is the largest, ties broken by closeness to the frame
 centre; later detections are only accepted when they overlap the tracked face.
 """
