@@ -5,9 +5,11 @@ file's size and mtime, the processing config and the toolkit version). The folde
 files, ``meta.json`` and ``status.json``; it is written under a temporary name and renamed into
 place, so an entry either exists whole or not at all, and a killed build resumes where it stopped.
 
-``status.json`` is the ledger: ``done``, ``rejected`` (with reason code; stays rejected until the
-config changes, since the key changes with it) or ``failed`` (an unexpected error; retried by
-``build --retry-failed``).
+``status.json`` is the ledger: the clip's ``Outcome`` (``outcome.py``): ``done``, ``rejected``
+(with reason code; stays rejected until the config changes, since the key changes with it) or
+``failed`` (an unexpected error; retried by ``build --retry-failed``). A ``done`` entry also lists
+its files and their sizes, so the packing stage plans shards without reading payloads, and a
+damaged entry (a file missing or cut short, ``meta.json`` unreadable) is found before packing.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from pathlib import Path
 from .. import __version__
 from ..config import config_hash
 from ..sources.base import ClipRecord
+from .outcome import Done, Outcome, from_status, to_status
 
 #: config sections that do not change per-clip results (they act at the dataset level)
 DATASET_LEVEL_SECTIONS = ("split", "shards", "shape")
+_LEDGER = ("meta.json", "status.json")
 
 
 def processing_config(config: dict) -> dict:
@@ -50,30 +54,69 @@ class ClipCache:
     def entry(self, key: str) -> Path:
         return self.root / key[:2] / key
 
-    def status(self, key: str) -> dict | None:
-        path = self.entry(key) / "status.json"
+    def _status(self, key: str) -> dict | None:
         try:
-            return json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            return json.loads((self.entry(key) / "status.json").read_text())
+        except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
             return None
+
+    def outcome(self, key: str) -> Outcome | None:
+        """The recorded outcome, or None when the clip has no (readable) entry."""
+        status = self._status(key)
+        if status is None:
+            return None
+        try:
+            return from_status(status)
+        except (KeyError, ValueError, TypeError):
+            return None
+
+    def sizes(self, key: str) -> dict[str, int]:
+        """``{field: bytes}`` of a done entry's files, from its ledger (no payload is read)."""
+        status = self._status(key) or {}
+        if isinstance(status.get("fields"), dict):
+            return dict(status["fields"])
+        folder = self.entry(key)
+        return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.name not in _LEDGER}
+
+    def damage(self, key: str) -> str | None:
+        """Why a done entry cannot be packed (a file missing or of the wrong size, meta unreadable), or None."""
+        folder = self.entry(key)
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            if not isinstance(meta, dict) or "frames" not in meta:
+                return "meta.json is incomplete"
+        except (OSError, ValueError) as err:
+            return f"meta.json unreadable ({type(err).__name__})"
+        for name, size in self.sizes(key).items():
+            try:
+                actual = (folder / name).stat().st_size
+            except OSError:
+                return f"{name} is missing"
+            if actual != size:
+                return f"{name} has {actual} bytes, the entry recorded {size}"
+        return None
 
     def meta(self, key: str) -> dict:
         return json.loads((self.entry(key) / "meta.json").read_text())
 
     def files(self, key: str) -> dict[str, bytes]:
         folder = self.entry(key)
-        return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name not in ("meta.json", "status.json")}
+        return {name: (folder / name).read_bytes() for name in sorted(self.sizes(key))}
 
     def read(self, key: str, name: str) -> bytes:
         return (self.entry(key) / name).read_bytes()
 
-    def store(self, key: str, status: dict, files: dict[str, bytes] | None = None, meta: dict | None = None) -> None:
+    def store(self, key: str, outcome: Outcome, files: dict[str, bytes] | None = None,
+              meta: dict | None = None) -> None:
         """Write an entry atomically (temporary folder, then rename)."""
         final = self.entry(key)
         final.parent.mkdir(parents=True, exist_ok=True)
         staging = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
         staging.mkdir()
         contents = dict(files or {})
+        status = to_status(outcome)
+        if isinstance(outcome, Done):
+            status["fields"] = {name: len(data) for name, data in sorted(contents.items())}
         if meta is not None:
             contents["meta.json"] = json.dumps(meta, sort_keys=True).encode()
         contents["status.json"] = json.dumps(status, sort_keys=True).encode()
