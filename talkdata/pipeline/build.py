@@ -32,13 +32,14 @@ from ..recipe import Recipe, load_recipe
 from ..sources.base import ClipRecord
 from ..sources.fetch import check_source
 from ..sources.splits import SPLITS, assign_splits
-from .cache import ClipCache, cache_key
+from .cache import GENERATION, ClipCache, cache_key, read_generation
 from .card import write_card
 from .executor import Executor, run_clips
 from .outcome import Done, Failed, reason
 from .pack import (INDEX_COLUMNS, REJECT_COLUMNS, ColumnTypes, Member, ShapeRef, TableWriter, index_row,
                    plan_shards, sample_bytes, sample_meta, write_shard)
 from .shape_fit import FrameSampler, fit_basis, sampled_frames
+from .store import commit, drop_parked, park, release_shard
 
 WORK_DIR = ".work"
 SHAPE_MODEL = "stats/shape_model.npz"
@@ -174,10 +175,12 @@ def index_clips(recipe: Recipe, source: Path, config: dict) -> list[ClipRecord]:
 def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | None = None, workers: int = 0,
           scheduler: str | None = None, limit: int | None = None, retry_failed: bool = False,
           shape_model: str | None = None, progress: bool = True, isolate: bool = True,
-          clip_timeout: float = 120.0) -> BuildReport:
+          clip_timeout: float = 120.0, keep_cache: bool = False) -> BuildReport:
     """``isolate``/``clip_timeout``: clips run in a supervised child process, rejected as
     ``decoder_crash`` when it dies and ``decode_timeout`` after ``clip_timeout`` seconds without
-    progress (execution settings: they never change the output, so they are not part of the config)."""
+    progress (execution settings: they never change the output, so they are not part of the config).
+    ``keep_cache``: keep a full copy of every sample in ``OUT/.work`` (by default, cache entries
+    point into the shards after a successful build: the dataset is stored once)."""
     started = time.time()
     recipe = load_recipe(recipe_name)
     config = resolve(recipe.defaults, recipe.name, sets or {})
@@ -205,7 +208,7 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
         for _ in run_clips(executor, ((records[i].to_dict(), keys[i]) for i in todo), len(todo), config, str(work),
                            isolate=isolate, stall_timeout=clip_timeout):
             pass
-        manifest, rejects = pack(out, recipe, config, records, keys, cache, shape_model, executor)
+        manifest, rejects = pack(out, recipe, config, records, keys, cache, shape_model, executor, keep_cache)
     write_atomic(out / "build_info.json", canonical_json({
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.time() - started, 3),
@@ -268,8 +271,16 @@ def _shape_model(config: dict, records: list[ClipRecord], keys: list[str], done:
     return fit_basis(sample, settings, len(fitting))
 
 
+def _release(executor: Executor, out: Path, cache: ClipCache, generation: str, keep: bool,
+             shards: list[tuple[str, dict[str, str]]]) -> None:
+    """Point cache entries into the shards of ``generation`` (``store.release_shard`` per shard)."""
+    for _ in executor.map(release_shard, shards, shared=(str(out), str(cache.work), generation, keep),
+                          total=len(shards), desc="release cache", unit="shard"):
+        pass
+
+
 def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], keys: list[str], cache: ClipCache,
-         shape_model_path: str | None, executor: Executor) -> tuple[dict, dict[str, int]]:
+         shape_model_path: str | None, executor: Executor, keep_cache: bool = False) -> tuple[dict, dict[str, int]]:
     """Fit (or load) the shape model, write the shards, the index, the rejects, the manifest and the card."""
     rejects = TableWriter(out / "rejects.parquet", ColumnTypes(REJECT_COLUMNS).schema(REJECT_COLUMNS))
     by_reason: dict[str, int] = {}
@@ -284,6 +295,21 @@ def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], key
         rejects.write({"key": outcome.key, "source": outcome.source, "split": records[i].split,
                        "stage": outcome.stage, "reason": code, "message": outcome.message})
     rejects.close()
+
+    own = own_shards(out, recipe.name)
+    foreign = sorted(p for p in (out / "shards").rglob("*") if p.is_file() and p not in set(own)) \
+        if (out / "shards").is_dir() else []
+    if foreign:
+        raise UserError(f"{out / 'shards'} holds files talkdata did not write ({foreign[0].relative_to(out)}"
+                        f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); move them out of the "
+                        "output folder and run the same command again")
+
+    def finish_release() -> None:  # a committed pack whose release was cut short: finish it first
+        by_key = {records[i].key: keys[i] for i in done}
+        shards = [(p.relative_to(out).as_posix(), by_key) for p in own if p.name.endswith(".tar")]
+        _release(executor, out, cache, read_generation(cache.work / GENERATION), keep_cache, shards)
+
+    park(out, cache.work, own, finish_release)
 
     artifacts = {}
     model = None
@@ -313,8 +339,6 @@ def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], key
                 yield split, Member(records[i].key, keys[i], sample_bytes(sizes, json_meta))
 
     plans = list(plan_shards(members(), config["shards"]["max_samples"], config["shards"]["max_bytes"]))
-    for path in own_shards(out, recipe.name):  # shards of an earlier build of this folder
-        path.unlink()
     index = TableWriter(out / "index.parquet", columns.schema(["shard", "sha256"]))
     shards = []
     results = executor.map(write_shard, plans, shared=(str(out), recipe.name, str(cache.root.parent), model, shape),
@@ -347,6 +371,10 @@ def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], key
         "shape_model": _shape_summary(model),
     }
     manifest = write_manifest(out, manifest)
+    commit(cache.work, manifest["version"])  # entries may now point into these shards
+    _release(executor, out, cache, manifest["version"], keep_cache,
+             [(entry["path"], {m.key: m.cache_key for m in plan.members}) for entry, plan in zip(shards, plans)])
+    drop_parked(cache.work)
     rows = pq.read_table(out / "index.parquet", columns=["key", "split", "shard", "speaker", "duration"]).to_pylist()
     write_card(out, manifest, rows, model)
     return manifest, by_reason

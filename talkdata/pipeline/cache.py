@@ -5,6 +5,13 @@ file's size and mtime, the processing config and the toolkit version). The folde
 files, ``meta.json`` and ``status.json``; it is written under a temporary name and renamed into
 place, so an entry either exists whole or not at all, and a killed build resumes where it stopped.
 
+The dataset is stored once: after a successful pack, each done entry's payload files are replaced
+by ``packed.json``, a pointer to where they sit in the shards (``release``). Reading an entry
+(``files``, ``read``) follows the pointer, so a re-fit or a re-pack reads samples from the existing
+shards. Pointers name the generation of the shard set (the manifest version): ``GENERATION`` holds
+the current one (``OUT/shards``), ``PREVIOUS_GENERATION`` the one moved to ``.work/previous-shards``
+while a re-pack writes new shards. ``--keep-cache`` keeps full entries instead.
+
 ``status.json`` is the ledger: the clip's ``Outcome`` (``outcome.py``): ``done``, ``rejected``
 (with reason code; stays rejected until the config changes, since the key changes with it) or
 ``failed`` (an unexpected error; retried by ``build --retry-failed``). A ``done`` entry also lists
@@ -28,7 +35,18 @@ from .outcome import Done, Outcome, from_status, to_status
 
 #: config sections that do not change per-clip results (they act at the dataset level)
 DATASET_LEVEL_SECTIONS = ("split", "shards", "shape")
-_LEDGER = ("meta.json", "status.json")
+_LEDGER = ("meta.json", "status.json", "packed.json")
+POINTER = "packed.json"
+GENERATION = "generation"
+PREVIOUS_GENERATION = "previous-generation"
+PREVIOUS_SHARDS = "previous-shards"
+
+
+def read_generation(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 def processing_config(config: dict) -> dict:
@@ -49,7 +67,49 @@ def cache_key(record: ClipRecord, config: dict) -> str:
 
 class ClipCache:
     def __init__(self, work_dir: str | Path):
-        self.root = Path(work_dir) / "clips"
+        self.work = Path(work_dir)
+        self.root = self.work / "clips"
+
+    def pointer(self, key: str) -> dict | None:
+        """Where a released entry's payload is: ``{"generation", "shard", "fields": {name: [offset, size]}}``."""
+        try:
+            return json.loads((self.entry(key) / POINTER).read_text())
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _shard_path(self, pointer: dict) -> Path:
+        """The shard file a pointer names: in ``.work/previous-shards`` while a re-pack parks the
+        generation there, else in ``OUT/shards``."""
+        generation, relative = pointer["generation"], Path(pointer["shard"]).relative_to("shards")
+        if generation == read_generation(self.work / PREVIOUS_GENERATION):
+            parked = self.work / PREVIOUS_SHARDS / relative
+            if parked.is_file():
+                return parked
+        if generation in (read_generation(self.work / GENERATION), read_generation(self.work / PREVIOUS_GENERATION)):
+            return self.work.parent / "shards" / relative
+        raise FileNotFoundError(f"the shards of generation {generation} are gone")
+
+    def _read_packed(self, pointer: dict, names) -> dict[str, bytes]:
+        files = {}
+        with open(self._shard_path(pointer), "rb") as handle:
+            for name in names:
+                offset, size = pointer["fields"][name]
+                handle.seek(offset)
+                files[name] = handle.read(size)
+                if len(files[name]) != size:
+                    raise OSError(f"shard {pointer['shard']} is shorter than its pointer says")
+        return files
+
+    def release(self, key: str, generation: str, shard: str, offsets: dict[str, tuple[int, int]]) -> None:
+        """Point the entry at its sample in ``shard`` and delete the payload copy (idempotent)."""
+        folder = self.entry(key)
+        fields = {name: list(offsets[name]) for name in self.sizes(key)}
+        data = json.dumps({"generation": generation, "shard": shard, "fields": fields}, sort_keys=True).encode()
+        temp = folder / (POINTER + ".tmp")
+        temp.write_bytes(data)
+        os.replace(temp, folder / POINTER)
+        for name in fields:
+            (folder / name).unlink(missing_ok=True)
 
     def entry(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -87,7 +147,20 @@ class ClipCache:
                 return "meta.json is incomplete"
         except (OSError, ValueError) as err:
             return f"meta.json unreadable ({type(err).__name__})"
-        for name, size in self.sizes(key).items():
+        try:
+            pointer = self.pointer(key)
+        except (OSError, ValueError) as err:
+            return f"{POINTER} unreadable ({type(err).__name__})"
+        sizes = self.sizes(key)
+        if pointer is not None:
+            try:
+                length = self._shard_path(pointer).stat().st_size
+                if any(pointer["fields"][n][1] != s or sum(pointer["fields"][n]) > length for n, s in sizes.items()):
+                    return f"the shard {pointer['shard']} does not hold this sample any more"
+            except (OSError, KeyError, TypeError, ValueError) as err:
+                return f"the sample's shard cannot be read ({err})"
+            return None
+        for name, size in sizes.items():
             try:
                 actual = (folder / name).stat().st_size
             except OSError:
@@ -100,10 +173,17 @@ class ClipCache:
         return json.loads((self.entry(key) / "meta.json").read_text())
 
     def files(self, key: str) -> dict[str, bytes]:
+        names = sorted(self.sizes(key))
+        pointer = self.pointer(key)
+        if pointer is not None:
+            return self._read_packed(pointer, names)
         folder = self.entry(key)
-        return {name: (folder / name).read_bytes() for name in sorted(self.sizes(key))}
+        return {name: (folder / name).read_bytes() for name in names}
 
     def read(self, key: str, name: str) -> bytes:
+        pointer = self.pointer(key)
+        if pointer is not None:
+            return self._read_packed(pointer, [name])[name]
         return (self.entry(key) / name).read_bytes()
 
     def store(self, key: str, outcome: Outcome, files: dict[str, bytes] | None = None,

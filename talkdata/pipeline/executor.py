@@ -16,6 +16,8 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -109,8 +111,16 @@ class Executor:
             except (OSError, TimeoutError, ValueError, TypeError) as err:
                 raise UserError(f"cannot connect to the dask scheduler at {self.scheduler}: {err}") from None
         else:
-            self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, silence_logs=logging.CRITICAL)
+            # the worker processes start with SIGINT ignored: Ctrl-C reaches the whole process group, and
+            # only this process decides what an interruption means (the workers end with the cluster)
+            main = threading.current_thread() is threading.main_thread()
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+            try:
+                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                             dashboard_address=None, silence_logs=logging.CRITICAL)
+            finally:
+                if main:
+                    signal.signal(signal.SIGINT, previous)
             self._client = Client(self._cluster)
         self._client.run(_quiet_worker_logs)
         return self._client

@@ -133,7 +133,8 @@ class IsolatedWorker:
         code = self._child.wait()
         self._stop()
         if code < 0 and -code in INTERRUPT_SIGNALS:
-            raise Interrupted(f"interrupted by {signal.Signals(-code).name} while processing {source}")
+            raise Interrupted(f"interrupted ({signal.Signals(-code).name}) while processing {source}; run the same "
+                              "command again to resume")
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         return decoder_crash(key, source, how)
 

@@ -15,14 +15,15 @@ import signal
 from dataclasses import dataclass
 from typing import Union
 
-from ..errors import REASONS
+from ..errors import REASONS, UserError
 
 #: signals that mean "the user or the system stopped the build", not "this clip is bad"
 INTERRUPT_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT})
 
 
-class Interrupted(Exception):
-    """The build was interrupted while a clip was in flight; nothing is recorded for it."""
+class Interrupted(UserError):
+    """The build was interrupted while a clip was in flight; nothing is recorded for it (the CLI
+    prints one ``error:`` line; the same command resumes)."""
 
 
 @dataclass(frozen=True)
