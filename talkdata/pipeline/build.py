@@ -18,6 +18,7 @@ import re
 import socket
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,8 +37,8 @@ from .cache import GENERATION, ClipCache, cache_key, read_generation
 from .card import write_card
 from .executor import Executor, run_clips
 from .outcome import Done, Failed, reason
-from .pack import (INDEX_COLUMNS, REJECT_COLUMNS, ColumnTypes, Member, ShapeRef, TableWriter, index_row,
-                   plan_shards, sample_bytes, sample_meta, write_shard)
+from .pack import (INDEX_COLUMNS, REJECT_COLUMNS, ColumnTypes, Member, ShapeRef, TableWriter, measure,
+                   plan_shards, shape_bytes, write_shard)
 from .shape_fit import FrameSampler, fit_basis, sampled_frames
 from .store import commit, drop_parked, park, release_shard
 
@@ -237,6 +238,7 @@ def fit_task(work_dir: str, settings: dict, chunk: list[tuple[str, np.ndarray]])
 
 
 FIT_CHUNK = 64  # clips per fit task
+MEASURE_CHUNK = 512  # cache entries per measuring task
 
 
 def _chunks(items, size: int):
@@ -250,8 +252,8 @@ def _chunks(items, size: int):
         yield chunk
 
 
-def _shape_model(config: dict, records: list[ClipRecord], keys: list[str], done: list[int], cache: ClipCache,
-                 given: str | None, executor: Executor):
+def _shape_model(config: dict, records: list[ClipRecord], keys: list[str], done: list[int], frames: np.ndarray,
+                 cache: ClipCache, given: str | None, executor: Executor):
     if given:
         try:
             return load_shape_model(given)
@@ -262,7 +264,7 @@ def _shape_model(config: dict, records: list[ClipRecord], keys: list[str], done:
     fitting = [i for i in done if split == "all" or records[i].split == split] or done
     sampler = FrameSampler(settings["max_frames"], settings["seed"])
     for i in fitting:  # the sample is chosen from frame counts alone, before any landmark is read
-        sampler.add(records[i].key, int(cache.meta(keys[i])["frames"]))
+        sampler.add(records[i].key, int(frames[i]))
     chosen = sampler.selection()
     tasks = _chunks(((keys[fitting[n]], frames) for n, frames in sorted(chosen.items())), FIT_CHUNK)
     parts = list(executor.map(fit_task, tasks, shared=(str(cache.root.parent), settings),
@@ -279,8 +281,18 @@ def _release(executor: Executor, out: Path, cache: ClipCache, generation: str, k
         pass
 
 
+@contextmanager
+def _timed(timings: dict | None, name: str):
+    """Seconds of a dataset-level stage into ``timings`` (for benchmarks/scale.py)."""
+    start = time.perf_counter()
+    yield
+    if timings is not None:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
 def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], keys: list[str], cache: ClipCache,
-         shape_model_path: str | None, executor: Executor, keep_cache: bool = False) -> tuple[dict, dict[str, int]]:
+         shape_model_path: str | None, executor: Executor, keep_cache: bool = False,
+         timings: dict | None = None) -> tuple[dict, dict[str, int]]:
     """Fit (or load) the shape model, write the shards, the index, the rejects, the manifest and the card."""
     rejects = TableWriter(out / "rejects.parquet", ColumnTypes(REJECT_COLUMNS).schema(REJECT_COLUMNS))
     by_reason: dict[str, int] = {}
@@ -311,10 +323,34 @@ def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], key
 
     park(out, cache.work, own, finish_release)
 
+    # sizes, frame counts and index columns of every done entry, measured on the executor from ledgers and
+    # meta.json (no payload read); the driver keeps 12 bytes per clip of it
+    by_split = {split: [i for i in done if records[i].split == split] for split in SPLITS}
+    base = np.zeros(len(records), dtype=np.int64)
+    frames = np.zeros(len(records), dtype=np.int32)
+    columns = ColumnTypes(INDEX_COLUMNS)
+    fingerprint: list[tuple[str, str]] = []
+    audio_features: set[str] = set()
+    order = [i for split in SPLITS for i in by_split[split]]
+    with _timed(timings, "measure"):
+        batches = _chunks(order, MEASURE_CHUNK)
+        results = executor.map(measure, ([(records[i].split, keys[i]) for i in batch] for batch in batches),
+                               shared=(str(cache.work),), total=-(-len(order) // MEASURE_CHUNK),
+                               desc="measure samples", unit="task")
+        position = 0
+        for measured in results:
+            chunk = order[position:position + len(measured.bytes)]
+            position += len(chunk)
+            base[chunk], frames[chunk] = measured.bytes, measured.frames
+            columns.merge(measured.columns)
+            fingerprint += measured.fingerprint
+            audio_features |= measured.audio_features
+
     artifacts = {}
     model = None
     if done:
-        model = _shape_model(config, records, keys, done, cache, shape_model_path, executor)
+        with _timed(timings, "fit"):
+            model = _shape_model(config, records, keys, done, frames, cache, shape_model_path, executor)
         (out / "stats").mkdir(exist_ok=True)
         write_atomic(out / SHAPE_MODEL, shape_model_bytes(model))
         artifacts[SHAPE_MODEL] = {"sha256": sha256_file(out / SHAPE_MODEL), "bytes": (out / SHAPE_MODEL).stat().st_size}
@@ -322,32 +358,20 @@ def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], key
         (out / SHAPE_MODEL).unlink()
     shape = ShapeRef(artifacts[SHAPE_MODEL]["sha256"], int(model.basis.n_components)) if model else None
 
-    # membership from the ledgers and metadata (no payload read); index columns and types on the way
-    columns = ColumnTypes(INDEX_COLUMNS)
-    fingerprint: list[tuple[str, str]] = []
-    audio_features: set[str] = set()
-    by_split = {split: [i for i in done if records[i].split == split] for split in SPLITS}
-
-    def members():
-        for split in SPLITS:
-            for i in by_split[split]:
-                meta, sizes = cache.meta(keys[i]), cache.sizes(keys[i])
-                json_meta = sample_meta(meta, split, sizes, shape)
-                columns.add(index_row(json_meta, split, "", ""))
-                fingerprint.append((records[i].relpath, meta["source"]["sha256"]))
-                audio_features.update(meta.get("backends", {}).get("audio_features", []))
-                yield split, Member(records[i].key, keys[i], sample_bytes(sizes, json_meta))
-
-    plans = list(plan_shards(members(), config["shards"]["max_samples"], config["shards"]["max_bytes"]))
+    with _timed(timings, "plan"):
+        plans = list(plan_shards(((split, Member(records[i].key, keys[i], int(base[i]) + shape_bytes(int(frames[i]), shape)))
+                                  for split in SPLITS for i in by_split[split]),
+                                 config["shards"]["max_samples"], config["shards"]["max_bytes"]))
     index = TableWriter(out / "index.parquet", columns.schema(["shard", "sha256"]))
     shards = []
     results = executor.map(write_shard, plans, shared=(str(out), recipe.name, str(cache.root.parent), model, shape),
                            total=len(plans), desc="pack shards", unit="shard")
-    for result in results:
-        shards.append(result.info.manifest_entry())
-        for row in result.rows:
-            index.write(row)
-    index.close()
+    with _timed(timings, "pack"):
+        for result in results:
+            shards.append(result.info.manifest_entry())
+            for row in result.rows:
+                index.write(row)
+        index.close()
     for name in ("index.parquet", "rejects.parquet"):
         artifacts[name] = {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
 
@@ -372,11 +396,13 @@ def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], key
     }
     manifest = write_manifest(out, manifest)
     commit(cache.work, manifest["version"])  # entries may now point into these shards
-    _release(executor, out, cache, manifest["version"], keep_cache,
-             [(entry["path"], {m.key: m.cache_key for m in plan.members}) for entry, plan in zip(shards, plans)])
-    drop_parked(cache.work)
-    rows = pq.read_table(out / "index.parquet", columns=["key", "split", "shard", "speaker", "duration"]).to_pylist()
-    write_card(out, manifest, rows, model)
+    with _timed(timings, "release"):
+        _release(executor, out, cache, manifest["version"], keep_cache,
+                 [(entry["path"], {m.key: m.cache_key for m in plan.members}) for entry, plan in zip(shards, plans)])
+        drop_parked(cache.work)
+    with _timed(timings, "card"):
+        rows = pq.read_table(out / "index.parquet", columns=["key", "split", "shard", "speaker", "duration"]).to_pylist()
+        write_card(out, manifest, rows, model)
     return manifest, by_reason
 
 

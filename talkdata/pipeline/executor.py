@@ -129,7 +129,7 @@ class Executor:
         if self.local:
             return 1
         workers = len(self._client.scheduler_info().get("workers", {})) or max(self.workers, 1)
-        return max(8, 4 * workers)
+        return max(64, 16 * workers)  # enough queued per worker to hide the scheduler's round trips
 
     def close(self) -> None:
         if self._client is not None:
@@ -161,7 +161,8 @@ class Executor:
         from dask.distributed import as_completed
 
         client = self._connect()
-        sent = [client.scatter([value], broadcast=True)[0] for value in shared]
+        # hash=False: a unique key per map, so one stage releasing its copy never cancels the next stage's tasks
+        sent = [client.scatter([value], broadcast=True, hash=False)[0] for value in shared]
         window = self._window()
         pending: dict = {}  # future -> (index, item)
         done: dict[int, Any] = {}

@@ -1,9 +1,10 @@
 """Pack: plan shards in the driver, write them on the executor, stream the index and rejects.
 
-1. ``plan_shards``: shard membership in key order from per-clip metadata known without reading a
-   payload (the file sizes in each cache entry's ledger, the sizes of ``lmk_norm``/``pca`` from the
-   frame count, the sample json from ``meta.json``). The rule is ``ShardWriter``'s, so the shards
-   are the ones a single writer would make.
+1. ``measure`` (an executor task per batch of entries) and ``plan_shards``: shard membership in key
+   order from per-clip metadata known without reading a payload (the file sizes in each cache
+   entry's ledger, the sizes of ``lmk_norm``/``pca`` from the frame count, the sample json from
+   ``meta.json``). The rule is ``ShardWriter``'s, so the shards are the ones a single writer would
+   make.
 2. ``write_shard``: an executor task that reads its samples from the cache, computes
    ``lmk_norm``/``pca``, writes one shard (sha256 while writing) and returns its index rows.
 3. The driver takes shard results in plan order and streams the rows into ``index.parquet``
@@ -92,11 +93,45 @@ def npy_size(shape: tuple[int, ...], dtype: str = "<f4") -> int:
     return len(header.getvalue()) + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
 
 
-def sample_bytes(sizes: dict[str, int], json_meta: dict) -> int:
-    """The size ``ShardWriter`` counts for a sample: payload + lmk_norm + pca + json."""
-    frames, components = int(json_meta["frames"]), json_meta["shape_model"]["components"]
-    derived = npy_size((frames, 68, 2)) + npy_size((frames, components))
-    return sum(sizes.values()) + derived + len(canonical_json(json_meta).encode())
+#: what the ``shape_model`` entry adds to a sample's canonical json (the same whether or not it is the last key:
+#: the comma moves to the line before)
+_SHAPE_ENTRY = '  "shape_model": {{\n    "components": {components},\n    "sha256": "{sha256}"\n  }},\n'
+
+
+def shape_bytes(frames: int, shape: ShapeRef) -> int:
+    """The bytes of a sample that depend on the shape model: ``pca.npy`` and the json's ``shape_model`` entry."""
+    return npy_size((frames, shape.components)) + len(_SHAPE_ENTRY.format(components=shape.components,
+                                                                          sha256=shape.sha256))
+
+
+@dataclass
+class Measured:
+    """What ``measure`` learns from a batch of cache entries (in the order given)."""
+
+    bytes: list[int]  # each sample's bytes but those of ``shape_bytes``
+    frames: list[int]
+    columns: ColumnTypes
+    fingerprint: list[tuple[str, str]]  # (source relpath, source sha256)
+    audio_features: set[str]
+
+
+def measure(work_dir: str, items: list[tuple[str, str]]) -> Measured:
+    """Executor task: sizes, frame counts and index columns of done entries (``(split, cache key)``), from
+    their ledgers and ``meta.json`` only (no payload is read)."""
+    cache = ClipCache(work_dir)
+    placeholder = ShapeRef("", 0)
+    result = Measured([], [], ColumnTypes(INDEX_COLUMNS), [], set())
+    for split, key in items:
+        meta, sizes = cache.meta(key), cache.sizes(key)
+        frames = int(meta["frames"])
+        json_meta = sample_meta(meta, split, sizes, placeholder)
+        result.columns.add(index_row(json_meta, split, "", ""))
+        del json_meta["shape_model"]
+        result.bytes.append(sum(sizes.values()) + npy_size((frames, 68, 2)) + len(canonical_json(json_meta).encode()))
+        result.frames.append(frames)
+        result.fingerprint.append((meta["source"]["path"], meta["source"]["sha256"]))
+        result.audio_features.update(meta.get("backends", {}).get("audio_features", []))
+    return result
 
 
 def index_row(meta: dict, split: str, shard: str, sha256: str) -> dict:
@@ -167,6 +202,13 @@ class ColumnTypes:
                 self._seen[name] = set()
             if value is not None:
                 self._seen[name].add(type(value))
+
+    def merge(self, other: ColumnTypes) -> None:
+        for name in other.names:
+            if name not in self._seen:
+                self.names.append(name)
+                self._seen[name] = set()
+            self._seen[name] |= other._seen[name]
 
     def schema(self, strings: Iterable[str] = ()) -> pa.Schema:
         strings = set(strings)
