@@ -2,7 +2,7 @@
 
 One ``Executor`` serves every stage of a build (clips, the shape fit's normalisation, shards), so a
 local cluster starts once. ``Executor.map`` sends what every task shares (the config, the shape
-model) once (``scatter``), submits tasks in a bounded window and yields results in input order:
+model) once (into the task graph as one task), submits tasks in a bounded window and yields results in input order:
 the driver holds a constant number of futures whatever the corpus size, and results never depend
 on the number of workers or the order tasks finish in.
 
@@ -71,6 +71,10 @@ def clip_task(config: dict, work_dir: str, isolate: bool, stall_timeout: float, 
     return process_and_store(record_data, config, work_dir, key)
 
 
+def _shared(value):
+    return value
+
+
 def _quiet_worker_logs() -> None:
     """Dask's own worker logging ("Compute Failed ... Traceback") must not reach the user's terminal:
     every failure reaches the driver, which prints one ``error:`` line."""
@@ -116,6 +120,10 @@ class Executor:
             main = threading.current_thread() is threading.main_thread()
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
             try:
+                import dask
+
+                # one task per worker thread at a time: a worker that dies takes only the clip it was processing
+                dask.config.set({"distributed.scheduler.worker-saturation": 1.0})
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                              dashboard_address=None, silence_logs=logging.CRITICAL)
             finally:
@@ -161,8 +169,9 @@ class Executor:
         from dask.distributed import as_completed
 
         client = self._connect()
-        # hash=False: a unique key per map, so one stage releasing its copy never cancels the next stage's tasks
-        sent = [client.scatter([value], broadcast=True, hash=False)[0] for value in shared]
+        # each shared value goes into the graph once, as a task (not scattered: a scattered value dies with the
+        # worker holding it and cancels every task that needs it; a task's result is computed again)
+        sent = [client.submit(_shared, value, pure=False, key=f"shared-{os.urandom(8).hex()}") for value in shared]
         window = self._window()
         pending: dict = {}  # future -> (index, item)
         done: dict[int, Any] = {}
