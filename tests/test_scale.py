@@ -299,3 +299,25 @@ def test_disk_full_with_dask_workers_is_one_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no space left"), result.stderr
     assert "Traceback" not in result.stderr and "Compute Failed" not in result.stderr
+
+
+def test_planned_shards_are_the_ones_a_single_writer_makes(synthetic, tmp_path):
+    """Shard membership planned from the ledgers (no payload read) against ``ShardWriter`` rolling over
+    on ``shards.max_bytes`` while it writes the same samples one by one."""
+    from talkdata.shards import ShardWriter
+
+    limit = 2_500_000  # about 5 samples of the synthetic corpus
+    config = json.loads(json.dumps(synthetic["config"]))
+    config["shards"].update(max_samples=1000, max_bytes=limit)
+    planned = tmp_path / "planned"
+    manifest = _pack(dict(synthetic, config=config), planned, 0, keep_cache=True)
+    samples = {k: v for s in sorted((planned / "shards").rglob("*.tar")) for k, v in read_shard(s).items()}
+    writer = ShardWriter(tmp_path / "single", manifest["name"], "train", 1000, limit)
+    for key in sorted(samples):
+        writer.write(key, samples[key])
+    written = writer.close()
+    assert len(written) > 3
+    assert [s["samples"] for s in manifest["shards"]] == [s.samples for s in written]
+    for info in written:
+        assert (tmp_path / "single" / info.path).read_bytes() == (planned / info.path).read_bytes()
+        assert info.sha256 == __import__("hashlib").sha256((planned / info.path).read_bytes()).hexdigest()

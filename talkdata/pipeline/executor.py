@@ -14,6 +14,7 @@ therefore see the output folder) and returns its ``Outcome``.
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
 import signal
@@ -181,22 +182,28 @@ class Executor:
         completed = as_completed()
         submitted = 0
 
-        def submit() -> bool:
-            nonlocal submitted
-            try:
-                item = next(iterator)
-            except StopIteration:
-                return False
-            future = client.submit(fn, *sent, item, pure=False, key=f"{getattr(fn, '__name__', 'task')}-{submitted}-"
-                                   f"{os.urandom(4).hex()}")
-            pending[future] = (submitted, item)
-            completed.add(future)
-            submitted += 1
-            return True
+        name = getattr(fn, "__name__", "task")
+
+        def refill() -> None:
+            """Top the window up, in one ``client.map`` call per batch (one message, not one per task)."""
+            nonlocal submitted, exhausted
+            room = window - (submitted - next_out)
+            if exhausted or (pending and room < max(1, window // 4)):
+                return
+            batch = list(itertools.islice(iterator, room))
+            exhausted = len(batch) < room
+            if not batch:
+                return
+            tag = os.urandom(4).hex()
+            futures = client.map(fn, *[[value] * len(batch) for value in sent], batch, pure=False,
+                                 key=[f"{name}-{submitted + j}-{tag}" for j in range(len(batch))])
+            for j, (future, item) in enumerate(zip(futures, batch)):
+                pending[future] = (submitted + j, item)
+            completed.update(futures)
+            submitted += len(batch)
 
         try:
-            while not exhausted and submitted - next_out < window:
-                exhausted = not submit()
+            refill()
             while pending:
                 future = next(completed)
                 index, item = pending.pop(future)
@@ -214,8 +221,7 @@ class Executor:
                     yield done.pop(next_out)
                     next_out += 1
                     bar.update(1)
-                while not exhausted and submitted - next_out < window:
-                    exhausted = not submit()
+                refill()
         finally:
             for future in pending:
                 future.cancel()

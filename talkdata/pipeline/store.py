@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import tarfile
-from collections.abc import Iterable
 from pathlib import Path
 
 from ..manifest import write_atomic
