@@ -14,7 +14,7 @@ per clip, a projection for VoxCeleb2 dev (1,092,009 clips) on one 64-core node, 
 - projected dataset-level stages for VoxCeleb2 dev under 1 h on 64 cores;
 - OUT at most 1.1x the shard bytes after the build.
 
-    python benchmarks/scale.py [--sizes 1000,10000,30000] [--frames 200] [--video-kb 300]
+    python benchmarks/scale.py [--sizes 1000,10000,30000] [--frames 200] [--video-kb 300] [--max-frames 20000]
 
 Each (N, workers) runs in a fresh process, so peak RSS is that run's own.
 """
@@ -134,7 +134,7 @@ def _noop(config: dict, item) -> int:
 # --------------------------------------------------------------------------- one run
 
 
-def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_cache: bool) -> dict:
+def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_cache: bool, max_frames: int) -> dict:
     """Index, submit, fit, pack, manifest and card for n synthetic clips with ``workers`` (in this process)."""
     from talkdata.config import resolve
     from talkdata.pipeline.build import index_clips, pack
@@ -144,7 +144,7 @@ def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_c
 
     stages = {}
     recipe = load_recipe("voxceleb2")
-    config = resolve(recipe.defaults, recipe.name, {})
+    config = resolve(recipe.defaults, recipe.name, {"shape.max_frames": max_frames})
     tree, out = root / "tree", root / "out"
 
     def stage(name, fn):
@@ -188,12 +188,16 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--video-kb", type=int, default=300)
+    parser.add_argument("--max-frames", type=int, default=20000,
+                        help="shape.max_frames (default 20000: below N x frames for every N, so the fit works at its "
+                             "cap as on a real corpus; the build's default is 100000)")
     parser.add_argument("--root", default=None, help="scratch folder (default: a temporary one, removed)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one (n, workers) here
     args = parser.parse_args()
     if args.one:
         n, workers, keep = (int(x) for x in args.one.split(","))
-        print(json.dumps(run_one(n, workers, args.frames, args.video_kb, Path(args.root), bool(keep))))
+        print(json.dumps(run_one(n, workers, args.frames, args.video_kb, Path(args.root), bool(keep),
+                                 args.max_frames)))
         return
 
     sizes = [int(x) for x in args.sizes.split(",")]
@@ -209,7 +213,8 @@ def main() -> None:
                 keep = int(i < len(worker_counts) - 1)  # the last run releases the cache (stored once)
                 shutil.rmtree(root / "out" / "shards", ignore_errors=True)
                 proc = subprocess.run([sys.executable, __file__, "--one", f"{n},{workers},{keep}", "--root", str(root),
-                                       "--frames", str(args.frames), "--video-kb", str(args.video_kb)],
+                                       "--frames", str(args.frames), "--video-kb", str(args.video_kb),
+                                       "--max-frames", str(args.max_frames)],
                                       capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
                 if proc.returncode:
                     sys.exit(f"run n={n} workers={workers} failed:\n{proc.stderr[-3000:]}")

@@ -41,6 +41,7 @@ from .pack import (INDEX_COLUMNS, REJECT_COLUMNS, ColumnTypes, Member, ShapeRef,
                    plan_shards, shape_bytes, write_shard)
 from .shape_fit import FrameSampler, fit_basis, sampled_frames
 from .store import commit, drop_parked, park, release_shard
+from .task import warm_up
 
 WORK_DIR = ".work"
 SHAPE_MODEL = "stats/shape_model.npz"
@@ -144,17 +145,6 @@ def own_shards(out: Path, name: str) -> list[Path]:
     return found
 
 
-def preflight(config: dict) -> None:
-    """Load the configured models once here, so a missing model stops the build before any clip."""
-    from ..face.landmarks import landmark_backend
-
-    landmark_backend(config["face"]["backend"], config["face"]["fan_device"])
-    if config["audio"]["deepspeech_model"]:
-        from ..audio.deepspeech import load_deepspeech
-
-        load_deepspeech(config["audio"]["deepspeech_model"])
-
-
 def index_clips(recipe: Recipe, source: Path, config: dict) -> list[ClipRecord]:
     if not source.exists():
         raise UserError(f"source folder not found: {source}")
@@ -190,7 +180,7 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
     if limit is not None:
         records = records[:limit]
     prepare_output(out)
-    preflight(config)
+    warm_up(config)  # a missing model stops the build before any clip
     work = out / WORK_DIR
     lock = lock_output(work)
     mark_output(work)

@@ -15,7 +15,8 @@ waits for the answer:
   are being decoded, so long clips never time out while they make progress.
 
 Protocol: length-prefixed pickles on the child's stdin (tasks) and on a dedicated pipe (replies:
-``("beat",)`` or ``("done", outcome)``); the child's own stdout goes to stderr so that prints from
+``("ready",)`` once the child has imported its libraries, then ``("beat",)`` or ``("done", outcome)``);
+the child's own stdout goes to stderr so that prints from
 native libraries cannot corrupt the replies.
 """
 
@@ -35,6 +36,9 @@ from .outcome import INTERRUPT_SIGNALS, Interrupted, Outcome, decode_timeout, de
 
 _HEADER = struct.Struct("<Q")
 BEAT_INTERVAL = 1.0
+#: how long a fresh child may take to import its libraries and load its models (not counted against
+#: ``stall_timeout``: on a loaded machine that alone can take longer than a short clip timeout)
+STARTUP_TIMEOUT = 300.0
 
 
 def _write(stream: BinaryIO, message) -> None:
@@ -108,16 +112,24 @@ class IsolatedWorker:
 
     def run(self, record_data: dict, config: dict, work_dir: str, key: str) -> Outcome:
         """The clip's outcome; crashes and stalls become rejects (the caller stores them)."""
+        base = (record_data.get("key") or _record_key(record_data), record_data["relpath"])
         if self._child is None or self._child.poll() is not None:
             self._stop()
             self._start()
-        base = (record_data.get("key") or _record_key(record_data), record_data["relpath"])
+            ready, _, _ = select.select([self._replies], [], [], STARTUP_TIMEOUT)
+            if not ready or _read(self._replies) != ("ready",):
+                self._child.kill()
+                return self._crashed(*base)
+            fresh = True  # its first message comes after the models are loaded
+        else:
+            fresh = False
         try:
             _write(self._child.stdin, (record_data, config, work_dir, key))
         except (BrokenPipeError, OSError):
             return self._crashed(*base)
         while True:
-            ready, _, _ = select.select([self._replies], [], [], self.stall_timeout)
+            ready, _, _ = select.select([self._replies], [], [], STARTUP_TIMEOUT if fresh else self.stall_timeout)
+            fresh = False
             if not ready:
                 self._stop()
                 return decode_timeout(*base, self.stall_timeout)
@@ -165,7 +177,7 @@ def _child_main(reply_fd: int, parent: int) -> None:
     tasks = sys.stdin.buffer
     from ..errors import UserError
     from ..media import decode
-    from .task import process_and_store
+    from .task import process_and_store, warm_up
 
     last = [0.0]
 
@@ -176,12 +188,15 @@ def _child_main(reply_fd: int, parent: int) -> None:
             _write(replies, ("beat",))
 
     decode.progress_hook = beat
+    _write(replies, ("ready",))  # imports done: the stall timer starts with the first task
     while True:
         task = _read(tasks.fileno())
         if task is None:
             return
-        last[0] = time.monotonic()
         try:
+            warm_up(task[1])  # models load before the stall timer starts (a beat right after)
+            last[0] = 0.0
+            beat()
             outcome = process_and_store(*task)
         except UserError as err:
             _write(replies, ("error", err))

@@ -16,6 +16,18 @@ from .clip import process_clip
 from .outcome import Done, Failed, Outcome, Rejected
 
 
+def warm_up(config: dict) -> None:
+    """Load the configured models (cached per process), so a missing model stops the build before any
+    clip and a fresh isolated child does not spend a clip's stall budget on loading them."""
+    from ..face.landmarks import landmark_backend
+
+    landmark_backend(config["face"]["backend"], config["face"]["fan_device"])
+    if config["audio"]["deepspeech_model"]:
+        from ..audio.deepspeech import load_deepspeech
+
+        load_deepspeech(config["audio"]["deepspeech_model"])
+
+
 def store(cache: ClipCache, key: str, outcome: Outcome, files: dict | None = None, meta: dict | None = None) -> None:
     """``cache.store``; a full disk stops the build (the entry is written whole or not at all)."""
     try:
