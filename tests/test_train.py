@@ -29,7 +29,7 @@ import torch
 from click.testing import CliRunner
 
 import talkdata
-import talkdata.train.common as common
+import talkdata.train.fit as common
 from talkdata.cli import main
 from talkdata.shards import read_shard
 from talkdata.train import read_metrics

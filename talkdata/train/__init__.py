@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
-from .common import RunResult, apply_overrides, pick_device, read_metrics, require_torch, torch_threads
+from .fit import RunResult, apply_overrides, pick_device, read_metrics, require_torch, torch_threads
 
 #: loop name -> module in this package
 LOOPS = {"atnet": "atnet", "facial-pose": "facial_pose"}

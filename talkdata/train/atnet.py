@@ -36,7 +36,7 @@ from ..errors import UserError
 from ..loader import load
 from ..loader.atvg import ATVG_SCALE, CODES
 from ..loader.shard_list import open_dataset
-from .common import (LoopSettings, RunResult, Task, eval_batches, eval_dataset, eval_split_names, fit,
+from .fit import (LoopSettings, RunResult, Task, eval_batches, eval_dataset, eval_split_names, fit,
                      seed_everything)
 
 MFCC_ROWS, MFCC_COLS = 28, 12

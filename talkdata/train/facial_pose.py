@@ -29,7 +29,7 @@ from ..declare import setting
 from ..errors import UserError
 from ..loader import load
 from ..loader.shard_list import open_dataset
-from .common import LoopSettings, RunResult, Task, eval_batches, eval_dataset, eval_split_names, fit, seed_everything
+from .fit import LoopSettings, RunResult, Task, eval_batches, eval_dataset, eval_split_names, fit, seed_everything
 
 ANGLES = ("pitch", "yaw", "roll")
 
