@@ -133,7 +133,7 @@ def replicate(base: Path, copies: int, per_shard: int = 64) -> Path:
 
 def per_file_copy(data: Path) -> Path:
     """Every sample of ``data`` as separate files in a folder per sample (written once per version)."""
-    from talkdata.loader.source import open_dataset
+    from talkdata.loader.shard_list import open_dataset
     from talkdata.shards import read_shard
 
     manifest = open_dataset(data).manifest
@@ -234,28 +234,36 @@ def diffused_item(folder: Path, meta: dict, t: int, rng) -> dict:
 
 
 def facial_item(folder: Path, meta: dict, start: int, rng, feature: str, window: int) -> dict:
-    from talkdata.loader.facial import PITCH_YAW_ROLL, zscore
-    from talkdata.loader.windows import facial_windows, resample_frames
+    from talkdata.loader.facial import FACIAL_SIGNS, PITCH_YAW_ROLL, zscore
+    from talkdata.loader.windows import facial_window_view, logits_at_fps, resample_frames
 
     fps = meta["fps"]
     features = np.load(folder / f"{feature}.npy")
-    features = resample_frames(features.reshape(len(features), -1).astype(np.float32), fps, 30.0)
-    pose, mean, std = zscore(resample_frames(np.load(folder / "pose.npy")[:, PITCH_YAW_ROLL].astype(np.float64),
-                                             fps, 30.0))
+    if feature == "deepspeech":  # 50 Hz logits, interpolated to the 30 fps frames of the clip
+        frames = len(np.load(folder / "pose.npy"))
+        features = logits_at_fps(features, int(round(frames / fps * 30.0)), 30.0)
+    else:
+        features = resample_frames(features.reshape(len(features), -1).astype(np.float32), fps, 30.0)
+    from scipy.signal import savgol_filter
+
+    pose, mean, std = zscore(savgol_filter(resample_frames(np.load(folder / "pose.npy")[:, PITCH_YAW_ROLL]
+                                                           .astype(np.float64) * FACIAL_SIGNS, fps, 30.0), 5, 3, axis=0))
     blink = resample_frames(np.load(folder / "blink.npy").astype(np.float32), fps, 30.0)
-    return {"__key__": meta["key"], "start": start, "audio": facial_windows(features, 16, 8)[start : start + window],
+    return {"__key__": meta["key"], "start": start,
+            "audio": facial_window_view(features, 16, 8)[start : start + window].copy(),
             "pose": pose[start : start + window], "pose_mean": mean, "pose_std": std,
             "blink": blink[start : start + window]}
 
 
 def vid2vid_item(folder: Path, meta: dict, _: int, rng) -> dict:
     from talkdata.loader.frames import to_unit
+    from talkdata.loader.vid2vid import hopenet_pose
 
     video = read_video(folder / "video.mp4")
-    source, driving = np.sort(rng.choice(len(video), size=2, replace=False))
+    source, driving = np.sort(rng.choice(len(video), size=2, replace=True))
     frames = to_unit(video[[source, driving]])
     return {"__key__": meta["key"], "source_index": int(source), "driving_index": int(driving), "source": frames[0],
-            "driving": frames[1], "driving_pose": np.load(folder / "pose.npy")[driving, :3].astype(np.float32)}
+            "driving": frames[1], "driving_pose": hopenet_pose(np.load(folder / "pose.npy")[driving])}
 
 
 class PerFileDataset:
@@ -284,12 +292,13 @@ def configurations(data: Path) -> list[tuple[str, dict, object]]:
     """(name, load() arguments, baseline item function)."""
     from functools import partial
 
-    from talkdata.loader.source import open_dataset
+    from talkdata.loader.shard_list import open_dataset
 
     manifest = open_dataset(data).manifest
     has_ds = "deepspeech" in manifest.get("audio_features", [])
     scale = 5.0 / float(manifest["shape_model"]["settings"].get("scale", 1.0))
-    facial = {"profile": "facial"} if has_ds else {"profile": "facial", "features": "mfcc", "window": 32}
+    facial = ({"profile": "facial"} if has_ds else {"profile": "facial", "features": "mfcc", "window": 32}) | {
+        "fields": ["deepspeech.npy" if has_ds else "mfcc.npy", "pose.npy", "blink.npy"]}
     all_fields = ("video.mp4", "audio.wav", "lmk.npy", "lmk_norm.npy", "pca.npy", "mfcc.npy", "pose.npy", "blink.npy")
     no_video = ("audio.wav", "mfcc.npy", "pca.npy", "pose.npy")
     return [
@@ -309,7 +318,7 @@ def configurations(data: Path) -> list[tuple[str, dict, object]]:
 def enumerate_items(data: Path, kwargs: dict) -> tuple[list[tuple[str, str, int]], float, dict]:
     """The profile's items of one pass (split, key, start), items per clip, and the first item."""
     import talkdata
-    from talkdata.loader.source import open_dataset
+    from talkdata.loader.shard_list import open_dataset
     from talkdata.shards import read_shard
 
     manifest = open_dataset(data).manifest
@@ -408,7 +417,9 @@ def loop_rates(data: Path, loop: str, overrides: dict, steps: int, workers_list:
 
     import torch
 
-    from talkdata.train.common import apply_overrides, batches, train_step, training_batches
+    from talkdata.train.batches import batches, training_batches
+    from talkdata.train.settings import apply_overrides
+    from talkdata.train.task import train_step
 
     module = importlib.import_module(f"talkdata.train.{loop.replace('-', '_')}")
     settings = apply_overrides(module.Settings(), {"eval_splits": "none", **overrides})
@@ -461,7 +472,7 @@ def main() -> None:
 
     import torch
 
-    from talkdata.loader.source import open_dataset
+    from talkdata.loader.shard_list import open_dataset
 
     data = args.data or default_dataset(args.copies)
     manifest = open_dataset(data).manifest
@@ -531,7 +542,7 @@ def main() -> None:
         loops = [("atnet (ATVG sizes)", "atnet", {}, max(3, args.train_steps // 10)),
                  ("atnet (test size)", "atnet", small, args.train_steps),
                  ("facial-pose", "facial-pose", {}, args.train_steps)]
-        from talkdata.train.common import torch_threads
+        from talkdata.train.device import torch_threads
 
         cores = os.cpu_count() or 1
         # (label, torch threads of the step, DataLoader workers): all cores for the step, the loader

@@ -111,7 +111,7 @@ def child(path: str) -> None:
     from talkdata.face.detect import _dlib_detector
     from talkdata.face.landmarks import landmark_backend
     from talkdata.pipeline.clip import process_clip
-    from talkdata.sources.base import ClipRecord
+    from talkdata.corpora.records import ClipRecord
 
     config = copy.deepcopy(DEFAULTS)
     _dlib_detector()

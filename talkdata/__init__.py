@@ -1,6 +1,6 @@
 """talkdata: turn talking-face corpora into versioned, training-ready WebDataset shards."""
 
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def __getattr__(name: str):

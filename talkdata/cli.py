@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from importlib import resources
 from pathlib import Path
 
 import click
 
-from .config import known_keys, parse_set_options
+from .config import list_keys, parse_set_options
 from .errors import DISK_FULL_ERRNOS, UserError, disk_full_error
 
 
@@ -30,8 +31,35 @@ class _Command(click.Command):
             raise
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 class _Group(click.Group):
+    """Every usage or value error click finds (unknown option, out-of-range number, missing argument)
+    is printed as one ``error: ...`` line and exits 2, as talkdata's own errors are."""
+
     command_class = _Command
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except click.ClickException as err:
+            hint = f" (see '{err.ctx.command_path} --help')" if getattr(err, "ctx", None) is not None else ""
+            click.echo(f"error: {_one_line(err.format_message())}{hint}", err=True)
+            sys.exit(2)
+        except UserError as err:  # raised while parsing (an option's callback)
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,7 +73,7 @@ def main() -> None:
 def recipes(name: str | None) -> None:
     """List the bundled recipes, or show one recipe in full."""
     from .recipe import load_recipe, recipe_names
-    from .sources.fetch import describe, download_summary
+    from .acquire.describe import describe, download_summary
 
     if name is None:
         width = max(len(n) for n in recipe_names())
@@ -92,7 +120,8 @@ def download(recipe, only, mirror, jobs, delete_archives, dry_run, no_progress):
     variables the recipe names, or ~/.netrc (`talkdata recipes RECIPE` shows them).
     """
     from .recipe import load_recipe
-    from .sources.fetch import download as run_download, parse_only
+    from .acquire.download import download as run_download
+    from .acquire.plan import parse_only
 
     report = run_download(load_recipe(recipe), parse_only(only), mirror, jobs, progress=not no_progress, log=_echo_err,
                           keep_archives=not delete_archives, dry_run=dry_run)
@@ -104,7 +133,8 @@ def _build_options(func):
         click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output dataset folder."),
         click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Local dask worker processes; 0 runs in this process."),
-        click.option("--scheduler", default=None, help="Address of an existing dask scheduler (tcp://host:8786)."),
+        click.option("--scheduler", default=None, callback=_check_scheduler,
+                     help="Address of an existing dask scheduler (tcp://host:8786)."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="Override a config value, e.g. --set crop.size=128 (repeatable; --list-keys shows all)."),
         click.option("--limit", type=click.IntRange(min=1), default=None, help="Process only the first N clips."),
@@ -114,7 +144,7 @@ def _build_options(func):
         click.option("--no-isolation", is_flag=True,
                      help="Process clips in this process instead of a supervised child (debugging; a decoder crash "
                           "then stops the build)."),
-        click.option("--shape-model", type=click.Path(dir_okay=False), default=None,
+        click.option("--shape-model", type=click.Path(dir_okay=False), default=None, callback=_check_shape_model,
                      help="Use this stats/shape_model.npz instead of fitting one."),
         click.option("--keep-cache", is_flag=True,
                      help="Keep a full copy of every sample in OUT/.work (by default the cache points into the "
@@ -128,14 +158,49 @@ def _build_options(func):
 
 def _list_keys(ctx, _param, value):
     if value:
-        from .config import DEFAULTS
-
-        for key in known_keys():
-            node = DEFAULTS
-            for part in key.split("."):
-                node = node[part]
-            click.echo(f"{key} = {json.dumps(node)}")
+        for line in list_keys():
+            click.echo(line)
         ctx.exit(0)
+
+
+#: dask scheduler addresses: PROTOCOL://HOST[:PORT] or HOST:PORT
+_SCHEDULER = re.compile(r"(?:(?P<scheme>tcp|tls|ws|wss|ucx)://)?(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+)(?::(?P<port>\d+))?/?")
+
+
+def _check_scheduler(_ctx, _param, value):
+    """The address's form is checked here, so a malformed one never reaches dask (a traceback there)."""
+    if value is None:
+        return value
+    match = _SCHEDULER.fullmatch(value)
+    port = match and match["port"]
+    if not match or not (match["scheme"] or port) or (port and not 1 <= int(port) <= 65535):
+        raise click.BadParameter(f"{value!r} is not a dask scheduler address (tcp://HOST:PORT or HOST:PORT)")
+    return value
+
+
+def _check_shape_model(_ctx, _param, value):
+    """Read --shape-model now, so a bad file stops the build before any clip runs."""
+    if value is None:
+        return value
+    import zipfile
+
+    from .face.shape import load_shape_model
+
+    path = Path(value)
+    if not path.is_file():
+        raise UserError(f"cannot read shape model {value}: no such file")
+    if path.stat().st_size == 0:
+        raise UserError(f"cannot read shape model {value}: the file is empty")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"cannot read shape model {value}: not a .npz archive (truncated, or not a "
+                        "stats/shape_model.npz)")
+    try:
+        load_shape_model(path)
+    except Exception as err:  # noqa: BLE001 - any failure to read the user's file is one error line
+        reason = _one_line(str(err)) or type(err).__name__
+        raise UserError(f"cannot read shape model {value}: {reason} (a damaged or truncated stats/shape_model.npz?)"
+                        ) from None
+    return value
 
 
 @main.command()
@@ -147,18 +212,22 @@ def _list_keys(ctx, _param, value):
 @click.option("--mirror", default=None, metavar="URL", help="Without --source: download from this host (same paths).")
 @_build_options
 @click.option("--list-keys", is_flag=True, expose_value=False, is_eager=True, callback=_list_keys,
-              help="List every config key with its default and exit.")
+              help="List every config key with its default, type, range or choices and help, and exit.")
 def build(recipe, source, only, mirror, out, workers, scheduler, sets, limit, retry_failed, clip_timeout, no_isolation,
           shape_model, keep_cache, no_progress):
     """Build WebDataset shards from the corpus RECIPE found in --source (or downloaded into the data root)."""
+    from .config import resolve
     from .pipeline.build import build as run_build
     from .recipe import load_recipe
-    from .sources.fetch import parse_only, resolve_source
+    from .acquire.plan import parse_only
+    from .acquire.resolve import resolve_source
 
-    source = resolve_source(load_recipe(recipe), source, parse_only(only), mirror, progress=not no_progress,
-                            log=_echo_err)
+    loaded = load_recipe(recipe)
+    overrides = parse_set_options(sets)
+    resolve(loaded.defaults, loaded.name, overrides)  # every value checked before anything is downloaded or run
+    source = resolve_source(loaded, source, parse_only(only), mirror, progress=not no_progress, log=_echo_err)
 
-    report = run_build(recipe, source, out, parse_set_options(sets), workers=workers, scheduler=scheduler,
+    report = run_build(recipe, source, out, overrides, workers=workers, scheduler=scheduler,
                        limit=limit, retry_failed=retry_failed, shape_model=shape_model, progress=not no_progress,
                        isolate=not no_isolation, clip_timeout=clip_timeout, keep_cache=keep_cache)
     click.echo(report.summary())
@@ -181,14 +250,33 @@ def demo(out, workers, no_progress):
         click.echo(report.summary())
 
 
-@main.command()
-@click.argument("dataset", type=click.Path())
-def verify(dataset):
-    """Check every shard and artifact of DATASET against its dataset.json (exit 1 on any problem)."""
-    from .manifest import load_manifest, verify as run_verify
+def _storage_option(func):
+    return click.option(
+        "--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+        help="fsspec option for a dataset URL (s3://, gs://, https://...), e.g. endpoint_url=http://127.0.0.1:9000, "
+             "anon=true, client_kwargs.region_name=eu-west-1 (repeatable; values are JSON or text). fsspec's config "
+             "files and FSSPEC_<PROTOCOL>_<KEY> variables apply too.")(func)
 
-    manifest = load_manifest(dataset)
-    problems = run_verify(dataset)
+
+def _store_options(items) -> dict:
+    from .generations import parse_storage_options
+
+    return parse_storage_options(items)
+
+
+@main.command()
+@click.argument("dataset")
+@_storage_option
+def verify(dataset, storage_options):
+    """Check DATASET (a folder or an fsspec URL) against its dataset.json: the version id against the
+    manifest's content, counts against the shards and index.parquet, and every shard's and
+    artifact's size and sha256 (exit 1 on any problem)."""
+    from .manifest import load_manifest, verify as run_verify
+    from .generations import Store
+
+    store = Store(dataset, _store_options(storage_options))
+    manifest = load_manifest(store)
+    problems = run_verify(store)
     for line in problems:
         click.echo(line)
     if problems:
@@ -199,23 +287,25 @@ def verify(dataset):
 
 
 @main.command()
-@click.argument("dataset_a", type=click.Path())
-@click.argument("dataset_b", type=click.Path())
+@click.argument("dataset_a")
+@click.argument("dataset_b")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON (keys: see talkdata/diff.py).")
-def diff(dataset_a, dataset_b, as_json):
-    """Compare two built datasets: config, recipe, versions, artifacts, samples added/removed/changed per split.
+@_storage_option
+def diff(dataset_a, dataset_b, as_json, storage_options):
+    """Compare two built datasets (folders or fsspec URLs): config, recipe, versions, artifacts, samples
+    added/removed/changed per split. --storage-option applies to each side that is a URL.
 
     Exit code 0 when both are the same version, 1 when they differ (like diff(1)), 2 on bad input.
     """
     from .diff import diff_datasets, render_text, to_json
 
-    result = diff_datasets(dataset_a, dataset_b)
+    result = diff_datasets(dataset_a, dataset_b, storage_options=_store_options(storage_options))
     click.echo(to_json(result) if as_json else render_text(result), nl=False)
     sys.exit(0 if result.identical else 1)
 
 
 @main.command()
-@click.argument("dataset", type=click.Path())
+@click.argument("dataset")
 @click.option("--key", default=None, metavar="SPEAKER/CLIP", help="The sample to show; without it, a contact sheet.")
 @click.option("--png", type=click.Path(dir_okay=False), default=None,
               help="Write a PNG: the sample's frames, landmarks, pose, blink, PCA, audio and MFCC on one time "
@@ -227,17 +317,28 @@ def diff(dataset_a, dataset_b, as_json):
 @click.option("--per-split", type=click.IntRange(min=1), default=6, show_default=True,
               help="Samples per split on the contact sheet.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the contact sheet's sample choice.")
-def inspect(dataset, key, png, html, frames, per_split, seed):
-    """Look at the samples of the built DATASET folder: one sample (--key) or a contact sheet."""
+@_storage_option
+def inspect(dataset, key, png, html, frames, per_split, seed, storage_options):
+    """Look at the samples of the built DATASET (folder or fsspec URL): one sample (--key) or a contact sheet."""
     from .qa import inspect_dataset
 
-    for line in inspect_dataset(dataset, key=key, png=png, html=html, frames=frames, per_split=per_split, seed=seed):
+    for line in inspect_dataset(dataset, key=key, png=png, html=html, frames=frames, per_split=per_split, seed=seed,
+                                storage_options=_store_options(storage_options)):
         click.echo(line)
+
+
+def _list_training_keys(ctx, _param, value):
+    if value:
+        from .train import training_keys
+
+        for line in training_keys():
+            click.echo(line)
+        ctx.exit(0)
 
 
 @main.command()
 @click.argument("name")
-@click.option("--data", required=True, help="A dataset built by 'talkdata build' (folder or URL).")
+@click.option("--data", required=True, help="A dataset built by 'talkdata build' (folder or fsspec URL: s3://...).")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps (default: the loop's).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -247,15 +348,18 @@ def inspect(dataset, key, png, html, frames, per_split, seed):
               help="Insist on resuming: fail unless --out holds a checkpoint.pt (resuming happens anyway when it does).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override a training setting, e.g. --set batch_size=8 (repeatable; see config.json of a run).")
+              help="Override a training setting, e.g. --set batch_size=8 (repeatable; --list-keys shows all).")
+@click.option("--list-keys", is_flag=True, expose_value=False, is_eager=True, callback=_list_training_keys,
+              help="List every training setting of each loop with its default, type, range and help, and exit.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar (print the loss about ten times instead).")
-def train(name, data, steps, device, out, resume, seed, sets, no_progress):
+@_storage_option
+def train(name, data, steps, device, out, resume, seed, sets, no_progress, storage_options):
     """Run the reference training loop NAME (atnet, facial-pose) on a built dataset."""
     from .train import run_training
 
     result = run_training(name, data, steps=steps, device=device, out=out, seed=seed,
                           overrides=parse_set_options(sets), log=click.echo, progress=not no_progress,
-                          resume=True if resume else None)
+                          resume=True if resume else None, storage_options=_store_options(storage_options))
     click.echo(result.summary())
 
 

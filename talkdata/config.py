@@ -1,89 +1,219 @@
-"""Processing configuration: defaults, recipe overrides, ``--set key=value`` overrides.
+"""The build configuration: one declaration, from which everything else is derived.
 
-The configuration is a nested dict. Every key that exists is listed in ``DEFAULTS``; a recipe's
-``[defaults]`` table and the user's ``--set`` values may only change existing keys, and only to a
-value of the same type (an int is accepted where a float is expected). Anything else is a
-``UserError`` naming the key.
+Each section is a frozen dataclass (:class:`Video`, :class:`Audio`, :class:`Face`, :class:`Crop`,
+:class:`Mfcc`, :class:`Pose`, :class:`Shape`, :class:`Split`, :class:`Shards`); each key carries
+its type, its range or choices and a one-line help (:func:`talkdata.declare.setting`). From that
+declaration come
+
+* ``--set key=value`` and a recipe's ``[defaults]``: :func:`resolve` / :func:`resolve_config`
+  (unknown keys get a did-you-mean; every value is checked, then the cross-key rules in
+  :func:`cross_checks`, before any clip runs);
+* ``--list-keys``: :func:`list_keys` (type, default, range or choices, help);
+* the cache key: a section whose class has ``per_clip = False`` (split, shards, shape) acts at the
+  dataset level and stays out of the per-clip cache key (:func:`dataset_level_sections`,
+  :func:`processing_config`);
+* the manifest: :func:`pinned` (below).
+
+Two views of one resolved configuration:
+
+* **runtime dict** — :func:`resolve` returns the nested plain dict that the stages read
+  (``config["face"]["backend"]``), lists as lists, model keys holding the user's *path*. This is
+  the dict the build has always passed around; its values are unchanged.
+* **pinned dict** — :func:`pinned` returns ``Pinned(config, models)``: ``config`` is the same dict
+  with every model key (declared ``model=True``; today ``audio.deepspeech_model``) replaced by
+  ``"sha256:<hex>"`` of the file's bytes ('' stays ''), for the manifest's ``config``, the version
+  id and the per-clip cache key, so they follow the model's content and not where it lies;
+  ``models`` maps each used model key to ``{"path": ..., "sha256": ...}``, to be recorded outside
+  the version (build info). A configuration without models pins to the runtime dict unchanged.
+
+The typed object (:class:`BuildConfig`, via :func:`resolve_config` or :func:`from_dict`) is there
+for code that wants attributes (``cfg.crop.size``) instead of string keys.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import hashlib
 import json
-import tomllib
-from typing import Any
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
 
+from .declare import Declared, check_value, declared, did_you_mean, listing, parse_set_options, parse_value, setting
 from .errors import UserError
 
-DEFAULTS: dict[str, Any] = {
-    "video": {
-        "fps": 25.0,  # output frame rate; frame t is the source frame shown at t / fps
-        "min_frames": 8,  # clips shorter than this are rejected (too_short)
-        "chunk_frames": 64,  # frames decoded and processed per chunk (bounds memory)
-        "cache_budget_mb": 256,  # decoded frames kept in memory between the two passes
-    },
-    "audio": {
-        "sample_rate": 16000,
-        "deepspeech_model": "",  # path to a DeepSpeech v0.1.0 ONNX export or output_graph.pb
-    },
-    "face": {
-        "backend": "dlib",  # dlib | fan
-        "detect_every": 10,  # run the detector on every N-th frame (key frames)
-        "detect_upsample": 0,  # dlib HOG upsampling steps
-        "detect_pad": 0.25,  # pad the frame by this fraction per side before detecting (tight crops)
-        "detect_max_side": 640,  # downscale frames whose padded side is larger, for detection only
-        "min_face_size": 32,  # detections smaller than this many source pixels are ignored
-        "max_gap_frames": 12,  # longest run of missing frames that is interpolated
-        "max_missing_fraction": 0.25,  # reject clips where more frames than this lack a face
-        "redetect_iou": 0.3,  # a key-frame detection overlapping the track less than this re-seeds it
-        "fan_device": "cpu",
-    },
-    "crop": {
-        "size": 256,  # S: crops are S x S
-        "stable_points": [33, 36, 39, 42, 45],  # landmarks the similarity transform is fitted on
-        "smooth_window": 7,  # centred moving average of the stable points (frames, odd)
-        "face_width": 0.6,  # width of the template's landmarks as a fraction of S
-        "face_center_y": 0.55,  # vertical centre of the template's landmarks as a fraction of S
-        "border": "replicate",  # replicate | constant | reflect
-        "crf": 18,  # x264 constant rate factor
-        "preset": "veryfast",  # x264 preset
-    },
-    "mfcc": {
-        "rows_per_frame": 4,  # hop = 1 / (rows_per_frame * fps)
-        "winlen": 0.025,
-        "numcep": 13,
-        "nfilt": 26,
-        "nfft": 512,
-        "preemph": 0.97,
-        "ceplifter": 22,
-        "append_energy": True,
-    },
-    "pose": {
-        "focal_scale": 1.0,  # focal length in pixels = focal_scale * max(frame width, height)
-    },
-    "shape": {
-        "reference": "last",  # identity reference frame: first | last (ATVG) | mean
-        "project_identity": False,  # project the identity-removed motion onto the basis (ATVG)
-        "n_components": 20,  # K: PCA codes per frame in pca.npy
-        "scale": 1.0,  # multiply shapes before PCA (ATVG uses 5)
-        "max_frames": 100000,  # frames sampled (deterministically) to fit the basis
-        "seed": 0,
-        "fit_split": "train",  # split the basis is fitted on (falls back to all samples if empty)
-        "regions": [],  # extra per-region bases saved in the model: lips, rest
-    },
-    "split": {
-        "protocol": "default",  # default (speaker-disjoint by seed) or a recipe-named protocol
-        "seed": 0,
-        "train": 0.8,
-        "val": 0.1,
-        "test": 0.1,
-    },
-    "shards": {
-        "max_samples": 500,
-        "max_bytes": 1_000_000_000,
-    },
-}
+__all__ = ["BuildConfig", "DEFAULTS", "Pinned", "apply_overrides", "config_hash", "cross_checks",
+           "dataset_level_sections", "from_dict", "list_keys", "parse_set_options", "parse_value", "pinned",
+           "processing_config", "resolve", "resolve_config", "set_value", "to_dict"]
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+N_LANDMARKS = 68
+
+
+@dataclass(frozen=True)
+class Video:
+    per_clip: ClassVar[bool] = True
+    fps: float = setting(25.0, "output frame rate; frame t is the source frame shown at t / fps", gt=0, le=120)
+    min_frames: int = setting(8, "clips shorter than this many output frames are rejected (too_short)", ge=1,
+                              le=100_000)
+    chunk_frames: int = setting(64, "frames decoded and processed per chunk (bounds memory)", ge=1, le=4096)
+    cache_budget_mb: int = setting(256, "decoded frames kept in memory between the two passes (MiB)", ge=0,
+                                   le=1_048_576)
+
+
+@dataclass(frozen=True)
+class Audio:
+    per_clip: ClassVar[bool] = True
+    sample_rate: int = setting(16000, "audio sample rate in Hz (mono)", ge=4000, le=192_000)
+    deepspeech_model: str = setting("", "DeepSpeech v0.1.0 ONNX export or output_graph.pb ('' : no deepspeech.npy)",
+                                    model=True)
+
+
+@dataclass(frozen=True)
+class Face:
+    per_clip: ClassVar[bool] = True
+    backend: str = setting("dlib", "landmark backend", choices=("dlib", "fan"))
+    detect_every: int = setting(10, "run the detector on every N-th frame (key frames)", ge=1, le=10_000)
+    detector: str = setting("blazeface", "face detector (README: Landmark backends)", choices=("blazeface", "hog", "mmod"))
+    detect_rotations: tuple[float, ...] = setting((25.0, -25.0),
+                                                  "in-plane tilts (degrees) searched when the upright search finds nothing",
+                                                  item_ge=-90, item_le=90)
+    detect_pad: float = setting(0.25, "pad the frame by this fraction per side at the coarsest search level (tight crops)",
+                                ge=0, le=1)
+    detect_max_side: int = setting(640, "hog/mmod: the longest side of the coarsest search level", ge=160, le=16_384)
+    min_face_size: int = setting(40, "smallest face searched for (detector box width, source pixels)", ge=16, le=16_384)
+    max_gap_frames: int = setting(12, "longest run of missing frames that is interpolated", ge=0, le=100_000)
+    max_missing_fraction: float = setting(0.25, "reject clips where more frames than this lack a face", ge=0, le=1)
+    redetect_iou: float = setting(0.3, "a key-frame detection overlapping the track less than this re-seeds it",
+                                  ge=0, le=1)
+    fan_device: str = setting("cpu", "torch device of the FAN backend", pattern=r"cpu|cuda(:\d+)?|mps",
+                                accepts="cpu, cuda, cuda:N or mps")
+
+
+@dataclass(frozen=True)
+class Crop:
+    per_clip: ClassVar[bool] = True
+    size: int = setting(256, "S: crops are S x S pixels (even: H.264 yuv420p)", ge=16, le=2048)
+    stable_points: tuple[int, ...] = setting((33, 36, 39, 42, 45),
+                                             "landmarks the similarity transform is fitted on (distinct)",
+                                             item_ge=0, item_le=N_LANDMARKS - 1, min_items=2)
+    smooth_window: int = setting(7, "centred moving average of the stable points (frames, odd)", ge=1, le=255)
+    face_width: float = setting(0.6, "width of the template's landmarks as a fraction of S", gt=0, le=1)
+    face_center_y: float = setting(0.55, "vertical centre of the template's landmarks as a fraction of S", ge=0, le=1)
+    border: str = setting("replicate", "how pixels outside the frame are filled",
+                          choices=("replicate", "constant", "reflect"))
+    crf: int = setting(18, "x264 constant rate factor (0 lossless .. 51 worst)", ge=0, le=51)
+    preset: str = setting("veryfast", "x264 preset", choices=X264_PRESETS)
+
+
+@dataclass(frozen=True)
+class Mfcc:
+    per_clip: ClassVar[bool] = True
+    rows_per_frame: int = setting(4, "MFCC rows per video frame; hop = 1 / (rows_per_frame * fps)", ge=1, le=64)
+    winlen: float = setting(0.025, "analysis window in seconds (nfft >= winlen * sample_rate)", gt=0, le=0.5)
+    numcep: int = setting(13, "cepstral coefficients kept (<= nfilt)", ge=1, le=256)
+    nfilt: int = setting(26, "mel filters (<= nfft / 2 + 1)", ge=1, le=512)
+    nfft: int = setting(512, "FFT size in samples", ge=16, le=131_072)
+    preemph: float = setting(0.97, "pre-emphasis coefficient", ge=0, lt=1)
+    ceplifter: int = setting(22, "cepstral lifter (0: none)", ge=0, le=1000)
+    append_energy: bool = setting(True, "replace c0 by the log frame energy")
+
+
+@dataclass(frozen=True)
+class Pose:
+    per_clip: ClassVar[bool] = True
+    focal_scale: float = setting(1.0, "focal length in pixels = focal_scale * max(frame width, height)", gt=0,
+                                 le=100)
+
+
+@dataclass(frozen=True)
+class Shape:
+    per_clip: ClassVar[bool] = False
+    reference: str = setting("last", "identity reference frame (ATVG: last)", choices=("first", "last", "mean"))
+    project_identity: bool = setting(False, "project the identity-removed motion onto the basis (ATVG)")
+    n_components: int = setting(20, "K: PCA codes per frame in pca.npy", ge=1, le=2 * N_LANDMARKS)
+    scale: float = setting(1.0, "multiply shapes before PCA (ATVG uses 5)", gt=0, le=1000)
+    max_frames: int = setting(100_000, "frames sampled (deterministically) to fit the basis", ge=1,
+                              le=1_000_000_000)
+    seed: int = setting(0, "seed of the frame sample", ge=0, le=2**32 - 1)
+    fit_split: str = setting("train", "split the basis is fitted on (falls back to all samples if empty)",
+                             choices=("train", "val", "test", "all"))
+    regions: tuple[str, ...] = setting((), "extra per-region bases saved in the model",
+                                       item_choices=("lips", "rest", "full"))
+
+
+@dataclass(frozen=True)
+class Split:
+    per_clip: ClassVar[bool] = False
+    protocol: str = setting("default", "default (speaker-disjoint by seed) or a protocol the recipe names",
+                            pattern=r"\S+", accepts="a protocol name")
+    seed: int = setting(0, "seed of the default protocol's speaker assignment", ge=0, le=2**63 - 1)
+    train: float = setting(0.8, "share of speakers in train (train + val + test = 1)", ge=0, le=1)
+    val: float = setting(0.1, "share of speakers in val", ge=0, le=1)
+    test: float = setting(0.1, "share of speakers in test", ge=0, le=1)
+
+
+@dataclass(frozen=True)
+class Shards:
+    per_clip: ClassVar[bool] = False
+    max_samples: int = setting(500, "samples per shard at most", ge=1, le=10_000_000)
+    max_bytes: int = setting(1_000_000_000, "bytes per shard at most (a larger sample gets a shard of its own)",
+                             ge=1024, le=2**50)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """The whole build configuration: one field per section, in the manifest's order."""
+
+    video: Video = field(default_factory=Video)
+    audio: Audio = field(default_factory=Audio)
+    face: Face = field(default_factory=Face)
+    crop: Crop = field(default_factory=Crop)
+    mfcc: Mfcc = field(default_factory=Mfcc)
+    pose: Pose = field(default_factory=Pose)
+    shape: Shape = field(default_factory=Shape)
+    split: Split = field(default_factory=Split)
+    shards: Shards = field(default_factory=Shards)
+
+
+def sections() -> dict[str, type]:
+    """Section name -> its dataclass."""
+    return {f.name: f.default_factory for f in dataclasses.fields(BuildConfig)}  # type: ignore[misc]
+
+
+def _keys() -> dict[str, Declared]:
+    return {f"{name}.{d.name}": d for name, cls in sections().items() for d in declared(cls)}
+
+
+def list_keys() -> list[str]:
+    """``talkdata build --list-keys``: one line per key with its default, type, range or choices and help."""
+    return listing(_keys().items())
+
+
+def dataset_level_sections() -> tuple[str, ...]:
+    """Sections that act at the dataset level and stay out of the per-clip cache key."""
+    return tuple(name for name, cls in sections().items() if not cls.per_clip)
+
+
+def processing_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The sections of a runtime or pinned dict that change per-clip results (the cache key's)."""
+    level = dataset_level_sections()
+    return {k: v for k, v in config.items() if k not in level}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def to_dict(cfg: BuildConfig) -> dict[str, Any]:
+    """The runtime dict of a typed configuration (tuples as lists)."""
+    return {name: {d.name: _plain(getattr(getattr(cfg, name), d.name)) for d in declared(cls)}
+            for name, cls in sections().items()}
+
+
+DEFAULTS: dict[str, Any] = to_dict(BuildConfig())
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -97,50 +227,19 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def known_keys() -> list[str]:
-    return sorted(_flatten(DEFAULTS))
-
-
-def parse_value(text: str) -> Any:
-    """Parse the right-hand side of ``--set key=value`` as a TOML value, else keep it a string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def _check_type(key: str, default: Any, value: Any) -> Any:
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise UserError(f"config key {key!r} takes true or false, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"config key {key!r} takes a number, got {value!r}")
-        return float(value)
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"config key {key!r} takes an integer, got {value!r}")
-        return value
-    if isinstance(default, list):
-        if not isinstance(value, list):
-            raise UserError(f"config key {key!r} takes a list, got {value!r}")
-        return value
-    if not isinstance(value, str):
-        raise UserError(f"config key {key!r} takes a string, got {value!r}")
-    return value
+def _check_key(key: str, value: Any) -> Any:
+    keys = _keys()
+    if key not in keys:
+        raise UserError(f"unknown config key {key!r}{did_you_mean(key, keys)} (talkdata build --list-keys lists them)")
+    d = keys[key]
+    return check_value(key, d.type, d.spec, value)
 
 
 def set_value(config: dict[str, Any], key: str, value: Any) -> None:
-    """Set dotted ``key`` in ``config`` in place, checking that it exists and the type matches."""
-    defaults = _flatten(DEFAULTS)
-    if key not in defaults:
-        raise UserError(f"unknown config key {key!r} (run 'talkdata build --help' to see how to list keys)")
-    *parents, leaf = key.split(".")
-    node = config
-    for part in parents:
-        node = node[part]
-    node[leaf] = _check_type(key, defaults[key], value)
+    """Set dotted ``key`` in the runtime dict ``config`` in place, checked against its declaration."""
+    section, leaf = key.split(".", 1) if "." in key else ("", key)
+    value = _check_key(key, value)
+    config[section][leaf] = _plain(value)
 
 
 def apply_overrides(config: dict[str, Any], overrides: dict[str, Any], origin: str) -> None:
@@ -152,56 +251,99 @@ def apply_overrides(config: dict[str, Any], overrides: dict[str, Any], origin: s
             raise UserError(f"{origin}: {err}") from None
 
 
-def parse_set_options(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """Turn ``["crop.size=128", ...]`` into ``{"crop.size": 128, ...}``."""
-    parsed = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set takes key=value, got {item!r}")
-        parsed[key.strip()] = parse_value(text.strip())
-    return parsed
+def from_dict(config: dict[str, Any]) -> BuildConfig:
+    """The typed configuration of a complete runtime dict, every value and cross-key rule checked."""
+    parts = {}
+    for name, cls in sections().items():
+        if not isinstance(config.get(name), dict):
+            raise UserError(f"bad config: section {name!r} is missing")
+        extra = sorted(set(config[name]) - {d.name for d in declared(cls)})
+        if extra:
+            _check_key(f"{name}.{extra[0]}", None)
+        values = config[name]
+        parts[name] = cls(**{d.name: check_value(f"{name}.{d.name}", d.type, d.spec, values.get(d.name, d.default))
+                             for d in declared(cls)})
+    cfg = BuildConfig(**parts)
+    cross_checks(cfg)
+    return cfg
 
 
-def resolve(recipe_defaults: dict[str, Any], recipe_name: str, sets: dict[str, Any]) -> dict[str, Any]:
-    """Defaults, then the recipe's ``[defaults]``, then ``--set`` values; validated."""
-    config = copy.deepcopy(DEFAULTS)
-    apply_overrides(config, recipe_defaults, f"recipe {recipe_name!r}")
-    for key, value in sets.items():
-        set_value(config, key, value)
-    validate(config)
-    return config
-
-
-def validate(config: dict[str, Any]) -> None:
-    """Range checks that types alone cannot express."""
+def cross_checks(cfg: BuildConfig) -> None:
+    """Rules that tie keys together; each failure is one ``bad config: ...`` line."""
+    frame_len = int(math.floor(cfg.mfcc.winlen * cfg.audio.sample_rate + 0.5))
+    weights = (cfg.split.train, cfg.split.val, cfg.split.test)
     checks = [
-        (config["video"]["fps"] > 0, "video.fps must be > 0"),
-        (config["crop"]["size"] >= 16, "crop.size must be at least 16"),
-        (config["crop"]["size"] % 2 == 0, "crop.size must be even (H.264 yuv420p)"),
-        (config["crop"]["smooth_window"] >= 1 and config["crop"]["smooth_window"] % 2 == 1,
-         "crop.smooth_window must be an odd number >= 1"),
-        (len(config["crop"]["stable_points"]) >= 2
-         and all(isinstance(i, int) and 0 <= i < 68 for i in config["crop"]["stable_points"]),
-         "crop.stable_points must list at least 2 landmark indices in 0..67"),
-        (config["crop"]["border"] in ("replicate", "constant", "reflect"),
-         "crop.border must be replicate, constant or reflect"),
-        (config["face"]["backend"] in ("dlib", "fan"), "face.backend must be dlib or fan"),
-        (config["face"]["detect_every"] >= 1, "face.detect_every must be >= 1"),
-        (0 <= config["face"]["max_missing_fraction"] <= 1, "face.max_missing_fraction must be in [0, 1]"),
-        (config["mfcc"]["rows_per_frame"] >= 1, "mfcc.rows_per_frame must be >= 1"),
-        (config["shards"]["max_samples"] >= 1, "shards.max_samples must be >= 1"),
-        (config["shape"]["reference"] in ("first", "last", "mean"), "shape.reference must be first, last or mean"),
-        (1 <= config["shape"]["n_components"] <= 136, "shape.n_components must be in 1..136"),
-        (config["shape"]["scale"] > 0, "shape.scale must be > 0"),
-        (config["shape"]["fit_split"] in ("train", "val", "test", "all"), "shape.fit_split must be train, val, test or all"),
-        (all(r in ("lips", "rest", "full") for r in config["shape"]["regions"]), "shape.regions may list lips, rest, full"),
-        (abs(sum(config["split"][s] for s in ("train", "val", "test")) - 1.0) < 1e-6,
-         "split.train + split.val + split.test must sum to 1"),
+        (cfg.crop.size % 2 == 0, f"crop.size must be even (H.264 yuv420p), got {cfg.crop.size}"),
+        (cfg.crop.smooth_window % 2 == 1, f"crop.smooth_window must be odd, got {cfg.crop.smooth_window}"),
+        (len(set(cfg.crop.stable_points)) == len(cfg.crop.stable_points),
+         f"crop.stable_points must be distinct, got {list(cfg.crop.stable_points)}"),
+        (abs(sum(weights) - 1.0) < 1e-6,
+         f"split.train + split.val + split.test must sum to 1, got {' + '.join(map(str, weights))}"),
+        (frame_len >= 1, f"mfcc.winlen * audio.sample_rate must be at least one sample, got {frame_len}"),
+        (cfg.mfcc.nfft >= frame_len,
+         f"mfcc.nfft ({cfg.mfcc.nfft}) must be >= mfcc.winlen * audio.sample_rate ({frame_len} samples)"),
+        (cfg.mfcc.nfilt <= cfg.mfcc.nfft // 2 + 1,
+         f"mfcc.nfilt ({cfg.mfcc.nfilt}) must be <= mfcc.nfft / 2 + 1 ({cfg.mfcc.nfft // 2 + 1})"),
+        (cfg.mfcc.numcep <= cfg.mfcc.nfilt,
+         f"mfcc.numcep ({cfg.mfcc.numcep}) must be <= mfcc.nfilt ({cfg.mfcc.nfilt})"),
+        (len(set(cfg.shape.regions)) == len(cfg.shape.regions),
+         f"shape.regions must be distinct, got {list(cfg.shape.regions)}"),
     ]
     for ok, message in checks:
         if not ok:
             raise UserError(f"bad config: {message}")
+
+
+def resolve_config(recipe_defaults: dict[str, Any], recipe_name: str, sets: dict[str, Any]) -> BuildConfig:
+    """Defaults, then the recipe's ``[defaults]``, then ``--set`` values; every value checked."""
+    config = to_dict(BuildConfig())
+    apply_overrides(config, recipe_defaults, f"recipe {recipe_name!r}")
+    for key, value in sets.items():
+        set_value(config, key, value)
+    return from_dict(config)
+
+
+def resolve(recipe_defaults: dict[str, Any], recipe_name: str, sets: dict[str, Any]) -> dict[str, Any]:
+    """The runtime dict (see the module docstring) of :func:`resolve_config`."""
+    return to_dict(resolve_config(recipe_defaults, recipe_name, sets))
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A configuration for the manifest and cache key: models by sha256; their paths apart."""
+
+    config: dict[str, Any]
+    models: dict[str, dict[str, str]]
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_keys() -> list[str]:
+    return [key for key, d in _keys().items() if d.spec.model]
+
+
+def pinned(config: dict[str, Any]) -> Pinned:
+    """The runtime dict with each model path replaced by ``sha256:<hex>``, and the paths apart."""
+    out = {section: dict(values) for section, values in config.items()}
+    models = {}
+    for key in model_keys():
+        section, leaf = key.split(".", 1)
+        path = config[section][leaf]
+        if not path:
+            continue
+        try:
+            digest = file_sha256(path)
+        except OSError as err:
+            raise UserError(f"{key}: cannot read model file {path}: {err.strerror or err}") from None
+        out[section][leaf] = f"sha256:{digest}"
+        models[key] = {"path": str(path), "sha256": digest}
+    return Pinned(out, models)
 
 
 def config_hash(config: dict[str, Any]) -> str:

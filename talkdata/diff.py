@@ -1,7 +1,7 @@
 """Compare two built dataset versions (``talkdata diff OUT_A OUT_B``).
 
-Pure functions over the two folders' ``dataset.json`` and ``index.parquet``: no shard is opened,
-so comparing two large datasets is fast. :func:`diff_datasets` returns a :class:`DatasetDiff`;
+Pure functions over the two datasets' ``dataset.json`` and ``index.parquet`` (each a folder or an
+fsspec URL): no shard is opened, so comparing two large datasets is fast. :func:`diff_datasets` returns a :class:`DatasetDiff`;
 :func:`render_text` writes the readable summary and :func:`to_json` the machine-readable form.
 
 JSON format (``format: "talkdata-diff/1"``; every key is always present, lists are sorted):
@@ -11,14 +11,15 @@ JSON format (``format: "talkdata-diff/1"``; every key is always present, lists a
 ``identical``
     true when both version ids are equal and no difference was found.
 ``same_inputs``
-    true when recipe, config, toolkit and dependency versions and source files are all equal: two
+    true when recipe, config, models, toolkit and dependency versions and source files are all equal: two
     such builds should be identical, so ``same_inputs`` without ``identical`` means the build is
     not reproducible (or the code changed without a version bump).
-``recipe``, ``config``, ``toolkit``, ``dependencies``, ``source``, ``other``
+``recipe``, ``config``, ``models``, ``toolkit``, ``dependencies``, ``source``, ``other``
     lists of ``{"key", "status", "a", "b"}``: flattened keys (``crop.size``,
     ``dependencies``' package names, ``download.access``) whose values differ; ``status`` is
     ``changed``, ``added`` (only in B; ``a`` is null) or ``removed`` (only in A; ``b`` is null).
-    ``recipe`` is the recipe file's content (name, title, sources...), ``source`` the source
+    ``recipe`` is the recipe file's content (name, title, sources...), ``models`` the model files
+    used (``dlib_landmarks.sha256``, ``dlib_landmarks.path``...), ``source`` the source
     fingerprint and clip count, ``other`` the remaining manifest fields (dataset name, format,
     split counts, reject counts, shape model summary, audio features).
 ``artifacts``, ``shards``
@@ -42,13 +43,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .manifest import MANIFEST
+from .manifest import MANIFEST, load_manifest
+from .generations import Store
 
 FORMAT = "talkdata-diff/1"
 SPLIT_ORDER = ("train", "val", "test")
 
 #: manifest fields with a section of their own; everything else but the version goes to ``other``
-SECTIONS = ("recipe", "config", "toolkit", "dependencies", "source")
+SECTIONS = ("recipe", "config", "models", "toolkit", "dependencies", "source")
 _SPECIAL = set(SECTIONS) | {"version", "artifacts", "shards"}
 
 
@@ -65,7 +67,7 @@ class Side:
 class DatasetDiff:
     a: Side
     b: Side
-    sections: dict[str, list[dict]]  # recipe, config, toolkit, dependencies, source, other
+    sections: dict[str, list[dict]]  # recipe, config, models, toolkit, dependencies, source, other
     artifacts: list[dict]
     shards: list[dict]
     samples: dict
@@ -97,33 +99,30 @@ class DatasetDiff:
 # --------------------------------------------------------------------------- reading
 
 
-def _load_side(folder: str | Path) -> Side:
-    root = Path(folder)
-    if not root.is_dir():
-        raise UserError(f"{folder} is not a folder: give two dataset folders built by talkdata")
-    path = root / MANIFEST
-    if not path.is_file():
-        raise UserError(f"{path} not found: is {folder} a dataset built by talkdata?")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path} is not valid JSON ({err}); rebuild the dataset or restore the file") from None
-    if not isinstance(manifest, dict) or "version" not in manifest:
-        raise UserError(f"{path} is not a talkdata manifest (no version id)")
-    return Side(path=str(folder), name=str(manifest.get("name", "")), version=str(manifest["version"]),
-                manifest=manifest, samples=_read_index(root))
+def _load_side(location: str | Path, storage_options: dict | None) -> Side:
+    store = Store(location, storage_options if storage_options and "://" in str(location) else None)
+    if not store.is_dir():
+        if store.remote:
+            raise UserError(f"{location} not found: give two datasets built by talkdata (folders or URLs)")
+        raise UserError(f"{location} is not a folder: give two dataset folders built by talkdata")
+    manifest = load_manifest(store)
+    return Side(path=str(location), name=str(manifest.get("name", "")), version=str(manifest["version"]),
+                manifest=manifest, samples=_read_index(store))
 
 
-def _read_index(root: Path) -> dict[str, tuple[str, str]]:
+def _read_index(store: Store) -> dict[str, tuple[str, str]]:
     import pyarrow.parquet as pq
 
-    path = root / "index.parquet"
-    if not path.is_file():
-        raise UserError(f"{path} not found: the dataset is incomplete (run `talkdata verify {root}`)")
+    if not store.is_file("index.parquet"):
+        raise UserError(f"{store.url('index.parquet')} not found: the dataset is incomplete "
+                        f"(run `talkdata verify {store.location}`)")
     try:
-        table = pq.read_table(path, columns=["key", "split", "sha256"])
+        with store.open("index.parquet") as handle:
+            table = pq.read_table(handle, columns=["key", "split", "sha256"])
+    except UserError:
+        raise
     except Exception as err:  # pyarrow raises several types for damaged or foreign files
-        raise UserError(f"cannot read {path}: {err}") from None
+        raise UserError(f"cannot read {store.url('index.parquet')}: {err}") from None
     rows = table.to_pydict()
     return {key: (split, sha) for key, split, sha in zip(rows["key"], rows["split"], rows["sha256"])}
 
@@ -193,9 +192,10 @@ def compare_samples(a: dict[str, tuple[str, str]], b: dict[str, tuple[str, str]]
     return {"splits": per_split, "moved": moved, "counts": counts}
 
 
-def diff_datasets(folder_a: str | Path, folder_b: str | Path) -> DatasetDiff:
-    """Compare the dataset in ``folder_a`` (old) with the one in ``folder_b`` (new)."""
-    a, b = _load_side(folder_a), _load_side(folder_b)
+def diff_datasets(folder_a: str | Path, folder_b: str | Path, storage_options: dict | None = None) -> DatasetDiff:
+    """Compare the dataset in ``folder_a`` (old) with the one in ``folder_b`` (new); each is a folder or
+    an fsspec URL (``storage_options`` apply to the URLs)."""
+    a, b = _load_side(folder_a, storage_options), _load_side(folder_b, storage_options)
     ma, mb = a.manifest, b.manifest
     sections = {name: _compare(ma.get(name), mb.get(name)) for name in SECTIONS}
     rest_a = {k: v for k, v in ma.items() if k not in _SPECIAL}
@@ -261,7 +261,8 @@ def render_text(result: DatasetDiff, limit: int = 20) -> str:
     if result.identical:
         lines.append(f"identical: same version {a.version}, {result.samples['counts']['unchanged']} samples")
         return "\n".join(lines) + "\n"
-    titles = {"recipe": "recipe", "config": "config", "toolkit": "toolkit", "dependencies": "dependencies",
+    titles = {"recipe": "recipe", "config": "config", "models": "models", "toolkit": "toolkit",
+              "dependencies": "dependencies",
               "source": "source files", "other": "manifest"}
     for name in (*SECTIONS, "other"):
         lines += _key_changes(titles[name], result.sections[name])

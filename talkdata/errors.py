@@ -60,4 +60,5 @@ REASONS = {
     "fetch_failed": "fetching the source video failed (network, rate limit, bot check); the next download tries again",
     "tube_out_of_range": "the tube's frame range or chunk does not exist in the downloaded video (TalkingHead-1KH)",
     "failed": "an unexpected error while processing (see the message; retried with --retry-failed)",
+    "too_large": "the video's frames are larger than talkdata decodes (over 7680x4320 pixels); scale it down first",
 }

@@ -1,12 +1,14 @@
 """Recipes: one TOML file per corpus in ``recipes/``, validated against ``schemas/recipe.schema.json``.
 
 A recipe is data: sources, license and access notes, layout, split protocols and processing defaults.
-The corpus-specific code it names (``index = "talkdata.sources.grid"``) turns a raw folder into clip
-records.
+The corpus-specific code it names (``index = "talkdata.corpora.grid"``) turns a raw folder into clip
+records: ``index(root, config, exclude) -> list[ClipRecord]`` (``exclude``: folders never entered,
+such as the build's output when it lies inside the source).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import tomllib
@@ -56,10 +58,31 @@ def parse_recipe(text: str, origin: str) -> Recipe:
     if errors:
         raise UserError(schema_error_line(origin, errors[0]))
     try:
-        importlib.import_module(data["index"])
+        module = importlib.import_module(data["index"])
     except ImportError:
         raise UserError(f"{origin}: field 'index': module {data['index']!r} does not exist") from None
+    if not callable(getattr(module, "index", None)):
+        raise UserError(f"{origin}: field 'index': module {data['index']!r} has no index(root, config) function "
+                        f"(corpus modules: {', '.join(corpus_modules())})")
     return Recipe(name=data["name"], data=data, path=origin, protocols=data.get("protocols", {}))
+
+
+def corpus_modules() -> list[str]:
+    """The modules a recipe's ``index`` may name: those of ``talkdata.corpora`` that define ``index``."""
+    folder = resources.files("talkdata.corpora")
+    names = sorted(p.name[:-3] for p in folder.iterdir() if p.name.endswith(".py") and not p.name.startswith("_"))
+    return [f"talkdata.corpora.{n}" for n in names
+            if callable(getattr(importlib.import_module(f"talkdata.corpora.{n}"), "index", None))]
+
+
+def read_recipe_text(path: Path) -> str:
+    """A recipe file's text (a UTF-8 byte order mark is dropped); one line naming the file when it is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); save the recipe "
+                        "as UTF-8") from None
 
 
 def recipe_names() -> list[str]:
@@ -70,9 +93,12 @@ def recipe_names() -> list[str]:
 def load_recipe(name: str) -> Recipe:
     """A bundled recipe by name, or a recipe file by path."""
     if name.endswith(".toml") and Path(name).is_file():
-        return parse_recipe(Path(name).read_text(), name)
+        return parse_recipe(read_recipe_text(Path(name)), name)
     if name not in recipe_names():
-        raise UserError(f"unknown recipe {name!r} (available: {', '.join(recipe_names())}; or give a path to a .toml)")
+        close = difflib.get_close_matches(name.lower(), recipe_names(), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise UserError(f"unknown recipe {name!r}: {hint}(available: {', '.join(recipe_names())}; or give a path "
+                        "to a .toml)")
     text = resources.files("talkdata.recipes").joinpath(f"{name}.toml").read_text()
     recipe = parse_recipe(text, f"recipe {name}.toml")
     if recipe.name != name:

@@ -8,6 +8,8 @@ at URL paths, the way the corpus hosts do:
   KAIST mirror); a wrong or missing credential gets ``401``;
 - a route can drop the connection once after N body bytes (the client must resume with ``Range``),
   or ignore ``Range`` and send the whole body with ``200``;
+- a route can answer its refusals with a reason phrase of its own, even one that echoes the
+  request's ``Authorization`` header (as a misconfigured server might);
 - anything not registered is a ``404``.
 
 Every request is recorded (:attr:`FixtureServer.hits`): path, ``Range`` header, status and body bytes
@@ -40,6 +42,7 @@ class Route:
     ignore_range: bool = False  # answer 200 with the whole body, as servers without range support do
     content_type: str = "application/octet-stream"
     dropped: bool = False
+    reason: str | None = None  # reason phrase of a refusal; "{authorization}" echoes the request's header
 
 
 @dataclass
@@ -65,7 +68,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _finish(self, hit: Hit, status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> None:
         hit.status = status
-        self.send_response(status)
+        route = self.server.owner.routes.get(hit.route)
+        if route is not None and route.reason is not None and status >= 400:
+            self.send_response(status, route.reason.replace("{authorization}", self.headers.get("Authorization", "")))
+        else:
+            self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))

@@ -222,12 +222,14 @@ def write_video(
     return path
 
 
-def _encode_audio(container, stream, samples: np.ndarray, sample_rate: int, block: int = 1024) -> None:
-    """Encode mono float samples in blocks (PyAV converts to the codec's sample format)."""
-    samples = np.clip(samples, -1.0, 1.0)
-    for start in range(0, len(samples), block):
-        chunk = np.ascontiguousarray(samples[start : start + block].reshape(1, -1))
-        frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+def _encode_audio(container, stream, samples: np.ndarray, sample_rate: int, block: int = 1024,
+                  layout: str = "mono") -> None:
+    """Encode float samples in blocks: mono ``(N,)`` or the rows of ``(C, N)`` for ``layout``, written
+    packed (``flt``: PyAV 18 cannot build frames of 8 planes); PyAV converts to the codec's format."""
+    channels = np.clip(np.asarray(samples, dtype=np.float32).reshape(-1, np.shape(samples)[-1]), -1.0, 1.0)
+    for start in range(0, channels.shape[1], block):
+        packed = np.ascontiguousarray(channels[:, start : start + block].T.reshape(1, -1))
+        frame = av.AudioFrame.from_ndarray(packed, format="flt", layout=layout)
         frame.sample_rate = sample_rate
         frame.pts = start
         frame.time_base = Fraction(1, sample_rate)
@@ -305,3 +307,77 @@ def noise_frames(width: int, height: int, n_frames: int, seed: int = 0) -> Itera
     rng = np.random.default_rng(seed)
     for _ in range(n_frames):
         yield (128 + rng.integers(-20, 21, size=(height, width, 3))).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- hostile inputs
+
+
+def write_multichannel_audio(path: str | Path, channels: np.ndarray, layout: str,
+                             sample_rate: int = SAMPLE_RATE, codec: str | None = None) -> Path:
+    """An audio-only file whose channels are the rows of ``channels`` (float32 ``(C, N)``), e.g.
+    ``layout="7.1"`` with 8 rows. Frames are written packed (``flt``): PyAV 18 cannot build frames
+    of 8 planes. PCM16 in ``.mkv``, AAC in ``.mp4`` unless ``codec`` says otherwise."""
+    path = Path(path)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec or _audio_codec_for(path), rate=sample_rate, layout=layout)
+        _encode_audio(container, stream, channels, sample_rate, layout=layout)
+    return path
+
+
+def write_audio_last_mp4(path: str | Path, frames: list[np.ndarray], audio: np.ndarray, fps: float = 25.0) -> Path:
+    """An mp4 with its index (moov) at the front and the audio packets after the video packets, so
+    that cutting the end of the file cuts the audio (a remux of :func:`write_video`'s output)."""
+    path = Path(path)
+    plain = write_video(path.with_suffix(".plain.mp4"), frames, fps, audio=audio)
+    with av.open(str(plain)) as source, av.open(str(path), "w", format="mp4",
+                                                 options={"movflags": "faststart", "max_interleave_delta": "1"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in source.streams}
+        packets = [p for p in source.demux() if p.dts is not None]
+        for packet in sorted(packets, key=lambda p: p.stream.type != "video"):
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    plain.unlink()
+    return path
+
+
+def packet_positions(path: str | Path, kind: str) -> list[tuple[int, int]]:
+    """``(byte offset, size)`` of every packet of the first ``kind`` ("audio"/"video") stream."""
+    with av.open(str(path)) as container:
+        stream = getattr(container.streams, kind)[0]
+        return [(p.pos, p.size) for p in container.demux(stream) if p.size]
+
+
+def flat_jpeg(width: int, height: int) -> bytes:
+    """A baseline grayscale JPEG of any size, mid-gray, without an image in memory: every 8x8 block
+    is coded as DC difference 0 and end-of-block (2 bits each with one-code Huffman tables), so a
+    16000 x 16000 picture is 2 MB."""
+    import struct
+
+    def segment(marker: int, payload: bytes) -> bytes:
+        return b"\xff" + bytes([marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+    one_code_of_two_bits = bytes([0, 1] + [0] * 14)
+    quant = segment(0xDB, b"\x00" + b"\x01" * 64)
+    frame = segment(0xC0, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00")
+    tables = segment(0xC4, b"\x00" + one_code_of_two_bits + b"\x00" + b"\x10" + one_code_of_two_bits + b"\x00")
+    scan = segment(0xDA, b"\x01\x01\x00\x00\x3f\x00")
+    blocks = ((width + 7) // 8) * ((height + 7) // 8)
+    return b"\xff\xd8" + quant + frame + tables + scan + bytes((blocks * 4 + 7) // 8) + b"\xff\xd9"
+
+
+def write_mjpeg(path: str | Path, width: int, height: int, n_frames: int = 2, fps: int = 25) -> Path:
+    """An MJPEG video (``.mkv``/``.avi``) of :func:`flat_jpeg` frames, muxed without encoding."""
+    path = Path(path)
+    picture = flat_jpeg(width, height)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mjpeg", rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuvj420p"
+        for index in range(n_frames):
+            packet = av.Packet(picture)
+            packet.stream = stream
+            packet.pts = packet.dts = index
+            packet.duration = 1
+            packet.time_base = Fraction(1, fps)
+            container.mux(packet)
+    return path

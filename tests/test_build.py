@@ -127,7 +127,8 @@ def test_grid_metadata(grid_out):
     assert meta["words"][-1]["end"] == pytest.approx(53000 / 25000)
     assert meta["source"]["path"] == "s1/bbaf2n.mpg"
     unknown = json.loads(all_samples(grid_out)["unknown_speaker/lbbc2a"]["json"])
-    assert unknown["transcript"] == "lay blue by c two again" and unknown["words"] is None
+    assert unknown["transcript"] == "lay blue by c two again"
+    assert unknown["words"] == [] and unknown["alignment"] == ""  # no alignment file: empty, never null
 
 
 def test_index_parquet_rows_match_shards(grid_out):
@@ -276,7 +277,7 @@ def test_unwritable_output_is_a_clear_error(tmp_path):
 def test_broken_recipe_names_the_field(tmp_path):
     recipe = tmp_path / "broken.toml"
     recipe.write_text((Path(__file__).parents[1] / "recipes" / "grid.toml").read_text().replace(
-        'index = "talkdata.sources.grid"', "index = 3"))
+        'index = "talkdata.corpora.grid"', "index = 3"))
     result = CliRunner().invoke(main, ["build", str(recipe), "--source", str(DATA / "grid"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "field 'index'" in result.output
 

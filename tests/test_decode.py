@@ -26,7 +26,7 @@ from talkdata.errors import ClipError
 from talkdata.media.decode import VideoStats, align_audio, decode_audio, iter_frames
 from talkdata.media.encode import decode_wav
 from talkdata.pipeline.clip import process_clip
-from talkdata.sources import crema_d, grid
+from talkdata.corpora import crema_d, grid
 
 import decord  # noqa: E402  (test extra: an independent decoder to check PyAV against)
 
@@ -330,7 +330,7 @@ def test_truncated_file(tmp_path, config):
     assert len(frames) == stats.output_frames == 1 and stats.source_frames == 1
     err = _reason(_audio, path)
     assert err.reason == "no_audio_stream" and "trunc.mpg" in str(err)
-    from talkdata.sources.base import ClipRecord
+    from talkdata.corpora.records import ClipRecord
 
     record = ClipRecord(dataset="videos", speaker="x", clip="trunc", path=str(path), relpath="trunc.mpg")
     err = _reason(lambda _: process_clip(record, config), path)

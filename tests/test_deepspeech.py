@@ -1,4 +1,5 @@
-"""Tests for talkdata.audio.deepspeech (the VOCA / FACIAL DeepSpeech feature pipeline).
+"""Tests for talkdata.audio.deepspeech (the VOCA / FACIAL DeepSpeech feature pipeline) and the loader's
+interpolation and windowing of its 50 Hz logits (talkdata.loader.windows).
 
 The real DeepSpeech v0.1.0 weights are not available here, so the acoustic model is replaced by
 small linear ONNX (and, when TensorFlow is installed, frozen TF) graphs with exactly the
@@ -19,6 +20,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from talkdata.audio import deepspeech as ds  # noqa: E402
 from talkdata.errors import UserError  # noqa: E402
+from talkdata.loader.windows import deepspeech_steps, facial_window_view, logits_at_fps  # noqa: E402
 
 GRID_CLIP = Path(__file__).parent / "data" / "grid" / "s1" / "bbaf2n.mpg"
 HAVE_TF = importlib.util.find_spec("tensorflow") is not None
@@ -97,12 +99,16 @@ def speech() -> np.ndarray:
     return _decode_audio(GRID_CLIP)
 
 
-def _reference_inputs(audio: np.ndarray) -> np.ndarray:
-    """Independent, loop-based version of VOCA's audioToInputVector."""
+def _pcm(audio: np.ndarray) -> np.ndarray:
+    """Float audio in [-1, 1] as the PCM16 samples a wav stores (rounded, clipped)."""
+    return np.clip(np.round(audio.astype(np.float64) * 32767), -32768, 32767).astype(np.int16)
+
+
+def _reference_inputs(pcm: np.ndarray) -> np.ndarray:
+    """Independent, loop-based version of VOCA's audioToInputVector (utils/audio_handler.py:58-88)."""
     from python_speech_features import mfcc
 
-    samples = np.clip(audio * 32767, -32768, 32767).astype(np.int16)
-    frames = mfcc(samples, samplerate=16000, numcep=26)[::2]
+    frames = mfcc(pcm, samplerate=16000, numcep=26)[::2]
     n = len(frames)
     rows = np.zeros((n, 494))
     for i in range(n):
@@ -140,21 +146,25 @@ def _manual_interp(x: np.ndarray, n_frames: int, fps: float) -> np.ndarray:
 
 @pytest.mark.parametrize("seconds", [3.0, 2.37, 0.5])
 def test_shapes_and_step_count(model: ds.DeepSpeechModel, seconds: float) -> None:
-    audio = np.random.default_rng(0).uniform(-0.3, 0.3, int(seconds * 16000)).astype(np.float32)
-    inputs = ds.audio_to_inputs(audio)
-    assert inputs.shape == (_expected_steps(len(audio)), 494)
+    pcm = _pcm(np.random.default_rng(0).uniform(-0.3, 0.3, int(seconds * 16000)))
+    inputs = ds.audio_to_inputs(pcm)
+    assert inputs.shape == (_expected_steps(len(pcm)), 494) and deepspeech_steps(len(pcm)) == len(inputs)
     assert inputs.dtype == np.float32
-    n_frames = round(seconds * 25)
-    features = ds.deepspeech_features(audio, n_frames, 25, model)
-    assert features.shape == (n_frames, 29)
-    assert features.dtype == np.float32
-    assert np.isfinite(features).all()
+    logits = ds.deepspeech_logits(pcm, model)
+    assert logits.shape == (len(inputs), 29)  # the model's native 50 Hz steps
+    assert logits.dtype == np.float32
+    assert np.isfinite(logits).all()
+
+
+def test_inputs_are_the_stored_int16_samples(speech: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="int16"):
+        ds.audio_to_inputs(speech)  # float audio: which rounding to PCM16 is ambiguous, so refused
 
 
 def test_audio_to_inputs_matches_reference_on_speech(speech: np.ndarray) -> None:
     assert 2.5 < len(speech) / 16000 < 3.5  # a GRID sentence is 3 s
-    inputs = ds.audio_to_inputs(speech)
-    expected = _reference_inputs(speech)
+    inputs = ds.audio_to_inputs(_pcm(speech))
+    expected = _reference_inputs(_pcm(speech))
     assert inputs.shape == expected.shape == (_expected_steps(len(speech)), 494)
     np.testing.assert_allclose(inputs, expected, rtol=1e-5, atol=1e-5)
     # global (not per-column) z-score
@@ -164,7 +174,7 @@ def test_audio_to_inputs_matches_reference_on_speech(speech: np.ndarray) -> None
 
 
 def test_context_rows_are_neighbouring_frames(speech: np.ndarray) -> None:
-    windows = ds.audio_to_inputs(speech).reshape(-1, 19, 26)
+    windows = ds.audio_to_inputs(_pcm(speech)).reshape(-1, 19, 26)
     # row i, window slot 9 + d is frame i + d: the same frame seen from neighbouring rows
     for i in range(20, 30):
         for d in range(-9, 10):
@@ -174,7 +184,7 @@ def test_context_rows_are_neighbouring_frames(speech: np.ndarray) -> None:
 
 
 def test_silence_does_not_divide_by_zero() -> None:
-    inputs = ds.audio_to_inputs(np.zeros(16000, np.float32))
+    inputs = ds.audio_to_inputs(np.zeros(16000, np.int16))
     assert np.isfinite(inputs).all()
 
 
@@ -186,41 +196,39 @@ def test_onnx_logits_equal_numpy(
     path = _linear_onnx(tmp_path / "m.onnx", windowed=windowed, output_name=output_name)
     model = ds.OnnxDeepSpeech(str(path))
     assert model.windowed is windowed
-    inputs = ds.audio_to_inputs(speech)
+    inputs = ds.audio_to_inputs(_pcm(speech))
     logits = model.logits(inputs)
     assert logits.shape == (len(inputs), 29)
     np.testing.assert_allclose(logits, inputs.astype(np.float64) @ W + B, atol=1e-4)
-    n_frames = 75
-    np.testing.assert_allclose(
-        ds.deepspeech_features(speech, n_frames, 25, model),
-        ds.interpolate_to_fps(inputs.astype(np.float64) @ W + B, n_frames, 25),
-        atol=1e-4,
-    )
+    np.testing.assert_array_equal(ds.deepspeech_logits(_pcm(speech), model), logits)
 
 
-@pytest.mark.parametrize("fps", [25, 30])
+@pytest.mark.parametrize("fps", [25, 30, 60])
 def test_interpolation_matches_manual(fps: int) -> None:
     x = np.random.default_rng(fps).normal(size=(101, 29))
     n_frames = round(101 / 50 * fps) + 3  # a few frames past the last step: held
-    out = ds.interpolate_to_fps(x, n_frames, fps)
+    out = logits_at_fps(x, n_frames, fps)
     assert out.shape == (n_frames, 29) and out.dtype == np.float32
     np.testing.assert_allclose(out, _manual_interp(x, n_frames, fps), atol=1e-5)
+    # VOCA's interpolate_features (utils/audio_handler.py:26-39): np.interp channel by channel
+    voca = np.stack([np.interp(np.arange(n_frames) / float(fps), np.arange(101) / 50.0, x[:, c])
+                     for c in range(29)], axis=1)
+    np.testing.assert_array_equal(out, voca.astype(np.float32))
     if fps == 25:  # every video frame falls on a 50 Hz step
         np.testing.assert_allclose(out[:51], x[::2], atol=1e-6)
 
 
-def test_features_move_with_the_audio(model: ds.DeepSpeechModel, speech: np.ndarray) -> None:
-    k, fps = 5, 25
-    n_frames = round(len(speech) / 16000 * fps)
-    shifted = np.concatenate([np.zeros(k * 16000 // fps, np.float32), speech])
-    base = ds.deepspeech_features(speech, n_frames, fps, model)
-    moved = ds.deepspeech_features(shifted, n_frames + k, fps, model)
+def test_logits_move_with_the_audio(model: ds.DeepSpeechModel, speech: np.ndarray) -> None:
+    k = 10  # 50 Hz steps (320 samples each)
+    base = ds.deepspeech_logits(_pcm(speech), model)
+    moved = ds.deepspeech_logits(_pcm(np.concatenate([np.zeros(k * 320, np.float32), speech])), model)
+    n = len(base)
     # the global z-score changes, so compare shapes of the curves, away from the edges
-    middle = slice(8, n_frames - 8)
+    middle = slice(16, n - 16)
     a, b = base[middle], moved[k:][middle]
     for channel in range(29):
         assert np.corrcoef(a[:, channel], b[:, channel])[0, 1] > 0.99, channel
-    # the lag that best aligns the two versions of a feature channel is k frames
+    # the lag that best aligns the two versions of a feature channel is k steps
     channel = int(np.argmax(base.std(axis=0)))
     ref = base[middle, channel]
     scores = [
@@ -230,15 +238,17 @@ def test_features_move_with_the_audio(model: ds.DeepSpeechModel, speech: np.ndar
     assert int(np.argmax(scores)) == k
 
 
-def test_facial_windows_match_facial_code() -> None:
-    features = np.random.default_rng(3).normal(size=(40, 29)).astype(np.float32)
-    windows = ds.facial_windows(features)
-    padded = np.pad(features, ((8, 8), (0, 0)))
-    expected = np.array([padded[j:j + 16] for j in range(len(padded) - 16)])
-    assert windows.shape == (40, 16, 29) and windows.dtype == np.float32
+@pytest.mark.parametrize("stride", [1, 2])
+def test_facial_windows_match_facial_code(stride: int) -> None:
+    features = np.random.default_rng(3).normal(size=(41, 29)).astype(np.float32)
+    windows = facial_window_view(features, stride=stride)
+    # FACIAL audio2face/_utils/audio_handler.py:140-144: 8 zero rows each side, range(0, len - 16, stride)
+    padded = np.concatenate((np.zeros((8, 29)), features, np.zeros((8, 29))))
+    expected = np.array([padded[j:j + 16] for j in range(0, len(padded) - 16, stride)])
+    assert windows.shape == ((41 + stride - 1) // stride, 16, 29) and windows.dtype == np.float32
     np.testing.assert_array_equal(windows, expected)
-    np.testing.assert_array_equal(windows[:, 8], features)
-    assert not windows[0, :8].any() and not windows[-1, 16 - 1].any()
+    np.testing.assert_array_equal(windows[:, 8], features[::stride])
+    assert not windows[0, :8].any()
 
 
 # --------------------------------------------------------------------------- loading / errors
@@ -332,7 +342,7 @@ def test_tensorflow_frozen_graph(tmp_path: Path, speech: np.ndarray, windowed: b
     path = _frozen_tf_graph(tmp_path / "output_graph.pb", windowed)
     model = ds.load_deepspeech(path)
     assert isinstance(model, ds.TensorFlowDeepSpeech) and model.windowed is windowed
-    inputs = ds.audio_to_inputs(speech)
+    inputs = ds.audio_to_inputs(_pcm(speech))
     np.testing.assert_allclose(model.logits(inputs), inputs.astype(np.float64) @ W + B, atol=1e-4)
 
 

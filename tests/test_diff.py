@@ -154,7 +154,7 @@ def test_versions_recipe_artifacts_and_moved_samples(grid_dataset, tmp_path):
     def edit_manifest(m):
         m["toolkit"]["talkdata"] = "9.9.9"
         m["dependencies"]["numpy"] = "0.0.1"
-        del m["dependencies"]["webdataset"]
+        del m["dependencies"]["scipy"]
         m["dependencies"]["torch"] = "2.5.0"
         m["recipe"]["title"] = "GRID, renamed"
         m["artifacts"]["stats/shape_model.npz"]["sha256"] = "0" * 64
@@ -176,8 +176,8 @@ def test_versions_recipe_artifacts_and_moved_samples(grid_dataset, tmp_path):
                                 "b": "9.9.9"}]
     assert data["dependencies"] == [
         {"key": "numpy", "status": "changed", "a": old_manifest["dependencies"]["numpy"], "b": "0.0.1"},
+        {"key": "scipy", "status": "removed", "a": old_manifest["dependencies"]["scipy"], "b": None},
         {"key": "torch", "status": "added", "a": None, "b": "2.5.0"},
-        {"key": "webdataset", "status": "removed", "a": old_manifest["dependencies"]["webdataset"], "b": None},
     ]
     assert data["recipe"] == [{"key": "title", "status": "changed", "a": old_manifest["recipe"]["title"],
                                "b": "GRID, renamed"}]
@@ -195,7 +195,7 @@ def test_versions_recipe_artifacts_and_moved_samples(grid_dataset, tmp_path):
     assert samples["counts"] == {"added": 1, "removed": 1, "changed": 1, "moved": 1, "unchanged": 0}
     text = render_text(result)
     for line in (f"  talkdata: {old_manifest['toolkit']['talkdata']} -> 9.9.9", "  torch: (absent) -> 2.5.0",
-                 f"  webdataset: {old_manifest['dependencies']['webdataset']} -> (absent)",
+                 f"  scipy: {old_manifest['dependencies']['scipy']} -> (absent)",
                  f"  title: {old_manifest['recipe']['title']} -> GRID, renamed",
                  f"    > s1/bbaf2n  {moved_from} -> {moved_to}  (same content)",
                  f"  changed  stats/shape_model.npz  "
@@ -257,3 +257,117 @@ def test_same_inputs_but_other_content_is_flagged(grid_dataset, tmp_path):
     text = run_diff(grid_dataset, other).output
     assert "note: same recipe, config, versions and source files, yet different content" in text
     assert "note:" not in run_diff(grid_dataset, copy_dataset(grid_dataset, tmp_path / "same")).output
+
+
+# ---------------------------------------------------------------- verify: the manifest is checked, not trusted
+
+
+def run_verify(out: Path):
+    return CliRunner().invoke(main, ["verify", str(out)])
+
+
+def _edit(out: Path, edit) -> None:
+    manifest = json.loads((out / "dataset.json").read_text())
+    edit(manifest)
+    (out / "dataset.json").write_text(canonical_json(manifest))
+
+
+def test_verify_recomputes_the_version_and_checks_counts(grid_dataset, tmp_path):
+    """Each edit of dataset.json that the old verify accepted ("ok", exit 0) is now reported."""
+    base = json.loads((grid_dataset / "dataset.json").read_text())
+    assert run_verify(grid_dataset).exit_code == 0
+    first = base["shards"][0]
+    edits = {
+        "added_field": (lambda m: m.update(note="hand-edited"), "version mismatch"),
+        "config_value": (lambda m: m["config"]["crop"].update(size=128), "version mismatch"),
+        "version": (lambda m: m.update(version="0123456789abcdef"), "version mismatch"),
+        "split_count": (lambda m: m["splits"][first["split"]].update(samples=7),
+                        f"split {first['split']}: splits says 7 samples, its shards hold {first['samples']}"),
+    }
+    for name, (edit, message) in edits.items():
+        out = copy_dataset(grid_dataset, tmp_path / name)
+        _edit(out, edit)
+        result = run_verify(out)
+        assert result.exit_code == 1, (name, result.output)
+        assert any(line.startswith(message) for line in result.output.splitlines()), (name, result.output)
+
+    # a shard entry removed together with its file, the version recomputed: the counts and the index disagree
+    out = copy_dataset(grid_dataset, tmp_path / "removed_shard")
+    (out / first["path"]).unlink()
+
+    def drop(m):
+        m["shards"] = m["shards"][1:]
+        m["version"] = version_id(m)
+
+    _edit(out, drop)
+    lines = run_verify(out).output.splitlines()
+    assert f"split {first['split']}: splits says {first['samples']} samples, its shards hold 0" in lines
+    assert f"index.parquet lists {first['samples']} samples in {first['path']}, the shard list says 0" in lines
+    assert not any(line.startswith("version mismatch") for line in lines)
+
+
+def test_version_ignores_prose_and_paths_but_not_content(grid_dataset):
+    manifest = json.loads((grid_dataset / "dataset.json").read_text())
+    assert version_id(manifest) == manifest["version"]
+    assert "webdataset" not in manifest["dependencies"]  # readers only: it does not write the bytes
+    assert set(manifest["models"]) == {"dlib_landmarks"}
+    assert manifest["models"]["dlib_landmarks"]["sha256"] == sha256_file(
+        __import__("talkdata.face.landmarks", fromlist=["dlib_model_path"]).dlib_model_path())
+    prose = json.loads(json.dumps(manifest))
+    prose["recipe"]["download"] = {"about": "a new download note"}
+    prose["recipe"]["description"] += " Edited."
+    prose["models"]["dlib_landmarks"]["path"] = "/elsewhere/model.dat"
+    prose["config"]["audio"]["deepspeech_model"] = "/some/other/path.onnx"
+    assert version_id(prose) == manifest["version"]
+    for edit in (lambda m: m["models"]["dlib_landmarks"].update(sha256="0" * 64),
+                 lambda m: m["dependencies"].update(numpy="0.0.1"),
+                 lambda m: m["recipe"].update(index="talkdata.sources.videos"),
+                 lambda m: m["config"]["crop"].update(size=128)):
+        changed = json.loads(json.dumps(manifest))
+        edit(changed)
+        assert version_id(changed) != manifest["version"]
+
+
+def test_malformed_manifest_is_one_error_line(grid_dataset, tmp_path):
+    cases = {"empty": "", "list": "[]", "no_keys": "{}", "no_shards": None}
+    for name, text in cases.items():
+        out = copy_dataset(grid_dataset, tmp_path / name)
+        if text is None:
+            _edit(out, lambda m: m.pop("shards"))
+        else:
+            (out / "dataset.json").write_text(text)
+        result = run_verify(out)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2, (name, result.output)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "dataset.json" in lines[0], (name, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_another_model_is_an_input_difference(grid_dataset, tmp_path):
+    """A model with other bytes (same path) is listed under models and makes the inputs differ."""
+    other = copy_dataset(grid_dataset, tmp_path / "other_model")
+    old = json.loads((grid_dataset / "dataset.json").read_text())["models"]["dlib_landmarks"]
+    _rewrite(other, lambda m: m["models"]["dlib_landmarks"].update(sha256="1" * 64), lambda rows: rows)
+    code, data = diff_json(grid_dataset, other)
+    assert code == 1 and data["same_inputs"] is False and data["a"]["version"] != data["b"]["version"]
+    assert data["models"] == [{"key": "dlib_landmarks.sha256", "status": "changed", "a": old["sha256"], "b": "1" * 64}]
+    assert f"  dlib_landmarks.sha256: {old['sha256'][:57]}... -> {'1' * 57}..." in run_diff(grid_dataset, other).output
+
+
+def test_a_build_versioned_by_the_earlier_rule_still_verifies(grid_dataset, tmp_path):
+    """Builds made before the version covered content only hashed the whole manifest: such a
+    version id is accepted, and an edit of such a manifest is still found."""
+    import hashlib
+
+    out = copy_dataset(grid_dataset, tmp_path / "older")
+
+    def whole(m):
+        m["recipe"]["title"] = "as an older build recorded it"
+        body = {k: v for k, v in m.items() if k != "version"}
+        m["version"] = hashlib.sha256(canonical_json(body).encode()).hexdigest()[:16]
+
+    _edit(out, whole)
+    assert run_verify(out).exit_code == 0
+    _edit(out, lambda m: m["config"]["crop"].update(size=128))
+    result = run_verify(out)
+    assert result.exit_code == 1 and result.output.startswith("version mismatch")

@@ -31,14 +31,17 @@ from pathlib import Path
 
 import cv2
 import pytest
+
+from checks import error_line, sample_json
 from click.testing import CliRunner
 
 import http_fixture as hf
 from talkdata.cli import main
 from talkdata.errors import UserError
 from talkdata.recipe import load_recipe, parse_recipe
-from talkdata.shards import read_shard
-from talkdata.sources import archives, credentials, fetch, http
+from talkdata.acquire import archives, checksums, credentials, download as fetch_run, http, plan
+from talkdata.acquire.access import Access, jobs
+from talkdata.acquire.hooks import call_hook
 
 DATA = Path(__file__).parent / "data"
 ZENODO = "/records/3625687/files/{}?download=1"
@@ -84,20 +87,10 @@ def ok(*args: str):
 
 
 def failed(*args: str) -> str:
-    result = cli(*args)
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, result.output
-    return lines[0]
+    return error_line(cli(*args))
 
 
-def samples(out: Path) -> dict[str, dict]:
-    found = {}
-    for shard in sorted((out / "shards").rglob("*.tar")):
-        for key, fields in read_shard(shard).items():
-            found[key] = json.loads(fields["json"])
-    return found
+samples = sample_json
 
 
 def sha256(data: bytes) -> str:
@@ -301,7 +294,7 @@ def test_unreachable_host_fails_after_bounded_retries(home):
 
 def test_not_enough_disk_space_is_said_before_downloading(server, monkeypatch):
     serve_grid(server, grid_archives())
-    monkeypatch.setattr(fetch, "_free_bytes", lambda path: 1000)
+    monkeypatch.setattr(fetch_run, "_free_bytes", lambda path: 1000)
     line = failed("download", "grid", "--only", "s1", "--mirror", server.url)
     assert "not enough free space for grid" in line and "1.0 kB free" in line
     assert [hit.route for hit in server.hits] == [ZENODO_API]  # sizes from the API; no archive requested
@@ -509,34 +502,34 @@ def test_only_values_are_checked_against_the_recipe(home):
 
 def test_plan_selection_units_and_mirror():
     grid = load_recipe("grid").data["download"]
-    files = fetch.remote_files(grid)
-    default = [f.name for f in fetch.select(files, None)]
+    files = plan.remote_files(grid)
+    default = [f.name for f in plan.select(files, None)]
     assert len(default) == 34 and "audio_25k.zip" not in default and "s21.zip" not in default
-    assert [f.name for f in fetch.select(files, ["s2", "audio_25k"])] == ["s2.zip", "alignments.zip", "audio_25k.zip"]
+    assert [f.name for f in plan.select(files, ["s2", "audio_25k"])] == ["s2.zip", "alignments.zip", "audio_25k.zip"]
 
-    vox = fetch.units(fetch.select(fetch.remote_files(load_recipe("voxceleb2").data["download"]), ["dev"]))
+    vox = plan.units(plan.select(plan.remote_files(load_recipe("voxceleb2").data["download"]), ["dev"]))
     joined = [u for u in vox if u.name == "vox2_dev_mp4.zip"][0]
     assert [f.name for f in joined.files] == [f"vox2_dev_mp4_parta{c}" for c in "abcdefghi"]
     assert joined.kind == "zip" and sum(f.size for f in joined.files) == 8 * 32212254720 + 9257192977
 
-    crema = fetch.remote_files(load_recipe("crema-d").data["download"])
+    crema = plan.remote_files(load_recipe("crema-d").data["download"])
     assert len([f for f in crema if f.listed]) == 7442
-    actor = fetch.select(crema, ["1091"])
+    actor = plan.select(crema, ["1091"])
     assert len(actor) == 2 + 82 and all(f.name.startswith("VideoFlash/1091_") for f in actor[2:])
 
-    assert fetch.mirror_url("https://zenodo.org/records/3625687/files/s1.zip?download=1", "http://127.0.0.1:8000") == \
+    assert plan.mirror_url("https://zenodo.org/records/3625687/files/s1.zip?download=1", "http://127.0.0.1:8000") == \
         "http://127.0.0.1:8000/records/3625687/files/s1.zip?download=1"
-    assert fetch.mirror_url("https://thor.robots.ox.ac.uk/~vgg/x", "https://mirror.example.org/data/") == \
+    assert plan.mirror_url("https://thor.robots.ox.ac.uk/~vgg/x", "https://mirror.example.org/data/") == \
         "https://mirror.example.org/data/~vgg/x"
     with pytest.raises(UserError, match="--mirror must be an http"):
-        fetch.mirror_url("https://zenodo.org/a", "zenodo.org")
+        plan.mirror_url("https://zenodo.org/a", "zenodo.org")
 
 
 def test_zenodo_record_answer_is_parsed():
     record = {"files": [{"key": "s1.zip", "size": 423, "checksum": "md5:" + "a" * 32}, {"key": "x.pdf", "size": 1}]}
-    assert fetch.parse_zenodo_record(json.dumps(record).encode()) == {"s1.zip": {"md5": "a" * 32, "bytes": 423}}
+    assert checksums.parse_zenodo_record(json.dumps(record).encode()) == {"s1.zip": {"md5": "a" * 32, "bytes": 423}}
     entries = {"files": {"entries": {"s1.zip": {"key": "s1.zip", "size": 5, "checksum": "md5:" + "b" * 32}}}}
-    assert fetch.parse_zenodo_record(json.dumps(entries).encode())["s1.zip"]["md5"] == "b" * 32
+    assert checksums.parse_zenodo_record(json.dumps(entries).encode())["s1.zip"]["md5"] == "b" * 32
 
 
 def test_recipes_command_shows_sources_checksums_and_access():
@@ -618,9 +611,9 @@ def test_credentials_come_from_env_or_netrc_and_are_never_shown(tmp_path):
         credentials.basic_credential("U", "P", "thor.robots.ox.ac.uk", env)
     assert "hunter2" not in str(err.value) and "bogus-token-secret" not in str(err.value)
 
-    access = fetch.Access("https://cn01.mmai.io/download/voxceleb?key={key}&file={path}", "key",
+    access = Access("https://cn01.mmai.io/download/voxceleb?key={key}&file={path}", "key",
                           credentials.Credential("key", "", "S3CRET", "K"))
-    (job,) = fetch.jobs([fetch.RemoteFile(name="vox2_test_mp4.zip", dest="archives/vox2_test_mp4.zip",
+    (job,) = jobs([plan.RemoteFile(name="vox2_test_mp4.zip", dest="archives/vox2_test_mp4.zip",
                                           path="vox2_test_mp4.zip")], tmp_path, access, None)
     assert job.url.endswith("key=S3CRET&file=vox2_test_mp4.zip") and "S3CRET" not in job.public_url + repr(job)
 
@@ -631,13 +624,13 @@ def test_module_download_hook_gets_the_keywords_it_declares(tmp_path):
     def hook(root, recipe, progress=True):
         calls.append((root, recipe, progress))
 
-    fetch.call_hook(hook, root=tmp_path, recipe={"name": "x"}, only=None, mirror=None, progress=False)
+    call_hook(hook, root=tmp_path, recipe={"name": "x"}, only=None, mirror=None, progress=False)
     assert calls == [(tmp_path, {"name": "x"}, False)]
     with pytest.raises(UserError, match="--only is not supported by .*hook"):
-        fetch.call_hook(hook, root=tmp_path, recipe={}, only=["val"], mirror=None, progress=False)
+        call_hook(hook, root=tmp_path, recipe={}, only=["val"], mirror=None, progress=False)
 
     def full(root, recipe, only, mirror, progress):
         calls.append((only, mirror))
 
-    fetch.call_hook(full, root=tmp_path, recipe={}, only=["val"], mirror="http://m", progress=False)
+    call_hook(full, root=tmp_path, recipe={}, only=["val"], mirror="http://m", progress=False)
     assert calls[-1] == (["val"], "http://m")

@@ -331,7 +331,10 @@ def chromium_binary() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         if shutil.which(name):
             return shutil.which(name)
-    pytest.fail("no Chromium found: install Debian's package (apt-get install chromium), as .ci/run does")
+    reason = "no Chromium found: install Debian's package (apt-get install chromium), as .ci/run does"
+    if os.environ.get("TALKDATA_CI"):  # CI installs Chromium: there, a missing browser is a failure
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 class Chromium:

@@ -21,9 +21,9 @@ import pytest
 import talkdata
 from talkdata.errors import UserError
 from talkdata.face.shape import load_shape_model
-from talkdata.loader.decode import decode_sample
-from talkdata.loader.source import Shard
-from talkdata.loader.stream import Consumer, plan_epoch
+from talkdata.loader.members import decode_sample
+from talkdata.loader.plan import Consumer, plan_epoch
+from talkdata.loader.shard_list import Shard
 from talkdata.media.encode import decode_wav
 from talkdata.shards import read_shard
 
@@ -108,14 +108,17 @@ def test_raw_windows_are_the_shard_rows_of_the_same_frames(grid_dataset, tmp_pat
     assert "deepspeech" not in items[0]  # this build has no DeepSpeech model
 
 
-def test_raw_windows_carry_the_deepspeech_rows_of_their_frames(ds_grid):
+def test_raw_windows_carry_the_deepspeech_steps_of_their_frames(ds_grid):
     clips = shard_clips(ds_grid)
     items = list(talkdata.load(ds_grid, fields=["deepspeech.npy", "mfcc.npy"], window=10, stride=7, split="all"))
     assert len(items) == 3 * 10  # starts 0, 7, ..., 63
     for item in items:
         logits = npy(clips[item["__key__"]]["deepspeech.npy"])
-        assert item["deepspeech"].shape == (10, 29)
-        assert np.array_equal(item["deepspeech"], logits[item["start"] : item["start"] + 10])
+        assert logits.shape == (150, 29)  # 3 s at DeepSpeech's 50 steps per second
+        # 10 frames at 25 fps = 20 steps, from step 2 * start (zero rows past the last step)
+        padded = np.concatenate([logits, np.zeros((20, 29), np.float32)])
+        assert item["deepspeech"].shape == (20, 29)
+        assert np.array_equal(item["deepspeech"], padded[2 * item["start"] : 2 * item["start"] + 20])
     assert "deepspeech" in next(iter(talkdata.load(ds_grid)))  # read by default when the build has it
 
 
@@ -130,9 +133,9 @@ def test_video_is_decoded_in_memory_and_only_asked_fields_are_read(grid_dataset,
     items = list(talkdata.load(grid_dataset, fields=["video.mp4"], size=64, shuffle=False))
     assert items and all(item["video"].shape == (16, 64, 64, 3) for item in items)
 
-    import talkdata.loader.decode as decode
+    import talkdata.loader.members as members
 
-    monkeypatch.setattr(decode.av, "open", no_temp_files)  # no field needs the video decoder now
+    monkeypatch.setattr(members.av, "open", no_temp_files)  # no field needs the video decoder now
     items = list(talkdata.load(grid_dataset, fields=["mfcc.npy"], shuffle=False))
     assert items and all(set(item) == {"__key__", "start", "mfcc"} for item in items)
 
@@ -184,8 +187,9 @@ def test_atvg_windows_follow_atvgnet(grid_dataset, tmp_path):
 def test_atvg_windows_keep_the_audio_context_inside_the_clip(grid_dataset):
     items = list(talkdata.load(grid_dataset, profile="atvg", fields=["pca.npy", "mfcc.npy"], split="test", stride=1,
                                shuffle=False))
-    # first target 4 (example frame 3), last target 71: its MFCC context ends with frame 74
-    assert [item["start"] for item in items] == list(range(4, 57))
+    # first target 4 (example frame 3), last target 70: its MFCC context ends with frame 73, because
+    # python_speech_features gives 4 * 75 - 1 rows for 75 frames and ATVG's slice needs all 28
+    assert [item["start"] for item in items] == list(range(4, 56))
 
 
 def test_atvg_without_video_for_atnet(grid_dataset):
@@ -229,7 +233,8 @@ def test_diffused_heads_items(grid_dataset):
     key = items[0]["__key__"]
     assert [item["index"] for item in items] == list(range(75))  # one item per target frame
     by_index = {item["index"]: item for item in items}
-    audio, _ = decode_wav(clips[key]["audio.wav"])
+    pcm = np.frombuffer(clips[key]["audio.wav"][44:], "<i2")
+    audio = pcm / 32768.0  # torchaudio.load's scale (Diffused Heads utils.py:get_audio_emb)
     landmarks = npy(clips[key]["lmk.npy"])
     for t, item in by_index.items():
         identity = item["identity_index"]
@@ -280,7 +285,8 @@ def test_diffused_heads_first_identity_mode(grid_dataset):
 
 def test_vid2vid_pairs(grid_dataset, tmp_path):
     clips = shard_clips(grid_dataset)
-    items = list(talkdata.load(grid_dataset, profile="vid2vid", split="all", pairs_per_clip=3, shuffle=False))
+    items = list(talkdata.load(grid_dataset, profile="vid2vid", split="all", pairs_per_clip=3, pairs="distinct",
+                               shuffle=False))
     assert len(items) == 9
     for item in items:
         files = clips[item["__key__"]]
@@ -290,7 +296,8 @@ def test_vid2vid_pairs(grid_dataset, tmp_path):
         assert item["source"].shape == item["driving"].shape == (3, 256, 256)
         assert np.array_equal(item["source"], video[s].transpose(2, 0, 1).astype(np.float32) / 255)
         assert np.array_equal(item["driving"], video[d].transpose(2, 0, 1).astype(np.float32) / 255)
-        assert np.array_equal(item["driving_pose"], npy(files["pose.npy"])[d, :3])
+        # Hopenet's convention: talkdata's yaw and roll negated (the values here are inside [-99, 96])
+        assert np.array_equal(item["driving_pose"], npy(files["pose.npy"])[d, :3] * np.float32([-1, 1, -1]))
     big = next(iter(talkdata.load(grid_dataset, profile="vid2vid", size=512, fields=["video.mp4"])))
     assert big["source"].shape == (3, 512, 512) and 0 <= big["source"].min() and big["source"].max() <= 1
     for bad in ({"size": 300}, {"window": 16}, {"stride": 2}):
@@ -301,47 +308,20 @@ def test_vid2vid_pairs(grid_dataset, tmp_path):
 # --------------------------------------------------------------------------------- facial profile
 
 
-def voca_windows(logits: np.ndarray) -> np.ndarray:
-    """FACIAL / VOCA's windowing, written out as in audio_handler.py."""
-    zero_pad = np.zeros((8, logits.shape[1]))
-    padded = np.concatenate((zero_pad, logits, zero_pad), axis=0)
-    return np.array([padded[i : i + 16] for i in range(0, padded.shape[0] - 16, 1)])
-
-
-def test_facial_window_matches_direct_facial_voca_windowing(ds_grid):
-    clips = shard_clips(ds_grid)
-    for fps in (25.0, 30.0):
-        items = list(talkdata.load(ds_grid, profile="facial", split="all", window=32, stride=16, fps=fps,
-                                   shuffle=False))
-        n = round(75 / 25 * fps)
-        assert sorted(ids(items)) == sorted((k, s) for k in clips for s in range(0, n - 32 + 1, 16))
-        for item in items:
-            files, s = clips[item["__key__"]], item["start"]
-            logits = npy(files["deepspeech.npy"]).astype(np.float64)
-            if fps != 25.0:  # FACIAL interpolates each channel to the frame times j / 30
-                logits = np.stack([np.interp(np.arange(n) / fps, np.arange(75) / 25.0, logits[:, c])
-                                   for c in range(29)], axis=1)
-            windows = voca_windows(logits)
-            assert windows.shape == (n, 16, 29)
-            assert item["audio"].shape == (32, 16, 29) and item["audio"].dtype == np.float32
-            assert np.allclose(item["audio"], windows[s : s + 32], atol=1e-4)
-            assert np.allclose(item["audio"][:, 8], logits[s : s + 32], atol=1e-4)  # centre row = own frame
-            if s == 0:
-                assert not item["audio"][0, :8].any() and item["audio"][0, 8:].any()
-
-
 def test_facial_targets_are_per_clip_z_scored_pitch_yaw_roll_and_blink(ds_grid):
     clips = shard_clips(ds_grid)
-    items = list(talkdata.load(ds_grid, profile="facial", split="all", fps=None, whole_clips=True, shuffle=False))
+    items = list(talkdata.load(ds_grid, profile="facial", split="all", fps=None, whole_clips=True, smooth=False,
+                               shuffle=False))
     assert len(items) == 3
     for item in items:
         pose = npy(clips[item["__key__"]]["pose.npy"]).astype(np.float64)
-        pitch_yaw_roll = pose[:, [1, 0, 2]]
+        pitch_yaw_roll = pose[:, [1, 0, 2]] * [-1, 1, 1]  # FACIAL's pitch is > 0 looking down
         assert item["pose"].shape == (75, 3)
         assert np.allclose(item["pose"].mean(0), 0, atol=1e-4) and np.allclose(item["pose"].std(0), 1, atol=1e-3)
         assert np.allclose(item["pose_mean"], pitch_yaw_roll.mean(0), atol=1e-4)
         assert np.allclose(item["pose"] * item["pose_std"] + item["pose_mean"], pitch_yaw_roll, atol=1e-3)
         assert np.array_equal(item["blink"], npy(clips[item["__key__"]]["blink.npy"]))
+        assert item["target"].shape == (75, 7) and item["target_mean"].shape == item["target_std"].shape == (6,)
     # FACIAL's 128-frame sequences do not fit in a 3 s GRID clip (90 frames at 30 fps)
     assert list(talkdata.load(ds_grid, profile="facial", split="all")) == []
 
@@ -526,7 +506,8 @@ def test_bad_input_is_one_clear_line(grid_dataset, tmp_path):
         (lambda: talkdata.load(grid_dataset, fields=["mfcc"]), "did you mean mfcc.npy"),
         (lambda: talkdata.load(grid_dataset, window=0), "window must be a positive integer"),
         (lambda: talkdata.load(grid_dataset, profile="diffused_heads", window=16), "does not take a window"),
-        (lambda: talkdata.load(grid_dataset, profile="sda", identity="last"), "identity must be one of first, random"),
+        (lambda: talkdata.load(grid_dataset, profile="sda", identity="last"),
+         "option 'identity' of profile 'sda' must be one of first, random"),
     ]
     for call, message in cases:
         with pytest.raises(UserError) as err:

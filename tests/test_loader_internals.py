@@ -1,6 +1,7 @@
-"""The loader's fast paths give exactly what the plain ways give: the tar reader (vs webdataset's tar
-iteration), partial video decoding (vs decoding every frame), ``.npy`` decoding (vs ``np.load``),
-vectorised resampling and MFCC windows (vs per-channel ``np.interp`` and a loop), and ``collate``
+"""The loader's fast paths give exactly what the plain ways give: the tar reader (vs ``tarfile`` and
+webdataset's tar iteration), partial video decoding (vs decoding every frame), ``.npy`` decoding (vs
+``np.lib.format`` and ``np.load``), vectorised resampling and MFCC windows (vs per-channel
+``np.interp`` and a loop), and ``collate``
 (vs torch's ``default_collate``, in the main process and in a worker). Speed is measured by
 ``benchmarks/loader.py``, never here."""
 
@@ -21,10 +22,14 @@ import talkdata
 from talkdata.errors import UserError
 from talkdata.loader import collate
 from talkdata.loader.collate import BY_VALUE_BYTES, is_sliding, sliding_rows, tensor_by_value_class
-from talkdata.loader.decode import decode_npy, decode_video
+from talkdata.loader.fast import npy as fast_npy
+from talkdata.loader.fast.interp import frame_grid, interp_rows
+from talkdata.loader.fast.npy import decode_npy
+from talkdata.loader.fast.tar import byte_sum, tar_members
 from talkdata.loader.facial import zscore
-from talkdata.loader.stream import _byte_sum, member_filter, read_samples, tar_members
-from talkdata.loader.windows import (atvg_mfcc_windows, facial_window_view, facial_windows, resample_frames,
+from talkdata.loader.members import decode_video
+from talkdata.loader.samples import member_filter, read_samples
+from talkdata.loader.windows import (atvg_mfcc_windows, facial_window_view, resample_frames,
                                      sliding_view)
 from talkdata.shards import read_shard
 
@@ -110,13 +115,30 @@ def test_tar_reader_long_names_pax_and_damage(tmp_path):
                 list(tar_members(stream, "t.tar", lambda name: True))
 
 
+def tarfile_members(path: Path, keep) -> list[tuple[str, bytes]]:
+    """The reference reader: the regular members of a tar as ``tarfile`` reads them."""
+    with tarfile.open(path) as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar if m.isfile() and keep(m.name)]
+
+
+def test_tar_reader_reads_what_tarfile_reads_on_real_shards(grid_dataset, crema_dataset):
+    paths = shard_paths(grid_dataset) + shard_paths(crema_dataset)
+    assert len(paths) >= 4
+    for path in paths:
+        for keep in (lambda name: True, member_filter({"json", "pca.npy"}), member_filter({"video.mp4"})):
+            expected = tarfile_members(path, keep)
+            assert expected
+            with open(path, "rb") as stream:
+                assert list(tar_members(stream, str(path), keep)) == expected
+
+
 def test_header_checksum_sum_is_exact():
     rng = np.random.default_rng(0)
     headers = [bytes(512), b"\xff" * 512, b"\xff" * 256 + bytes(256), bytes(256) + b"\xff" * 256]
     headers += [rng.integers(0, 256, 512, dtype=np.uint8).tobytes() for _ in range(500)]
     headers += [rng.integers(200, 256, 512, dtype=np.uint8).tobytes() for _ in range(100)]  # sums past 65521
     for header in headers:
-        assert _byte_sum(header) == sum(header)
+        assert byte_sum(header) == sum(header)
 
 
 # -------------------------------------------------------------------------------------- video
@@ -177,6 +199,37 @@ def test_npy_decoding_matches_np_load():
         assert decoded.flags.writeable
 
 
+def test_npy_parser_matches_np_lib_format_on_real_shards(grid_dataset, crema_dataset, monkeypatch):
+    members = [data for dataset in (grid_dataset, crema_dataset) for path in shard_paths(dataset)
+               for files in read_shard(path).values() for name, data in files.items() if name.endswith(".npy")]
+    assert len(members) > 20
+    expected = [np.lib.format.read_array(io.BytesIO(data), allow_pickle=False) for data in members]
+
+    def no_np_load(*args, **kwargs):
+        raise AssertionError("np.load was called: the header parser fell back on a member talkdata wrote")
+
+    monkeypatch.setattr(fast_npy.np, "load", no_np_load)  # every member the build writes takes the fast path
+    for data, reference in zip(members, expected):
+        decoded = decode_npy(data)
+        assert decoded.dtype == reference.dtype and decoded.shape == reference.shape
+        assert np.array_equal(decoded, reference) and decoded.flags.writeable
+
+
+def test_interp_clone_is_np_interp_on_real_shard_values(grid_dataset):
+    rows = [files for path in shard_paths(grid_dataset) for files in read_shard(path).values()]
+    assert rows
+    for files in rows[:4]:
+        columns = [np.load(io.BytesIO(files[name])).astype(np.float64) for name in ("pose.npy", "blink.npy", "lmk.npy")]
+        count = len(columns[0])
+        values = np.concatenate([c.reshape(count, -1) for c in columns], axis=1)  # (T, 6 + 1 + 136)
+        for fps_in, fps_out in ((25.0, 30.0), (25.0, 60.0), (50.0, 29.97), (25.0, 25.0 * 2 / 3)):
+            n_out = int(round(len(values) / fps_in * fps_out))
+            x, xp = np.arange(n_out) / fps_out, np.arange(len(values)) / fps_in
+            reference = np.stack([np.interp(x, xp, values[:, c]) for c in range(values.shape[1])], axis=1)
+            ours_ = interp_rows(frame_grid(len(values), fps_in, n_out, fps_out), values)
+            assert ours_.shape == reference.shape and np.array_equal(ours_, reference)
+
+
 def per_channel_interp(values: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray:
     n_out = int(round(len(values) / fps_in * fps_out))
     flat = values.reshape(len(values), -1).astype(np.float64)
@@ -225,7 +278,9 @@ def test_window_helpers_match_the_plain_versions():
         atvg_mfcc_windows(mfcc, [4, 72])
     for frames in (0, 5, 90):
         features = rng.normal(size=(frames, 29)).astype(np.float32)
-        assert np.array_equal(facial_window_view(features), facial_windows(features))
+        padded = np.concatenate((np.zeros((8, 29), np.float32), features, np.zeros((8, 29), np.float32)))
+        plain = np.array([padded[j : j + 16] for j in range(len(padded) - 16)]).reshape(-1, 16, 29)
+        assert np.array_equal(facial_window_view(features), plain)
 
 
 # ------------------------------------------------------------------------------------ collate
@@ -290,7 +345,7 @@ def test_dataloader_workers_hand_batches_over_promptly(grid_dataset):
     the main process keeps its own."""
     import sys
 
-    from talkdata.loader.dataset import WORKER_SWITCH_INTERVAL
+    from talkdata.loader.api import WORKER_SWITCH_INTERVAL
 
     before = sys.getswitchinterval()
     dataset = talkdata.load(grid_dataset, fields=["pca.npy"], split="all", shuffle=False)

@@ -1,11 +1,13 @@
 """MFCC features with ``rows_per_frame`` rows per video frame (ATVG's settings by default).
 
-``python_speech_features``' MFCC on 16 kHz float audio in [-1, 1] (as ATVG feeds it from librosa):
+``python_speech_features``' MFCC on the 16 kHz PCM16 samples stored in ``audio.wav`` as ``librosa.load``
+reads them (float32 ``pcm / 32768``, what ATVG feeds it; :func:`talkdata.audio.pcm.librosa_float`):
 25 ms window, hop ``1 / (rows_per_frame * fps)`` (10 ms at 25 fps), 13 coefficients, 26 mel filters,
 nfft 512, pre-emphasis 0.97, cepstral lifter 22, c0 replaced by the log frame energy. Row ``4t + k``
 is the window starting at sample ``round((t / fps + k * hop) * rate)``, so rows ``4t .. 4t+3``
-belong to video frame ``t``. The audio is zero-padded at the end so the last frame also gets
-``rows_per_frame`` full rows.
+belong to video frame ``t``. The pre-emphasised audio is zero-padded at the end (as the library pads
+its frames) so the last frame also gets ``rows_per_frame`` full rows; the library stops one row
+earlier (its last row is ``4T - 2`` for a clip of exactly ``T`` frames of audio).
 
 The computation is the library's own (its pre-emphasis, power spectrum, mel filterbank, DCT and
 lifter functions, in the order ``python_speech_features.mfcc`` applies them) with two differences
@@ -42,8 +44,9 @@ def mfcc_per_frame(audio: np.ndarray, n_frames: int, fps: float, sample_rate: in
     starts = row_starts(wanted, sample_rate / (rows * fps))
     needed = int(starts[-1]) + frame_len if wanted else 0
     signal = np.zeros(max(needed, len(audio)), dtype=np.float64)
-    signal[: len(audio)] = audio
-    signal = sigproc.preemphasis(signal, settings["preemph"])
+    if len(audio):
+        # in the audio's own dtype, as the library does (float32 from librosa: float32 arithmetic)
+        signal[: len(audio)] = sigproc.preemphasis(np.asarray(audio), settings["preemph"])
     filters = get_filterbanks(settings["nfilt"], settings["nfft"], sample_rate, 0, sample_rate / 2)
     offsets = np.arange(frame_len)
     out = np.empty((wanted, settings["numcep"]), dtype=np.float32)

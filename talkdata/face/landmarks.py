@@ -8,8 +8,9 @@ detect faces themselves.
   the ``face_recognition_models`` package (its ``__init__`` imports ``pkg_resources``, so it is
   located with ``importlib.util.find_spec`` and never imported).
 - ``fan``: the 2D-FAN network of ``face-alignment`` (Bulat & Tzimiropoulos, 2017), optional extra
-  ``talkdata[fan]``. Its weights are read from the torch hub cache; when they are missing the
-  backend fails with a message naming the file and where to put it, instead of downloading.
+  ``talkdata[fan]``. Its weights are read from the torch hub cache; the build's preflight downloads
+  and verifies them first when they are missing (:mod:`talkdata.acquire.models`); this module only takes the
+  path and fails with a message naming the file and where to put it.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ class DlibLandmarks:
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
 
-#: file names face-alignment gives the 2D-FAN-4 weights in the torch hub cache (1.3/1.4, torch 1.5, 1.6)
-FAN_WEIGHTS = ("2DFAN4-cd938726ad.zip", "2DFAN4_1.6-c827573f02.zip", "2DFAN4_1.5-a60332318a.zip")
+#: file names face-alignment gives the 2D-FAN-4 weights in the torch hub cache (torch >= 1.6 first, the
+#: one :mod:`talkdata.acquire.models` downloads; then 1.3/1.4 and torch 1.5)
+FAN_WEIGHTS = ("2DFAN4_1.6-c827573f02.zip", "2DFAN4-cd938726ad.zip", "2DFAN4_1.5-a60332318a.zip")
 
 
 def torch_hub_checkpoints() -> Path:
@@ -71,8 +73,8 @@ def fan_weights_path() -> Path:
         if (folder / name).is_file():
             return folder / name
     raise UserError(
-        f"FAN weights not found: {folder / FAN_WEIGHTS[0]} (talkdata never downloads models; copy "
-        f"{FAN_WEIGHTS[0]} from a machine with internet into {folder} or set TORCH_HOME)"
+        f"FAN weights not found: {folder / FAN_WEIGHTS[0]} (a build downloads them when the network is "
+        f"reachable; otherwise copy {FAN_WEIGHTS[0]} from a machine with internet into {folder} or set TORCH_HOME)"
     )
 
 

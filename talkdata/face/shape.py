@@ -424,3 +424,48 @@ def load_shape_model(path: str | os.PathLike[str] | BinaryIO) -> ShapeModel:
             },
             settings=json.loads(str(z["settings_json"][()])),
         )
+
+
+# --------------------------------------------------------------------------- ATVG's published basis
+
+#: ATVGnet's ``basics/`` files (code/utils.py:50-55 and the PCA of code/dataset.py), their shapes
+ATVG_BASIS_FILES = {"S": ("S.npy", (100, 136)), "mean_norm": ("mean_shape_norm.npy", (1, 136)),
+                    "mean_img": ("mean_shape_img.npy", (68, 2))}
+ATVG_PCA_FILES = {"lrw1": ("U_lrw1.npy", "mean_lrw1.npy"), "grid": ("U_grid.npy", "mean_grid.npy")}
+
+
+@dataclass(frozen=True)
+class AtvgBasis:
+    """ATVGnet's published shape basis and PCA: ``S`` (100, 136) orthonormal rows, ``mean_norm``
+    (136,) the procrustes-normalised mean shape, ``mean_img`` (68, 2) the pixel-scale procrustes
+    reference, ``U`` (136, 136) PCA axes in columns and ``mean`` (136,) the PCA mean (x5 scale)."""
+
+    S: np.ndarray
+    mean_norm: np.ndarray
+    mean_img: np.ndarray
+    U: np.ndarray
+    mean: np.ndarray
+
+
+def load_atvg_basis(folder: str | os.PathLike[str], pca: str = "lrw1") -> AtvgBasis:
+    """Read ATVGnet's ``basics/`` files from ``folder`` (``pca``: ``lrw1`` for ``U_lrw1.npy`` /
+    ``mean_lrw1.npy``, ``grid`` for ``U_grid.npy`` / ``mean_grid.npy``). Raises ValueError with one
+    line naming the missing or malformed file."""
+    if pca not in ATVG_PCA_FILES:
+        raise ValueError(f"unknown ATVG PCA {pca!r}; expected one of {', '.join(ATVG_PCA_FILES)}")
+    u_name, mean_name = ATVG_PCA_FILES[pca]
+    wanted = dict(ATVG_BASIS_FILES, U=(u_name, (136, 136)), mean=(mean_name, (136,)))
+    arrays = {}
+    for field_name, (name, shape) in wanted.items():
+        path = Path(folder) / name
+        if not path.is_file():
+            raise ValueError(f"ATVG basis file {path} not found (ATVGnet's basics/ folder holds it)")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"ATVG basis file {path} is not a numpy array ({exc})") from None
+        if array.shape != shape or not np.issubdtype(array.dtype, np.number):
+            raise ValueError(f"ATVG basis file {path} has shape {array.shape} {array.dtype}, expected {shape}")
+        arrays[field_name] = array.astype(np.float64)
+    arrays["mean_norm"] = arrays["mean_norm"].reshape(136)
+    return AtvgBasis(**arrays)

@@ -95,11 +95,11 @@ def _sample_landmarks(folder: str) -> np.ndarray:
 
     import cv2
 
-    from .detect import HogDetector
+    from .detect import FaceDetector, detector_backend
     from .landmarks import landmark_backend
     from ..media.decode import iter_frames
 
-    detector, predictor = HogDetector(), landmark_backend("dlib")
+    detector, predictor = FaceDetector(detector_backend("hog"), 32.0), landmark_backend("dlib")
     shapes = []
     for path in sorted(Path(folder).rglob("*")):
         if path.suffix.lower() in (".jpg", ".png"):
@@ -109,9 +109,9 @@ def _sample_landmarks(folder: str) -> np.ndarray:
         else:
             continue
         for gray in images:
-            boxes = detector.detect(gray)
-            if boxes:
-                shapes.append(predictor.predict(gray, None, boxes[0]))
+            found = detector.detect(gray)
+            if found:
+                shapes.append(predictor.predict(gray, None, found[0].box))
     return np.stack(shapes)
 
 

@@ -8,6 +8,10 @@ carries the track. A key-frame detection that overlaps the tracked box re-seeds 
 corrects drift); the track is dropped when the landmarks jump (box size or position changes more
 than a face could between frames) and then re-acquired by detection.
 
+Tilted faces (in-plane roll of ``MIN_ROLL`` degrees or more, from the detection or from the eye
+line of the previous frame's landmarks) are landmarked on a levelled copy of the face region, so the
+68-point predictor always sees an upright face and the landmarks carry the tilt through the clip.
+
 One identity is kept: the first face chosen is the largest, ties broken by closeness to the frame
 centre; later detections are only accepted when they overlap the tracked face.
 """
@@ -16,10 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from ..errors import ClipError
-from .detect import box_iou
+from .detect import Detection, box_iou, invert_affine, map_points, rotation_about
+
+
+#: tilts (degrees) below this are treated as upright: the landmark predictor gets the frame as it is
+MIN_ROLL = 10.0
 
 
 @dataclass
@@ -27,32 +36,82 @@ class TrackState:
     box_from_landmarks: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 1.0, 1.0]))
     last_box: np.ndarray | None = None
     last_landmarks: np.ndarray | None = None
+    roll: float = 0.0  # in-plane tilt of the tracked face (0 when below MIN_ROLL)
 
 
 def landmark_box(points: np.ndarray) -> np.ndarray:
     return np.array([points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max()])
 
 
-def calibrate(det_box: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Express a detector box relative to the landmarks' box: (dx0, dy0, dx1, dy1) in box units."""
+def eye_roll(points: np.ndarray) -> float:
+    """Tilt of the eye line in degrees (rotating the image by it, cv2 convention, levels the eyes)."""
+    right, left = points[36:42].mean(axis=0), points[42:48].mean(axis=0)
+    return float(np.degrees(np.arctan2(left[1] - right[1], left[0] - right[0])))
+
+
+def effective_roll(roll: float) -> float:
+    return roll if abs(roll) >= MIN_ROLL else 0.0
+
+
+def _levelling(points: np.ndarray, roll: float) -> np.ndarray | None:
+    """The rotation about the landmarks' centre that levels a face tilted by ``roll`` (None: upright)."""
+    if not roll:
+        return None
+    return rotation_about(tuple(points.mean(axis=0)), roll)
+
+
+def calibrate(det_box: np.ndarray, points: np.ndarray, roll: float = 0.0) -> np.ndarray:
+    """Express a detector box relative to the landmarks' box: (dx0, dy0, dx1, dy1) in box units,
+    both taken upright (levelled by ``roll``)."""
+    m = _levelling(points, roll)
+    if m is not None:
+        points = map_points(m, points)
+        centre = map_points(m, ((det_box[:2] + det_box[2:]) / 2.0)[None])[0]
+        half = (det_box[2:] - det_box[:2]) / 2.0
+        det_box = np.r_[centre - half, centre + half]
     lb = landmark_box(points)
     w, h = max(lb[2] - lb[0], 1.0), max(lb[3] - lb[1], 1.0)
     return np.array([(det_box[0] - lb[0]) / w, (det_box[1] - lb[1]) / h, (det_box[2] - lb[2]) / w, (det_box[3] - lb[3]) / h])
 
 
-def box_from_landmarks(points: np.ndarray, calibration: np.ndarray) -> np.ndarray:
-    lb = landmark_box(points)
+def box_from_landmarks(points: np.ndarray, calibration: np.ndarray, roll: float = 0.0) -> np.ndarray:
+    """The face's upright box (centred on the face, axis-aligned in the levelled frame)."""
+    m = _levelling(points, roll)
+    lb = landmark_box(points if m is None else map_points(m, points))
     w, h = lb[2] - lb[0], lb[3] - lb[1]
-    return lb + calibration * np.array([w, h, w, h])
+    box = lb + calibration * np.array([w, h, w, h])
+    if m is None:
+        return box
+    centre = map_points(invert_affine(m), ((box[:2] + box[2:]) / 2.0)[None])[0]
+    half = (box[2:] - box[:2]) / 2.0
+    return np.r_[centre - half, centre + half]
 
 
-def choose_first_face(boxes: list[np.ndarray], frame_shape: tuple[int, int]) -> np.ndarray:
-    """The largest face; among faces of similar size (within 20 %), the one nearest the centre."""
+def predict_levelled(predictor, gray: np.ndarray, rgb: np.ndarray | None, box: np.ndarray, roll: float) -> np.ndarray:
+    """Landmarks of the face in ``box`` tilted by ``roll``: the predictor runs on a levelled patch
+    (two box sizes wide) and its points are rotated back into the frame."""
+    if not roll:
+        return predictor.predict(gray, rgb, box)
+    size = max(box[2] - box[0], box[3] - box[1], 1.0)
+    centre = (box[:2] + box[2:]) / 2.0
+    side = int(np.ceil(2.0 * size))
+    origin = centre - side / 2.0
+    m = rotation_about(tuple(centre), roll, tuple(origin))
+    gray_patch = cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    rgb_patch = None if rgb is None else cv2.warpAffine(rgb, m, (side, side), flags=cv2.INTER_LINEAR,
+                                                        borderMode=cv2.BORDER_REPLICATE)
+    local = box - np.r_[origin, origin]
+    points = predictor.predict(gray_patch, rgb_patch, local)
+    return map_points(invert_affine(m), points)
+
+
+def choose_first_face(boxes: list[np.ndarray], frame_shape: tuple[int, int]) -> int:
+    """Index of the largest face; among faces of similar size (within 20 %), the one nearest the centre."""
     h, w = frame_shape
     areas = np.array([(b[2] - b[0]) * (b[3] - b[1]) for b in boxes])
-    candidates = [b for b, a in zip(boxes, areas) if a >= 0.8 * areas.max()]
+    candidates = [i for i, a in enumerate(areas) if a >= 0.8 * areas.max()]
     centre = np.array([w / 2.0, h / 2.0])
-    return min(candidates, key=lambda b: float(np.linalg.norm((b[:2] + b[2:]) / 2.0 - centre)))
+    return min(candidates, key=lambda i: float(np.linalg.norm((boxes[i][:2] + boxes[i][2:]) / 2.0 - centre)))
 
 
 def _jumped(prev: np.ndarray, new: np.ndarray) -> bool:
@@ -69,9 +128,10 @@ class FaceTracker:
 
     def __init__(self, detector, predictor, detect_every: int = 10, redetect_iou: float = 0.3,
                  max_unconfirmed: int = 3, hint: list[float] | None = None):
-        """``hint``: where the corpus says the face is, ``[x0, y0, x1, y1]`` as fractions of the frame
-        (VoxCeleb2's face-track crops, TalkingHead-1KH tubes). It seeds the track when the detector
-        finds nothing, and a tracked face that overlaps it counts as confirmed."""
+        """``detector``: a :class:`~talkdata.face.detect.FaceDetector`. ``hint``: where the corpus
+        says the face is, ``[x0, y0, x1, y1]`` as fractions of the frame (VoxCeleb2's face-track
+        crops, TalkingHead-1KH tubes). It seeds the track when the detector finds nothing, and a
+        tracked face that overlaps it counts as confirmed."""
         self.hint = hint
         self.detector = detector
         self.predictor = predictor
@@ -80,6 +140,7 @@ class FaceTracker:
         self.max_unconfirmed = max_unconfirmed
         self._confirmed_at = 0  # last frame where a detection confirmed the track
         self._misses = 0  # consecutive key frames whose detection did not confirm the track
+        self._full_search_at: int | None = None  # last frame searched at every scale and tilt
         self.state = TrackState()
         self.landmarks: list[np.ndarray | None] = []
         self.boxes: list[np.ndarray | None] = []
@@ -87,11 +148,19 @@ class FaceTracker:
         self.n_detections = 0
         self.n_hint_seeds = 0
 
-    def _detect(self, gray: np.ndarray, near: np.ndarray | None = None) -> list[np.ndarray]:
+    def _detect(self, image: np.ndarray, t: int, near: np.ndarray | None = None) -> list[Detection]:
         self.n_detector_runs += 1
-        boxes = self.detector.detect(gray) if near is None else self.detector.detect_near(gray, near)
-        self.n_detections += bool(boxes)
-        return boxes
+        if near is not None:
+            found = self.detector.detect_near(image, near, self.state.roll)
+        else:
+            # searching every scale and tilt of a large frame is the expensive call: while no face is
+            # tracked it runs on key frames, the coarsest upright level on the frames between
+            fine = self._full_search_at is None or t - self._full_search_at >= self.detect_every
+            if fine:
+                self._full_search_at = t
+            found = self.detector.detect(image, fine=fine)
+        self.n_detections += bool(found)
+        return found
 
     def _hint_box(self, gray: np.ndarray) -> np.ndarray | None:
         if self.hint is None:
@@ -99,37 +168,42 @@ class FaceTracker:
         h, w = gray.shape[:2]
         return np.asarray(self.hint, dtype=np.float64) * np.array([w, h, w, h])
 
-    def _seed(self, gray, rgb, box) -> np.ndarray:
-        points = self.predictor.predict(gray, rgb, box)
-        self.state.box_from_landmarks = calibrate(box, points)
+    def _seed(self, gray, rgb, found: Detection) -> np.ndarray:
+        points = predict_levelled(self.predictor, gray, rgb, found.box, effective_roll(found.roll))
+        self.state.roll = effective_roll(eye_roll(points))
+        self.state.box_from_landmarks = calibrate(found.box, points, self.state.roll)
         return points
 
     def step(self, gray: np.ndarray, rgb: np.ndarray | None = None) -> None:
+        """One frame: ``gray`` always; ``rgb`` when the detector or the landmark backend reads colour."""
         t = len(self.landmarks)
         state = self.state
+        image = self.detector.pick(gray, rgb)
         points = None
         box = None
         if state.last_landmarks is None:
-            boxes = self._detect(gray)
-            if not boxes and self.hint is not None:
-                boxes = [self._hint_box(gray)]
+            found = self._detect(image, t)
+            if not found and self.hint is not None:
+                found = [Detection(self._hint_box(gray))]
                 self.n_hint_seeds += 1
-            if boxes:
-                box = choose_first_face(boxes, gray.shape[:2]) if state.last_box is None else max(
-                    boxes, key=lambda b: box_iou(b, state.last_box))
-                points = self._seed(gray, rgb, box)
+            if found:
+                boxes = [d.box for d in found]
+                best = choose_first_face(boxes, gray.shape[:2]) if state.last_box is None else max(
+                    range(len(boxes)), key=lambda i: box_iou(boxes[i], state.last_box))
+                box = found[best].box
+                points = self._seed(gray, rgb, found[best])
                 self._confirmed_at, self._misses = t, 0
         else:
-            box = box_from_landmarks(state.last_landmarks, state.box_from_landmarks)
+            box = box_from_landmarks(state.last_landmarks, state.box_from_landmarks, state.roll)
             if t % self.detect_every == 0:
-                boxes = self._detect(gray, near=box)  # only a face overlapping the track matters here
-                best = max(boxes, key=lambda b: box_iou(b, box)) if boxes else None
-                if best is None or box_iou(best, box) < self.redetect_iou:
-                    boxes = self._detect(gray)  # the window can miss what the whole frame shows
-                    best = max(boxes, key=lambda b: box_iou(b, box)) if boxes else None
-                if best is not None and box_iou(best, box) >= self.redetect_iou:
-                    box = best
-                    points = self._seed(gray, rgb, box)
+                found = self._detect(image, t, near=box)  # only a face overlapping the track matters here
+                best = max(found, key=lambda d: box_iou(d.box, box)) if found else None
+                if best is None or box_iou(best.box, box) < self.redetect_iou:
+                    found = self._detect(image, t)  # the window can miss what the whole frame shows
+                    best = max(found, key=lambda d: box_iou(d.box, box)) if found else None
+                if best is not None and box_iou(best.box, box) >= self.redetect_iou:
+                    box = best.box
+                    points = self._seed(gray, rgb, best)
                     self._confirmed_at, self._misses = t, 0
                 elif self.hint is not None and box_iou(self._hint_box(gray), box) >= self.redetect_iou:
                     self._confirmed_at, self._misses = t, 0  # the corpus's face box vouches for the track
@@ -144,15 +218,19 @@ class FaceTracker:
                         self.boxes.append(None)
                         return
             if points is None:
-                points = self.predictor.predict(gray, rgb, box)
+                points = predict_levelled(self.predictor, gray, rgb, box, state.roll)
                 if _jumped(landmark_box(state.last_landmarks), landmark_box(points)):
                     points, box = None, None
+                else:
+                    state.roll = effective_roll(eye_roll(points))
         if points is not None:
             h, w = gray.shape[:2]
             lb = landmark_box(points)
             inside = (min(lb[2], w) - max(lb[0], 0)) * (min(lb[3], h) - max(lb[1], 0))
             if inside < 0.5 * (lb[2] - lb[0]) * (lb[3] - lb[1]):
                 points, box = None, None  # the face left the frame
+            elif max(lb[2] - lb[0], lb[3] - lb[1]) < 0.5 * self.detector.min_face_size:
+                points, box = None, None  # landmarks shrunk onto nothing (a track lost on a turned face)
         state.last_landmarks = points
         if box is not None:
             state.last_box = box

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .stream import in_dataloader_worker
+from .plan import in_dataloader_worker
 from .windows import sliding_view
 
 BY_VALUE_BYTES = 384 * 1024

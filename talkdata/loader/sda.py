@@ -1,13 +1,13 @@
 """``profile="sda"``: Realistic Speech-Driven Facial Animation with GANs (Vougioukas et al.).
 
-Follows reference/systems_preprocessing.md section 4 (``DinoMan/speech-driven-animation``
-``sda/sda.py``; no training code was released, the inference wrapper defines the inputs):
+Follows ``sda/sda.py`` of ``DinoMan/speech-driven-animation`` (no training code was released; the
+inference wrapper defines the inputs):
 
-* frames: 96 (W) x 128 (H) RGB, ``Normalize(0.5, 0.5)`` -> [-1, 1] (section 4.2): ``frames``
+* frames: 96 (W) x 128 (H) RGB, ``Normalize(0.5, 0.5)`` -> [-1, 1]: ``frames``
   (W_frames, 3, 128, 96);
 * audio: raw 16 kHz waveform in [-1, 1] (PCM16 / 32767), one 3200-sample (0.2 s) window per video
   frame, stride ``int(16000 / fps)`` = 640 samples, zero padding of ``3200 - 640`` split
-  ``floor`` left / ``ceil`` right exactly as ``_cut_sequence_`` does (section 4.4): ``audio``
+  ``floor`` left / ``ceil`` right exactly as ``_cut_sequence_`` does: ``audio``
   (W_frames, 3200), window ``t`` = samples ``[640 t - 1280, 640 t + 1920)`` of the clip;
 * ``identity`` (3, 128, 96): the still frame the identity encoder sees.
 
@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from .decode import Clip
+from .members import Clip
 from .frames import crop_width, resize, to_signed
-from .profiles import ItemContext, Profile, choose, positive_int
+from .profile_base import ItemContext, Profile, option
 from .windows import item_windows, raw_audio_windows
 
 
@@ -39,13 +39,13 @@ class SDA(Profile):
     optional = ("video.mp4",)
     default_window = 16
     whole_clips = True
-    options = {"width": 96, "height": 128, "audio_samples": 3200, "identity": "first"}
-
-    def setup(self, dataset, fields, options):
-        for name in ("width", "height", "audio_samples"):
-            positive_int(name, options[name])
-        choose("identity", options["identity"], ("first", "random"))
-        return {}
+    options = {
+        "width": option(int, 96, "frame width in pixels (SDA's 96)", ge=1),
+        "height": option(int, 128, "frame height in pixels (SDA's 128)", ge=1),
+        "audio_samples": option(int, 3200, "raw audio samples per frame window (SDA's 0.2 s at 16 kHz)", ge=1),
+        "identity": option(str, "first", "the still identity frame: the clip's first, or one drawn per clip and epoch",
+                           choices=("first", "random")),
+    }
 
     def items(self, clip: Clip, ctx: ItemContext) -> Iterator[dict]:
         total = clip.frames_count

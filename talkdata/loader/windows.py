@@ -1,21 +1,24 @@
 """Pure windowing functions: frame windows, and audio features cut to the same frames.
 
-Timing conventions of the shards (DESIGN section 5): frame ``t`` starts at ``t / fps``; audio sample
+Timing conventions of the shards (README "Sample fields"): frame ``t`` starts at ``t / fps``; audio sample
 0 is the start of frame 0; ``mfcc.npy[t, k]`` is the 25 ms window starting at
-``t / fps + k / (4 fps)``; ``deepspeech.npy[t]`` is the logit vector interpolated at ``t / fps``.
+``t / fps + k / (4 fps)``; ``deepspeech.npy[i]`` is DeepSpeech's 50 Hz step ``i`` (the 25 ms MFCC window
+starting at ``i / 50`` s); :func:`logits_at_fps` and :func:`facial_window_view` turn those into VOCA's and
+FACIAL's per-frame windows.
 """
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
-from ..audio.deepspeech import facial_windows
+from .fast.interp import frame_grid, interp_rows
+
+#: DeepSpeech v0.1.0 steps per second (100 Hz MFCC frames, BiRNN stride 2)
+DEEPSPEECH_RATE = 50.0
 
 __all__ = ["window_starts", "sample_span", "cut_audio", "raw_audio_windows", "atvg_mfcc_windows",
-           "resample_frames", "interp_rows", "facial_windows", "facial_window_view", "sliding_view",
-           "clamp"]
+           "resample_frames", "deepspeech_steps", "logits_at_fps", "facial_window_view", "sliding_view",
+           "clamp", "DEEPSPEECH_RATE"]
 
 
 def window_starts(n_frames: int, window: int, stride: int, first: int = 0, margin: int = 0) -> list[int]:
@@ -44,8 +47,8 @@ def sample_span(start_frame: int, frames: int, fps: float, rate: int) -> tuple[i
 
 
 def cut_audio(audio: np.ndarray, start: int, length: int) -> np.ndarray:
-    """``audio[start : start + length]`` with zeros where that range leaves the signal."""
-    out = np.zeros(length, dtype=np.float32)
+    """``audio[start : start + length]`` (rows of any shape) with zeros where that range leaves the signal."""
+    out = np.zeros((length,) + audio.shape[1:], dtype=np.float32)
     lo, hi = max(start, 0), min(start + length, len(audio))
     if hi > lo:
         out[lo - start : hi - start] = audio[lo:hi]
@@ -104,71 +107,45 @@ def resample_frames(values: np.ndarray, fps_in: float, fps_out: float) -> np.nda
     n_in = len(values)
     n_out = int(round(n_in / fps_in * fps_out))
     flat = values.reshape(n_in, -1).astype(np.float64, copy=False)
-    out = interp_rows(_frame_grid(n_in, float(fps_in), n_out, float(fps_out)), flat)
+    out = interp_rows(frame_grid(n_in, float(fps_in), n_out, float(fps_out)), flat)
     return out.reshape((n_out,) + values.shape[1:]).astype(values.dtype if values.dtype.kind == "f" else np.float32,
                                                            copy=False)
 
 
-class _Grid:
-    """Where ``np.interp`` puts each output time among the input times (shared by every channel).
-    ``x`` is increasing, so the points left of ``xp`` are a prefix and those from its last point
-    on a suffix: ``x[:lo]`` and ``x[hi:]``."""
-
-    def __init__(self, x: np.ndarray, xp: np.ndarray):
-        self.count, self.points = len(x), len(xp)
-        if self.points == 0 and self.count:
-            raise ValueError("interpolation needs at least one sample point")
-        if np.any(np.diff(x) < 0):
-            raise ValueError("interpolation times must be increasing")
-        self.lo = int(np.searchsorted(x, xp[0], side="left")) if self.points else 0
-        self.hi = int(np.searchsorted(x, xp[-1], side="left")) if self.points else 0
-        self.hi = max(self.hi, self.lo)
-        xi = x[self.lo : self.hi]
-        self.j = np.searchsorted(xp, xi, side="right") - 1  # xp[j] <= x < xp[j + 1]
-        self.j1 = self.j + 1
-        self.step = (xp[self.j1] - xp[self.j])[:, None]
-        self.offset = (xi - xp[self.j])[:, None]
-        self.back = (xi - xp[self.j1])[:, None]
-        self.exact = np.flatnonzero(xi == xp[self.j])
+def deepspeech_steps(n_samples: int) -> int:
+    """DeepSpeech's 50 Hz steps for ``n_samples`` 16 kHz samples: python_speech_features frames 400
+    samples every 160 (``1 + ceil((n - 400) / 160)``, at least 1), of which every second is kept."""
+    frames = 1 if n_samples <= 400 else 1 + -(-(n_samples - 400) // 160)
+    return -(-frames // 2)
 
 
-@functools.lru_cache(maxsize=256)
-def _frame_grid(n_in: int, fps_in: float, n_out: int, fps_out: float) -> _Grid:
-    return _Grid(np.arange(n_out) / fps_out, np.arange(n_in) / fps_in)
+def logits_at_fps(logits: np.ndarray, n_frames: int, fps: float, rate: float = DEEPSPEECH_RATE) -> np.ndarray:
+    """VOCA / FACIAL ``interpolate_features``: (S, C) rows at ``rate`` -> (n_frames, C) float32 at ``fps``,
+    ``np.interp`` per channel from the step times ``i / rate`` to the frame times ``j / fps`` (values past
+    the last step held). Bit-identical to the per-channel loop, computed for all channels at once."""
+    logits = np.asarray(logits)
+    if logits.ndim != 2 or len(logits) == 0:
+        raise ValueError(f"expected non-empty (S, C) logits, got shape {logits.shape}")
+    grid = frame_grid(len(logits), float(rate), int(n_frames), float(fps))
+    return interp_rows(grid, logits.astype(np.float64)).astype(np.float32)
 
 
-def interp_rows(grid: _Grid, fp: np.ndarray) -> np.ndarray:
-    """``np.interp(x, xp, fp[:, c])`` for every column ``c`` of the (len(xp), C) float64 ``fp`` at once,
-    with numpy's formula ``slope * (x - xp[j]) + fp[j]`` and its fallbacks (bit-identical results);
-    ``fp[0]`` left of ``xp``, ``fp[-1]`` from its last point on."""
-    out = np.empty((grid.count, fp.shape[1]), dtype=np.float64)
-    if grid.count == 0:
-        return out
-    out[: grid.lo], out[grid.hi :] = fp[0], fp[-1]
-    if grid.hi > grid.lo:
-        lower, upper = fp.take(grid.j, axis=0), fp.take(grid.j1, axis=0)
-        values = out[grid.lo : grid.hi]
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # np.interp does not warn either
-            slope = np.subtract(upper, lower)
-            slope /= grid.step
-            np.multiply(slope, grid.offset, out=values)
-            values += lower
-            if len(grid.exact):
-                values[grid.exact] = lower[grid.exact]
-            bad = np.isnan(values)
-            if bad.any():  # non-finite slopes: numpy retries from the right point, then keeps a flat value
-                values[...] = np.where(bad, slope * grid.back + upper, values)
-                values[...] = np.where(np.isnan(values) & (lower == upper), lower, values)
-    return out
-
-
-def facial_window_view(features: np.ndarray, win: int = 16, pad: int = 8) -> np.ndarray:
-    """:func:`facial_windows` as a read-only view of the padded features (no copy of every window:
-    a profile item copies only the rows it returns)."""
+def facial_window_view(features: np.ndarray, win: int = 16, pad: int = 8, stride: int = 1) -> np.ndarray:
+    """FACIAL / VOCA's audio windows as a read-only view (no copy of every window: a profile item
+    copies only the rows it returns): ``pad`` zero rows at both ends of (T, C) ``features``, then
+    window ``j`` is padded rows ``j * stride .. j * stride + win - 1`` for ``j * stride`` in
+    ``range(0, T + 2 pad - win, stride)`` (``audio_handler.py``'s loop). With the defaults there are
+    exactly T windows and row 8 of window ``j`` is row ``j``; FACIAL's 25 fps branch is ``stride=2``
+    over the 50 Hz logits: ``ceil(T / 2)`` windows, window ``j`` centred on step ``2 j``."""
     features = np.asarray(features, dtype=np.float32)
     padded = np.zeros((len(features) + 2 * pad,) + features.shape[1:], dtype=np.float32)
     padded[pad : pad + len(features)] = features
-    return sliding_view(padded, win)[: max(len(padded) - win, 0)]
+    count = len(range(0, len(padded) - win, stride))
+    view = sliding_view(padded, win)
+    if stride == 1:
+        return view[:count]
+    return np.lib.stride_tricks.as_strided(view, (count,) + view.shape[1:],
+                                           (view.strides[0] * stride,) + view.strides[1:], writeable=False)
 
 
 def sliding_view(rows: np.ndarray, window: int, axis: int = 0) -> np.ndarray:

@@ -28,6 +28,10 @@ from ..errors import ClipError
 #: timestamps closer than this (seconds) count as equal when choosing frames
 TIME_EPSILON = 1e-4
 
+#: the largest frame decoded, in pixels: 8K UHD (7680 x 4320). A 16000 x 16000 MJPEG took a 2 GB
+#: peak to decode two frames; larger clips are rejected as ``too_large`` before any frame is decoded
+MAX_PIXELS = 7680 * 4320
+
 
 def av_message(err: BaseException) -> str:
     """The decoder's reason without the file's path (rejects are versioned: no absolute paths)."""
@@ -43,7 +47,8 @@ def open_media(path: str | Path):
     if path.stat().st_size == 0:
         raise ClipError("unreadable", f"empty file (0 bytes): {path.name}", stage="decode")
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        # an absolute path: ffmpeg reads a relative "cam:1/clip.mp4" as the protocol "cam"
+        container = av.open(str(path.absolute()), metadata_errors="ignore")
     except (av.FFmpegError, OSError, ValueError) as err:
         raise ClipError("unreadable", f"cannot open {path.name} as media: {av_message(err)}", stage="decode") from None
     try:
@@ -108,6 +113,13 @@ def _to_array(frame, fmt: str, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def _check_size(width: int, height: int, path: str | Path) -> None:
+    if width * height > MAX_PIXELS:
+        raise ClipError("too_large", f"{Path(path).name}: {width}x{height} frames ({width * height / 1e6:.1f} "
+                        f"megapixels) are larger than talkdata decodes ({MAX_PIXELS / 1e6:.1f} megapixels, 7680x4320); "
+                        "scale the video down first", stage="decode")
+
+
 def iter_frames(path: str | Path, fps: float, fmt: str = "rgb24", stats: VideoStats | None = None) -> Iterator[np.ndarray]:
     """Yield frames ``t = 0, 1, ...`` at ``fps`` as numpy arrays (``fmt``: rgb24 or gray)."""
     stats = stats if stats is not None else VideoStats()
@@ -115,6 +127,9 @@ def iter_frames(path: str | Path, fps: float, fmt: str = "rgb24", stats: VideoSt
         if not container.streams.video:
             raise ClipError("no_video_stream", f"{Path(path).name} has no video stream", stage="decode")
         stream = container.streams.video[0]
+        _check_size(stream.codec_context.width, stream.codec_context.height, path)
+        # the decoder itself refuses larger pictures, should a frame be larger than the header says
+        stream.codec_context.options = {"max_pixels": str(MAX_PIXELS)}
         stream.thread_type = "AUTO"
         nominal = _nominal_frame_duration(stream)
         stats.source_fps = 1.0 / nominal
@@ -128,6 +143,7 @@ def iter_frames(path: str | Path, fps: float, fmt: str = "rgb24", stats: VideoSt
                 if time is None:
                     time = last_time + nominal if last_time is not None else 0.0
                 if last_time is None:
+                    _check_size(frame.width, frame.height, path)
                     stats.start_time = time
                     stats.width, stats.height = frame.width, frame.height
                     stats.rotation = _rotation(frame)
@@ -174,6 +190,15 @@ class AudioTrack:
     start_time: float  # seconds, timestamp of sample 0 in the container's clock
 
 
+#: seconds of audio that may be missing from a complete track beyond 2 % (encoder delay, priming)
+AUDIO_SLACK = 0.1
+
+
+def _mono(frame) -> np.ndarray:
+    """The mean of the channels of a packed float frame (samples interleaved)."""
+    return frame.to_ndarray().reshape(-1, len(frame.layout.channels)).mean(axis=1)
+
+
 def decode_audio(path: str | Path, sample_rate: int = 16000) -> AudioTrack:
     """The whole first audio stream as mono float32 at ``sample_rate``."""
     with open_media(path) as container:
@@ -181,22 +206,39 @@ def decode_audio(path: str | Path, sample_rate: int = 16000) -> AudioTrack:
             raise ClipError("no_audio_stream", f"{Path(path).name} has no audio stream", stage="audio")
         stream = container.streams.audio[0]
         # keep the channels and average them here: ffmpeg's own stereo->mono mix adds L and R at
-        # 0.707 each (3 dB louder than either channel, and past [-1, 1] on loud speech)
-        resampler = av.AudioResampler(format="fltp", rate=sample_rate)
+        # 0.707 each (3 dB louder than either channel, and past [-1, 1] on loud speech). Packed
+        # ("flt", one plane) and not planar output: PyAV 18's to_ndarray crashes the process on
+        # frames with 8 planes (7.1); the channel mean is bit-identical either way
+        resampler = av.AudioResampler(format="flt", rate=sample_rate)
         chunks: list[np.ndarray] = []
         start = None
+        decoded = 0.0  # seconds
+        failure = None
         try:
             for frame in container.decode(stream):
                 report_progress()
+                decoded += frame.samples / frame.sample_rate if frame.sample_rate else 0.0
                 if start is None:
                     start = frame.time if frame.time is not None else 0.0
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().mean(axis=0))
+                    chunks.append(_mono(out))
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().mean(axis=0))
+                chunks.append(_mono(out))
         except av.FFmpegError as err:
             if not chunks:
                 raise ClipError("decode_error", f"audio decoding failed: {av_message(err)}", stage="audio") from None
+            failure = av_message(err)
+        # as for video: audio that ends before the duration its index lists is a damaged or cut-off
+        # file, not a short track (a complete track shorter than the video is padded with silence:
+        # audio_padded_s). Only containers with a sample index (mp4, mov) count: elsewhere the
+        # duration is an estimate. In seconds, since "frames" are samples for PCM in mov.
+        declared = float(stream.duration * stream.time_base) if stream.frames and stream.duration else 0.0
+        if declared and decoded < 0.98 * declared - AUDIO_SLACK:
+            if failure:
+                raise ClipError("decode_error", f"audio decoding failed after {decoded:.2f} s of the {declared:.2f} s "
+                                f"the container's index lists: {failure}", stage="audio")
+            raise ClipError("truncated", f"{Path(path).name}: the container's index lists {declared:.2f} s of audio but "
+                            f"the file holds only {decoded:.2f} s (cut-off download or copy?)", stage="audio")
     if start is None:
         raise ClipError("no_audio_stream", f"{Path(path).name} has an audio stream without samples", stage="audio")
     samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)

@@ -1,12 +1,17 @@
 """Encode crops to H.264 mp4 bytes and audio to PCM16 wav bytes, deterministically.
 
 The encoder runs single-threaded with bit-exact flags so that the same frames give the same bytes on
-any machine with the same library versions (x264's output depends on its thread count).
+any machine with the same library versions (x264's output depends on its thread count). The mp4 is
+written with its index (``moov``) in front (``movflags=+faststart``), so a player or a streaming
+reader can start from the first bytes; FFmpeg moves the index in a second pass over the file, which
+needs a real file, so the encoder writes to a temporary file and returns its bytes.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 import wave
 from fractions import Fraction
 
@@ -22,8 +27,10 @@ class H264Writer:
     """Append RGB frames with :meth:`write`, then :meth:`finish` returns the mp4 bytes."""
 
     def __init__(self, width: int, height: int, fps: float, crf: int = 18, preset: str = "veryfast"):
-        self._buffer = io.BytesIO()
-        self._container = av.open(self._buffer, mode="w", format="mp4", options={"fflags": "+bitexact"})
+        self._folder = tempfile.TemporaryDirectory(prefix="talkdata-mp4-")
+        self._path = os.path.join(self._folder.name, "video.mp4")
+        self._container = av.open(self._path, mode="w", format="mp4",
+                                  options={"fflags": "+bitexact", "movflags": "+faststart"})
         rate = fps_fraction(fps)
         self._stream = self._container.add_stream(
             "libx264", rate=rate, options={"crf": str(crf), "preset": preset, "threads": "1", "flags": "+bitexact"}
@@ -47,7 +54,11 @@ class H264Writer:
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
-        return self._buffer.getvalue()
+        try:
+            with open(self._path, "rb") as handle:
+                return handle.read()
+        finally:
+            self._folder.cleanup()
 
 
 def encode_wav(samples: np.ndarray, sample_rate: int) -> bytes:

@@ -3,7 +3,7 @@
 - ``clip``: one clip -> sample files + metadata (pure); ``task``: one clip -> its ``Outcome``
   (``outcome``: ``Done | Rejected | Failed``) recorded in the ``cache``;
 - ``isolation``: tasks in a supervised child process; ``executor``: tasks in this process or on dask;
-- ``shape_fit``, ``pack``, ``store``, ``card``: the dataset-level stages (shape model, shards and
+- ``shape_fit``, ``pack``, ``generations``, ``card``: the dataset-level stages (shape model, shards and
   index, the cache pointing into the shards, the dataset card); ``build``: the orchestration.
 
 ``task`` imports neither ``isolation`` nor ``executor``; ``isolation`` imports ``task`` only.

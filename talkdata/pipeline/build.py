@@ -30,9 +30,9 @@ from ..errors import REASONS, UserError
 from ..face.shape import load_shape_model, shape_model_bytes
 from ..manifest import MANIFEST, canonical_json, sha256_file, write_atomic, write_manifest
 from ..recipe import Recipe, load_recipe
-from ..sources.base import ClipRecord
-from ..sources.fetch import check_source
-from ..sources.splits import SPLITS, assign_splits
+from ..corpora.records import ClipRecord
+from ..acquire.resolve import check_source
+from ..corpora.splits import SPLITS, assign_splits
 from .cache import GENERATION, ClipCache, cache_key, read_generation
 from .card import write_card
 from .executor import Executor, run_clips
@@ -40,7 +40,7 @@ from .outcome import Done, Failed, reason
 from .pack import (INDEX_COLUMNS, REJECT_COLUMNS, ColumnTypes, Member, ShapeRef, TableWriter, measure,
                    plan_shards, shape_bytes, write_shard)
 from .shape_fit import FrameSampler, fit_basis, sampled_frames
-from .store import commit, drop_parked, park, release_shard
+from .generations import commit, drop_parked, park, release_shard
 from .task import warm_up
 
 WORK_DIR = ".work"
@@ -145,7 +145,15 @@ def own_shards(out: Path, name: str) -> list[Path]:
     return found
 
 
-def index_clips(recipe: Recipe, source: Path, config: dict) -> list[ClipRecord]:
+def fetch_models(config: dict) -> None:
+    """Download and verify missing model weights that have a published URL and checksum (before any clip)."""
+    from ..acquire.models import ensure_for_config
+
+    ensure_for_config(config)
+
+
+def index_clips(recipe: Recipe, source: Path, config: dict, exclude: tuple[Path, ...] = ()) -> list[ClipRecord]:
+    """The corpus's clip records; ``exclude``: folders the index never enters (the output, when inside the source)."""
     if not source.exists():
         raise UserError(f"source folder not found: {source}")
     if not source.is_dir():
@@ -153,7 +161,7 @@ def index_clips(recipe: Recipe, source: Path, config: dict) -> list[ClipRecord]:
     if not any(source.iterdir()):
         raise UserError(f"source folder is empty: {source}")
     check_source(recipe, source)  # the dataset module's own checks (e.g. CREMA-D git-lfs pointer files)
-    records = recipe.indexer()(source, config)
+    records = recipe.indexer()(source, config, exclude=exclude)
     keys: dict[str, ClipRecord] = {}
     for record in records:
         if record.key in keys:
@@ -176,10 +184,11 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
     recipe = load_recipe(recipe_name)
     config = resolve(recipe.defaults, recipe.name, sets or {})
     source, out = Path(source).expanduser(), Path(out).expanduser()
-    records = index_clips(recipe, source, config)
+    records = index_clips(recipe, source, config, exclude=(out,))
     if limit is not None:
         records = records[:limit]
     prepare_output(out)
+    fetch_models(config)
     warm_up(config)  # a missing model stops the build before any clip
     work = out / WORK_DIR
     lock = lock_output(work)

@@ -28,9 +28,9 @@ import shutil
 import uuid
 from pathlib import Path
 
-from .. import __version__
+from ..version import __version__
 from ..config import config_hash
-from ..sources.base import ClipRecord
+from ..corpora.records import ClipRecord
 from .outcome import Done, Outcome, from_status, to_status
 
 #: config sections that do not change per-clip results (they act at the dataset level)

@@ -1,4 +1,9 @@
-"""The dataset card ``OUT/README.md``: a YAML header the Hugging Face Hub reads, then statistics."""
+"""The dataset card ``OUT/README.md``: a YAML header the Hugging Face Hub reads, then statistics.
+
+The header declares the splits' shard files and every field's type (``dataset_info.features``), so
+``datasets.load_dataset(OUT)`` needs no type inference; ``croissant.json`` beside it describes the
+same build in Croissant. Both are written from the manifest and the shards, outside the version.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +32,16 @@ def hub_license(text: str) -> str:
     return "other"
 
 
+def license_link(recipe: dict) -> str:
+    """Where the license of a build with license ``other`` is stated: the corpus homepage, or the
+    card's own License section (a ``videos`` build of the user's own files)."""
+    return recipe.get("homepage") or "README.md#license"
+
+
 def write_card(out: Path, manifest: dict, index_rows: list[dict], shape_model=None) -> None:
+    from .croissant import write_croissant
+    from .features import field_types, hub_features_yaml
+
     total = sum(s["samples"] for s in manifest["splits"].values())
     recipe = manifest["recipe"]
     splits = [s for s, info in manifest["splits"].items() if info["samples"]]
@@ -35,11 +49,18 @@ def write_card(out: Path, manifest: dict, index_rows: list[dict], shape_model=No
     header = ["---", f"pretty_name: {recipe['title']!r}", f"license: {license_id}"]
     if license_id == "other":
         header.append(f"license_name: {recipe['license']!r}")
+        header.append(f"license_link: {license_link(recipe)!r}")
     header += ["task_categories:", "  - text-to-video", "  - audio-to-audio",
               "tags:", "  - talking-face", "  - webdataset", "  - talkdata", "size_categories:",
               f"  - {_size_category(total)}", "configs:", "  - config_name: default", "    data_files:"]
     for split in splits:
         header += [f"      - split: {split}", f"        path: shards/{split}/*.tar"]
+    try:
+        types = field_types(out, index_rows) if index_rows else {}
+    except ValueError:  # a field with two types (a corpus module bug): readers infer, as without a card
+        types = {}
+    if types:
+        header += ["dataset_info:", "  config_name: default"] + hub_features_yaml(types)
     header += [f"talkdata_version_id: {manifest['version']}", "---", ""]
     durations = [row["duration"] for row in index_rows]
     body = [
@@ -73,8 +94,12 @@ def write_card(out: Path, manifest: dict, index_rows: list[dict], shape_model=No
     from ..qa.card_figures import write_card_figures  # contact sheet, histograms, rejects (card/*.png)
 
     body += write_card_figures(out, manifest, index_rows)
-    body += ["", "Built with [talkdata](https://pypi.org/project/talkdata/); `talkdata verify` checks this folder "
-             "against `dataset.json`.", ""]
+    body += ["", "## License", "", f"{recipe['license']}" + (f" (see {recipe['homepage']})" if recipe.get("homepage")
+                                                              else ": the clips are the builder's own; state their "
+                                                              "license here before sharing this dataset."),
+             "", "Built with [talkdata](https://pypi.org/project/talkdata/); `talkdata verify` checks this folder "
+             "against `dataset.json`; `croissant.json` describes it in Croissant.", ""]
+    write_croissant(out, manifest, types)
     write_atomic(out / "README.md", "\n".join(header + body).encode())
 
 

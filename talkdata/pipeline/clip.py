@@ -7,8 +7,10 @@ Stages, each timed (the timings feed ``benchmarks/pipeline.py``, never the outpu
    (pass 1); missing frames are interpolated or the clip is rejected;
 3. ``align``: smoothed similarity transforms to the crop template; landmarks in crop space;
 4. ``encode``: warp every frame and encode the crop video (pass 2: frames kept from pass 1 when
-   they fit in ``video.cache_budget_mb``, else decoded again, so memory does not grow with length);
-5. ``features``: head pose, blink, MFCC (and DeepSpeech when a model is configured).
+   they fit in ``video.cache_budget_mb``, cut down to the face's region when whole frames do not
+   (HD and 4K), decoded again only when even the regions do not fit);
+5. ``features``: head pose, blink, MFCC (and DeepSpeech when a model is configured), the audio
+   features computed from exactly the PCM16 samples stored in ``audio.wav``.
 
 Any problem with the clip raises ``ClipError`` with a reason code; the caller records it.
 """
@@ -25,10 +27,11 @@ import cv2
 import numpy as np
 
 from ..audio.mfcc import mfcc_per_frame
+from ..audio.pcm import librosa_float, wav_pcm16
 from ..errors import ClipError
 from ..face.align import apply_affine, compute_affines, warp_crop
 from ..face.blink import eye_aspect_ratio
-from ..face.detect import HogDetector
+from ..face.detect import make_detector
 from ..face.landmarks import landmark_backend
 from ..face.pose import estimate_pose
 from ..face.template import crop_template
@@ -36,7 +39,7 @@ from ..face.track import FaceTracker, fill_missing
 from ..media.decode import VideoStats, align_audio, decode_audio, iter_frames, report_progress
 from ..manifest import sha256_file
 from ..media.encode import H264Writer, encode_wav
-from ..sources.base import ClipRecord
+from ..corpora.records import ClipRecord
 
 
 @dataclass
@@ -65,40 +68,104 @@ class _Timer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
-def track_face(path: str, config: dict, stats: VideoStats,
-               hint: list[float] | None = None) -> tuple[FaceTracker, list[np.ndarray] | None]:
-    """Pass 1: follow the face through every output frame; keep frames if they fit the budget.
+#: half the side of the region kept around a tracked face box, in box sizes (the crop's source footprint
+#: is about 0.85 box sizes from the centre upright, 1.2 when turned 45 degrees)
+REGION_HALF = 1.6
 
-    ``hint`` is the corpus's face box as fractions of the frame (``record.meta["face_box"]``)."""
+
+@dataclass
+class KeptFrame:
+    """A decoded frame kept between the two passes: all of it, or the region around the face."""
+
+    pixels: np.ndarray
+    origin: tuple[int, int] = (0, 0)  # (x, y) of ``pixels[0, 0]`` in the frame
+    frame_size: tuple[int, int] = (0, 0)  # (width, height) of the whole frame
+
+
+def _face_region(rgb: np.ndarray, box: np.ndarray | None) -> KeptFrame:
+    h, w = rgb.shape[:2]
+    if box is None or not np.isfinite(box).all():
+        return KeptFrame(rgb, (0, 0), (w, h))
+    size = max(box[2] - box[0], box[3] - box[1])
+    cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+    half = REGION_HALF * size
+    x0, y0 = max(int(np.floor(cx - half)), 0), max(int(np.floor(cy - half)), 0)
+    x1, y1 = min(int(np.ceil(cx + half)), w), min(int(np.ceil(cy + half)), h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return KeptFrame(rgb, (0, 0), (w, h))
+    return KeptFrame(np.ascontiguousarray(rgb[y0:y1, x0:x1]), (x0, y0), (w, h))
+
+
+def _region_affine(kept: KeptFrame, affine: np.ndarray, size: int) -> np.ndarray | None:
+    """``affine`` re-expressed for ``kept``'s pixels, or None when the crop reads pixels outside them."""
+    h, w = kept.pixels.shape[:2]
+    if kept.origin == (0, 0) and (w, h) == kept.frame_size:
+        return affine
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64)
+    inverse = cv2.invertAffineTransform(affine)
+    source = corners @ inverse[:, :2].T + inverse[:, 2]
+    fw, fh = kept.frame_size
+    # the pixels bilinear sampling (and the frame's replicated border) needs, clamped to the frame
+    need_x0 = min(max(int(np.floor(source[:, 0].min())) - 2, 0), fw - 1)
+    need_y0 = min(max(int(np.floor(source[:, 1].min())) - 2, 0), fh - 1)
+    need_x1 = max(min(int(np.ceil(source[:, 0].max())) + 3, fw), 1)
+    need_y1 = max(min(int(np.ceil(source[:, 1].max())) + 3, fh), 1)
+    x0, y0 = kept.origin
+    if need_x0 < x0 or need_y0 < y0 or need_x1 > x0 + w or need_y1 > y0 + h:
+        return None
+    shifted = affine.astype(np.float64).copy()
+    shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    return shifted
+
+
+def track_face(path: str, config: dict, stats: VideoStats,
+               hint: list[float] | None = None) -> tuple[FaceTracker, list[KeptFrame] | None]:
+    """Pass 1: follow the face through every output frame; keep frames for pass 2 if they fit the budget.
+
+    Frames are kept whole while they fit ``video.cache_budget_mb``; past it (HD and 4K clips) every
+    kept frame is cut down to the region around its tracked face (``REGION_HALF`` box sizes each
+    way), so that pass 2 does not decode the clip again. ``hint`` is the corpus's face box as
+    fractions of the frame (``record.meta["face_box"]``)."""
     face = config["face"]
-    detector = HogDetector(face["detect_upsample"], face["detect_pad"], face["detect_max_side"], face["min_face_size"])
+    detector = make_detector(face)
     predictor = landmark_backend(face["backend"], face["fan_device"])
     tracker = FaceTracker(detector, predictor, face["detect_every"], face["redetect_iou"], hint=hint)
     budget = config["video"]["cache_budget_mb"] * 2**20
-    kept: list[np.ndarray] | None = []
+    kept: list[KeptFrame] | None = []
     used = 0
-    wants_rgb = face["backend"] != "dlib"
+    regions = False
+    wants_rgb = face["backend"] != "dlib" or not detector.backend.gray
     for rgb in iter_frames(path, config["video"]["fps"], "rgb24", stats):
         tracker.step(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), rgb if wants_rgb else None)
-        if kept is not None:
-            used += rgb.nbytes
-            if used <= budget:
-                kept.append(rgb)
-            else:
-                kept = None  # too long to keep: pass 2 decodes again
+        if kept is None:
+            continue
+        frame = _face_region(rgb, tracker.boxes[-1]) if regions else KeptFrame(rgb, (0, 0), (rgb.shape[1], rgb.shape[0]))
+        kept.append(frame)
+        used += frame.pixels.nbytes
+        if used > budget and not regions:
+            regions = True  # cut what is kept so far down to the face regions
+            kept = [_face_region(k.pixels, b) for k, b in zip(kept, tracker.boxes)]
+            used = sum(k.pixels.nbytes for k in kept)
+        if used > budget:
+            kept = None  # too long even as face regions: pass 2 decodes again
     return tracker, kept
 
 
-def render_crops(path: str, frames: list[np.ndarray] | None, affines: np.ndarray, config: dict) -> bytes:
-    """Pass 2: warp each frame with its transform and encode the crop video."""
+def render_crops(path: str, frames: list[KeptFrame] | None, affines: np.ndarray, config: dict) -> bytes:
+    """Pass 2: warp each frame with its transform and encode the crop video (from the kept frames
+    when every crop lies inside what was kept, else from a second decoding)."""
     crop, fps = config["crop"], config["video"]["fps"]
+    source = None
+    if frames is not None and len(frames) >= len(affines):
+        shifted = [_region_affine(k, a, crop["size"]) for k, a in zip(frames, affines)]
+        if all(m is not None for m in shifted):
+            source = [(k.pixels, m) for k, m in zip(frames, shifted)]
+    if source is None:
+        source = ((rgb, a) for rgb, a in zip(iter_frames(path, fps, "rgb24"), affines))
     writer = H264Writer(crop["size"], crop["size"], fps, crop["crf"], crop["preset"])
-    source = frames if frames is not None else iter_frames(path, fps, "rgb24")
-    for t, rgb in enumerate(source):
-        if t >= len(affines):
-            break
+    for rgb, matrix in source:
         report_progress()
-        writer.write(warp_crop(rgb, affines[t], crop["size"], crop["border"]))
+        writer.write(warp_crop(rgb, matrix, crop["size"], crop["border"]))
     if writer.frames != len(affines):
         raise ClipError("decode_error", f"second decoding pass gave {writer.frames} frames, first gave {len(affines)}",
                         stage="encode")
@@ -142,10 +209,12 @@ def process_clip(record: ClipRecord, config: dict) -> ClipOutput:
         samples, padded = align_audio(track, stats.start_time, n_frames, fps)
         pose = estimate_pose(landmarks_src, stats.width, stats.height, config["pose"]["focal_scale"])
         blink = eye_aspect_ratio(landmarks_src)
-        mfcc = mfcc_per_frame(samples, n_frames, fps, rate, config["mfcc"])
+        wav = encode_wav(samples, rate)
+        pcm, _ = wav_pcm16(wav)  # the stored samples: features recomputed from audio.wav match
+        mfcc = mfcc_per_frame(librosa_float(pcm), n_frames, fps, rate, config["mfcc"])
         files = {
             "video.mp4": video,
-            "audio.wav": encode_wav(samples, rate),
+            "audio.wav": wav,
             "lmk.npy": npy_bytes(landmarks_crop.astype(np.float32)),
             "lmk_src.npy": npy_bytes(landmarks_src.astype(np.float32)),
             "affine.npy": npy_bytes(affines.astype(np.float32)),
@@ -156,10 +225,10 @@ def process_clip(record: ClipRecord, config: dict) -> ClipOutput:
         }
         audio_features = ["mfcc"]
         if config["audio"]["deepspeech_model"]:
-            from ..audio.deepspeech import deepspeech_features, load_deepspeech
+            from ..audio.deepspeech import deepspeech_logits, load_deepspeech
 
             model = load_deepspeech(config["audio"]["deepspeech_model"])
-            files["deepspeech.npy"] = npy_bytes(deepspeech_features(samples, n_frames, fps, model))
+            files["deepspeech.npy"] = npy_bytes(deepspeech_logits(pcm, model))  # (S, 29) at 50 Hz
             audio_features.append("deepspeech")
 
     meta = {
@@ -186,7 +255,7 @@ def process_clip(record: ClipRecord, config: dict) -> ClipOutput:
             "detector_runs": tracker.n_detector_runs,
             "hint_seeds": tracker.n_hint_seeds,
         },
-        "backends": {"detector": "dlib-hog", "landmarks": face["backend"], "audio_features": audio_features},
+        "backends": {"detector": face["detector"], "landmarks": face["backend"], "audio_features": audio_features},
         **record.meta,
     }
     return ClipOutput(files=files, meta=meta, timings=timer.seconds)

@@ -240,7 +240,7 @@ def run_clips(executor: Executor, tasks: Iterable[tuple[dict, str]], total: int,
         if isinstance(err, Interrupted):  # Ctrl-C or SIGTERM reached the worker: not a verdict on the clip
             raise err
         record_data, key = item
-        from ..sources.base import ClipRecord
+        from ..corpora.records import ClipRecord
 
         record = ClipRecord.from_dict(record_data)
         if type(err).__name__ == "KilledWorker":  # the worker process died on this clip: the decoder crashed it

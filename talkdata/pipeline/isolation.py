@@ -152,7 +152,7 @@ class IsolatedWorker:
 
 
 def _record_key(record_data: dict) -> str:
-    from ..sources.base import ClipRecord
+    from ..corpora.records import ClipRecord
 
     return ClipRecord.from_dict(record_data).key
 

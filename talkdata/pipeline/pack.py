@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..manifest import canonical_json
+from ..sample_meta import normalize as normalize_meta
 from ..shards import ShardFile, ShardInfo, sample_hash, starts_new_shard
 from .cache import ClipCache
 from .clip import npy_bytes
@@ -80,7 +81,7 @@ def meta_columns(meta: dict) -> dict:
 
 def sample_meta(meta: dict, split: str, payload: Iterable[str], shape: ShapeRef) -> dict:
     """The sample's ``json`` field: the cached metadata with its split, fields and shape model."""
-    meta = dict(meta, split=split)
+    meta = normalize_meta(dict(meta, split=split))  # one type per field (datasets reads every sample alike)
     meta["fields"] = sorted(list(payload) + ["lmk_norm.npy", "pca.npy"]) + ["json"]
     meta["shape_model"] = {"sha256": shape.sha256, "components": shape.components}
     return meta

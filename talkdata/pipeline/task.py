@@ -10,7 +10,7 @@ from __future__ import annotations
 import traceback
 
 from ..errors import DISK_FULL_ERRNOS, ClipError, UserError, disk_full_error
-from ..sources.base import ClipRecord
+from ..corpora.records import ClipRecord
 from .cache import ClipCache
 from .clip import process_clip
 from .outcome import Done, Failed, Outcome, Rejected
@@ -19,8 +19,10 @@ from .outcome import Done, Failed, Outcome, Rejected
 def warm_up(config: dict) -> None:
     """Load the configured models (cached per process), so a missing model stops the build before any
     clip and a fresh isolated child does not spend a clip's stall budget on loading them."""
+    from ..face.detect import detector_backend
     from ..face.landmarks import landmark_backend
 
+    detector_backend(config["face"]["detector"])
     landmark_backend(config["face"]["backend"], config["face"]["fan_device"])
     if config["audio"]["deepspeech_model"]:
         from ..audio.deepspeech import load_deepspeech

@@ -8,11 +8,10 @@ sample is decoded.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
-from ..sources.splits import SPLITS
+from ..corpora.splits import SPLITS
 from .dataset import check_dataset, dataset_name, decode_frames, hash_order, index_rows, npy, read_fields
 from .render import figure_style, figure_to_rgb, landmark_tile, new_figure, pixel_axes
 
@@ -72,8 +71,8 @@ def tile_label(row: dict) -> str:
     return f"{_fit(row['key'])}\nspeaker {_fit(str(row['speaker']), 18)}"
 
 
-def contact_sheet(out: str | Path, per_split: int = PER_SPLIT, seed: int = 0, rows: list[dict] | None = None) -> np.ndarray:
-    """The contact sheet of the dataset folder ``out`` as RGB (``rows``: its index rows, read when None)."""
+def contact_sheet(out, per_split: int = PER_SPLIT, seed: int = 0, rows: list[dict] | None = None) -> np.ndarray:
+    """The contact sheet of the dataset folder or Store ``out`` as RGB (``rows``: its index rows, read when None)."""
     out = check_dataset(out)
     rows = index_rows(out) if rows is None else rows
     chosen = choose_samples(rows, per_split, seed)

@@ -1,5 +1,6 @@
-"""Read what the QA figures need from a finished dataset folder: the index, single samples, chosen
-fields of many samples, and a few decoded frames.
+"""Read what the QA figures need from a finished dataset (a folder or an fsspec URL, through
+:class:`talkdata.store.Store`): the index, single samples, chosen fields of many samples, and a few
+decoded frames.
 
 Samples are read straight from their shard: tar members are visited in order and only the wanted
 ones are read (an uncompressed tar skips the others by seeking), and video is decoded only up
@@ -20,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..manifest import MANIFEST
+from ..manifest import MANIFEST, load_manifest
+from ..store import Store, as_store
 
 INDEX = "index.parquet"
 
@@ -53,37 +55,39 @@ class Sample:
         return self.frames / self.fps
 
 
-def check_dataset(out: str | Path) -> Path:
-    """``out`` as a Path, or a UserError when it is not a finished talkdata build."""
-    out = Path(out)
-    if not out.is_dir():
-        raise UserError(f"{out} is not a folder; give the --out folder of a talkdata build")
-    if not (out / MANIFEST).is_file() or not (out / INDEX).is_file():
-        raise UserError(f"{out} is not a talkdata dataset folder (no {MANIFEST} or {INDEX}); "
+def check_dataset(out: str | Path | Store, storage_options: dict | None = None) -> Store:
+    """``out`` as a Store, or a UserError when it is not a finished talkdata build."""
+    store = as_store(out, storage_options)
+    if not store.is_dir():
+        raise UserError(f"{store.location} is not a folder; give the --out folder (or URL) of a talkdata build")
+    if not store.is_file(MANIFEST) or not store.is_file(INDEX):
+        raise UserError(f"{store.location} is not a talkdata dataset folder (no {MANIFEST} or {INDEX}); "
                         "give the --out folder of a finished build")
-    return out
+    return store
 
 
-def dataset_name(out: str | Path) -> str:
+def dataset_name(out: str | Path | Store) -> str:
     """The dataset's name from its manifest (never the folder name: figures must not depend on it)."""
-    return str(json.loads((Path(out) / MANIFEST).read_text()).get("name", "dataset"))
+    return str(load_manifest(as_store(out)).get("name", "dataset"))
 
 
-def index_rows(out: str | Path) -> list[dict]:
+def index_rows(out: str | Path | Store) -> list[dict]:
     """Rows of ``index.parquet`` (key, split, shard, speaker, duration, ...) in key order."""
     import pyarrow.parquet as pq
 
-    rows = pq.read_table(Path(out) / INDEX).to_pylist()
+    with as_store(out).open(INDEX) as handle:
+        rows = pq.read_table(handle).to_pylist()
     return sorted(rows, key=lambda row: row["key"])
 
 
-def find_row(rows: list[dict], key: str, out: str | Path) -> dict:
+def find_row(rows: list[dict], key: str, out: str | Path | Store) -> dict:
     for row in rows:
         if row["key"] == key:
             return row
     close = difflib.get_close_matches(key, [row["key"] for row in rows], n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else "; keys are SPEAKER/CLIP as listed in index.parquet"
-    raise UserError(f"no sample with key {key!r} in {out}{hint}")
+    where = out.location if isinstance(out, Store) else out
+    raise UserError(f"no sample with key {key!r} in {where}{hint}")
 
 
 def hash_order(keys: Iterable[str], seed: int) -> list[str]:
@@ -91,12 +95,12 @@ def hash_order(keys: Iterable[str], seed: int) -> list[str]:
     return sorted(keys, key=lambda k: (hashlib.sha256(f"{seed}:{k}".encode()).hexdigest(), k))
 
 
-def read_fields(out: str | Path, rows: list[dict], fields: Iterable[str]) -> dict[str, dict[str, bytes]]:
+def read_fields(out: str | Path | Store, rows: list[dict], fields: Iterable[str]) -> dict[str, dict[str, bytes]]:
     """``{key: {field: bytes}}`` for the samples of ``rows``, reading only ``fields`` of each.
 
     Each shard is opened once; a missing shard or member is a UserError that points at ``verify``.
     """
-    out = Path(out)
+    store = as_store(out)
     fields = set(fields)
     by_shard: dict[str, set[str]] = {}
     for row in rows:
@@ -104,11 +108,13 @@ def read_fields(out: str | Path, rows: list[dict], fields: Iterable[str]) -> dic
     found: dict[str, dict[str, bytes]] = {}
     for shard in sorted(by_shard):
         wanted = by_shard[shard]
-        path = out / shard
-        if not path.is_file():
-            raise UserError(f"shard {shard} listed in {INDEX} is missing; run `talkdata verify {out}`")
+        try:
+            handle = store.open(shard)
+        except FileNotFoundError:
+            raise UserError(f"shard {shard} listed in {INDEX} is missing; run `talkdata verify {store.location}`") \
+                from None
         left = {key: set(fields) for key in wanted}
-        with tarfile.open(path) as tar:
+        with handle, tarfile.open(fileobj=handle, mode="r:") as tar:
             for member in tar:  # members are sorted by key: stop once every wanted field was read
                 folder, _, base = member.name.rpartition("/")
                 stem, _, field = base.partition(".")
@@ -124,7 +130,7 @@ def read_fields(out: str | Path, rows: list[dict], fields: Iterable[str]) -> dic
         missing = fields - set(found.get(row["key"], {}))
         if missing:
             raise UserError(f"sample {row['key']} in {row['shard']} lacks {', '.join(sorted(missing))}; "
-                            f"run `talkdata verify {out}`")
+                            f"run `talkdata verify {store.location}`")
     return found
 
 
@@ -135,8 +141,8 @@ def npy(data: bytes) -> np.ndarray:
 SAMPLE_FIELDS = ("video.mp4", "audio.wav", "lmk.npy", "pose.npy", "blink.npy", "pca.npy", "mfcc.npy", "json")
 
 
-def load_sample(out: str | Path, key: str) -> Sample:
-    """One sample of the dataset folder ``out`` (UserError for a bad folder or unknown key)."""
+def load_sample(out: str | Path | Store, key: str) -> Sample:
+    """One sample of the dataset folder or URL ``out`` (UserError for a bad folder or unknown key)."""
     from ..media.encode import decode_wav
 
     out = check_dataset(out)

@@ -24,17 +24,18 @@ def _write(path: str | Path, data: bytes) -> Path:
 
 def inspect_dataset(out: str | Path, key: str | None = None, png: str | Path | None = None,
                     html: str | Path | None = None, frames: int = 8, per_split: int = PER_SPLIT,
-                    seed: int = 0) -> list[str]:
+                    seed: int = 0, storage_options: dict | None = None) -> list[str]:
     """Write the requested files; returns one line per file written.
 
     With ``key``: the sample's figure (``png``) and/or page (``html``), ``frames`` frames in the
     strip. Without: a contact sheet (``png``) of ``per_split`` seeded random samples per split.
+    ``out`` is a dataset folder or an fsspec URL (``storage_options``: fsspec's options for it).
     """
     if png is None and html is None:
         raise UserError("nothing to write: give --png FILE and/or --html FILE")
     if key is None and html is not None:
         raise UserError("--html needs --key KEY: the page shows one sample (without --key, --png writes a contact sheet)")
-    out = check_dataset(out)
+    out = check_dataset(out, storage_options)
     lines = []
     if key is None:
         image = contact_sheet(out, per_split, seed)

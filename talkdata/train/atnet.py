@@ -31,27 +31,32 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..declare import setting
 from ..errors import UserError
 from ..loader import load
 from ..loader.atvg import ATVG_SCALE, CODES
-from ..loader.source import open_dataset
-from .common import (LoopSettings, RunResult, Task, eval_batches, eval_dataset, eval_split_names, fit,
-                     seed_everything)
+from ..loader.shard_list import open_dataset
+from .batches import eval_batches, eval_dataset
+from .fit import fit
+from .result import RunResult
+from .seeding import seed_everything
+from .settings import LoopSettings, eval_split_names
+from .task import Task
 
 MFCC_ROWS, MFCC_COLS = 28, 12
 
 
 @dataclass(frozen=True)
 class Settings(LoopSettings):
-    batch_size: int = 16
-    lr: float = 2e-4
-    window: int = 16
-    channels: int = 64
-    fc: int = 2048
-    audio_dim: int = 256
-    example_dim: int = 512
-    hidden: int = 256
-    layers: int = 3
+    batch_size: int = setting(16, "windows per batch", ge=1, le=65_536)
+    lr: float = setting(2e-4, "Adam learning rate", gt=0, le=10)
+    window: int = setting(16, "frames per training window", ge=1, le=10_000)
+    channels: int = setting(64, "channels of the MFCC encoder's first convolution", ge=1, le=4096)
+    fc: int = setting(2048, "width of the MFCC encoder's fully connected layer", ge=1, le=65_536)
+    audio_dim: int = setting(256, "audio embedding size", ge=1, le=65_536)
+    example_dim: int = setting(512, "example-landmark embedding size", ge=1, le=65_536)
+    hidden: int = setting(256, "LSTM hidden size", ge=1, le=65_536)
+    layers: int = setting(3, "LSTM layers", ge=1, le=64)
 
 
 def _conv(cin: int, cout: int) -> list[nn.Module]:

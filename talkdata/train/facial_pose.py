@@ -25,22 +25,28 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..declare import setting
 from ..errors import UserError
 from ..loader import load
-from ..loader.source import open_dataset
-from .common import LoopSettings, RunResult, Task, eval_batches, eval_dataset, eval_split_names, fit, seed_everything
+from ..loader.shard_list import open_dataset
+from .batches import eval_batches, eval_dataset
+from .fit import fit
+from .result import RunResult
+from .seeding import seed_everything
+from .settings import LoopSettings, eval_split_names
+from .task import Task
 
 ANGLES = ("pitch", "yaw", "roll")
 
 
 @dataclass(frozen=True)
 class Settings(LoopSettings):
-    batch_size: int = 8
-    lr: float = 1e-3
-    window: int = 32
-    hidden: int = 128
-    layers: int = 3
-    kernel: int = 5
+    batch_size: int = setting(8, "sequences per batch", ge=1, le=65_536)
+    lr: float = setting(1e-3, "Adam learning rate", gt=0, le=10)
+    window: int = setting(32, "frames per training sequence", ge=1, le=10_000)
+    hidden: int = setting(128, "width of the per-frame encoder and the temporal convolutions", ge=1, le=65_536)
+    layers: int = setting(3, "temporal convolution layers", ge=1, le=64)
+    kernel: int = setting(5, "temporal convolution kernel (frames)", ge=1, le=255)
 
 
 class PoseNet(nn.Module):

@@ -1,0 +1,10 @@
+"""Corpora: one module per dataset that indexes its raw layout into clip records.
+
+Owns: each corpus's layout, index (``index(root, config) -> list[ClipRecord]``), official splits and
+errata (files documented as broken become rejects), optional ``check_source(root)``; the shared record
+type (:mod:`.records`) and the train/val/test assignment (:mod:`.splits`).
+
+May import: the standard library, numpy/av where a corpus needs them, and ``talkdata.errors``. Never
+``talkdata.acquire`` (downloading is a layer above: ``acquire`` may read a corpus's layout from here,
+not the reverse), nor ``pipeline``, ``loader``, ``qa``.
+"""
