@@ -57,8 +57,6 @@ ACQUIRE_IMPORTERS = ("talkdata.cli", "talkdata.pipeline.build", "talkdata.acquir
 # same restructuring. Remove each entry when its change is merged (test_known_exceptions_are_real
 # then says so).
 KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # the per-clip task moves to pipeline/task.py, which executor and isolation both import
-    ("talkdata.pipeline.isolation", "talkdata.pipeline.executor"): "executor <-> isolation cycle",
     # card figures come from statistics collected while packing instead of re-reading shards via qa/
     ("talkdata.pipeline.card", "talkdata.qa.card_figures"): "pipeline imports qa",
 }
