@@ -259,7 +259,7 @@ def _storage_option(func):
 
 
 def _store_options(items) -> dict:
-    from .generations import parse_storage_options
+    from .store import parse_storage_options
 
     return parse_storage_options(items)
 
@@ -272,7 +272,7 @@ def verify(dataset, storage_options):
     manifest's content, counts against the shards and index.parquet, and every shard's and
     artifact's size and sha256 (exit 1 on any problem)."""
     from .manifest import load_manifest, verify as run_verify
-    from .generations import Store
+    from .store import Store
 
     store = Store(dataset, _store_options(storage_options))
     manifest = load_manifest(store)

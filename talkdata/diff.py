@@ -44,7 +44,7 @@ from typing import Any
 
 from .errors import UserError
 from .manifest import MANIFEST, load_manifest
-from .generations import Store
+from .store import Store
 
 FORMAT = "talkdata-diff/1"
 SPLIT_ORDER = ("train", "val", "test")

@@ -190,7 +190,7 @@ def parse_manifest(text: bytes | str, where: str) -> dict:
 
 def load_manifest(out, storage_options: dict | None = None) -> dict:
     """``dataset.json`` of the dataset folder or URL ``out`` (a Store works too)."""
-    from .generations import as_store
+    from .store import as_store
 
     store = as_store(out, storage_options)
     try:
@@ -207,7 +207,7 @@ def verify(out, storage_options: dict | None = None) -> list[str]:
     against the shard list and ``index.parquet``, every shard's and artifact's size and sha256, each
     shard's sample count, and that no unlisted file lies among the versioned content.
     """
-    from .generations import as_store
+    from .store import as_store
 
     store = as_store(out, storage_options)
     manifest = load_manifest(store)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from ..config import resolve
+from ..config import pinned, resolve
 from ..errors import REASONS, UserError
 from ..face.shape import load_shape_model, shape_model_bytes
 from ..manifest import MANIFEST, canonical_json, sha256_file, write_atomic, write_manifest
@@ -195,7 +195,8 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
     mark_output(work)
     remove_leftovers(out, work)
     cache = ClipCache(work)
-    keys = [cache_key(r, config) for r in records]
+    keyed = pinned(config).config  # models by content, not by path
+    keys = [cache_key(r, keyed) for r in records]
 
     def needs_processing(i: int) -> bool:
         outcome = cache.outcome(keys[i])

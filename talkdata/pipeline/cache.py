@@ -29,12 +29,10 @@ import uuid
 from pathlib import Path
 
 from ..version import __version__
-from ..config import config_hash
+from ..config import config_hash, processing_config
 from ..corpora.records import ClipRecord
 from .outcome import Done, Outcome, from_status, to_status
 
-#: config sections that do not change per-clip results (they act at the dataset level)
-DATASET_LEVEL_SECTIONS = ("split", "shards", "shape")
 _LEDGER = ("meta.json", "status.json", "packed.json")
 POINTER = "packed.json"
 GENERATION = "generation"
@@ -49,11 +47,9 @@ def read_generation(path: Path) -> str | None:
         return None
 
 
-def processing_config(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in DATASET_LEVEL_SECTIONS}
-
-
 def cache_key(record: ClipRecord, config: dict) -> str:
+    """The clip's cache entry name: its record, its source files' fingerprint, the per-clip sections of
+    ``config`` (pinned: models by sha256, so moving a model file keeps the cache) and the toolkit version."""
     fields = record.to_dict()
     fields.pop("split", None)
     fields.pop("path", None)  # the same files moved elsewhere keep their cache (relpath + size + mtime)
