@@ -417,7 +417,9 @@ def loop_rates(data: Path, loop: str, overrides: dict, steps: int, workers_list:
 
     import torch
 
-    from talkdata.train.common import apply_overrides, batches, train_step, training_batches
+    from talkdata.train.batches import batches, training_batches
+    from talkdata.train.settings import apply_overrides
+    from talkdata.train.task import train_step
 
     module = importlib.import_module(f"talkdata.train.{loop.replace('-', '_')}")
     settings = apply_overrides(module.Settings(), {"eval_splits": "none", **overrides})
@@ -540,7 +542,7 @@ def main() -> None:
         loops = [("atnet (ATVG sizes)", "atnet", {}, max(3, args.train_steps // 10)),
                  ("atnet (test size)", "atnet", small, args.train_steps),
                  ("facial-pose", "facial-pose", {}, args.train_steps)]
-        from talkdata.train.common import torch_threads
+        from talkdata.train.device import torch_threads
 
         cores = os.cpu_count() or 1
         # (label, torch threads of the step, DataLoader workers): all cores for the step, the loader

@@ -146,6 +146,9 @@ def _build_options(func):
                           "then stops the build)."),
         click.option("--shape-model", type=click.Path(dir_okay=False), default=None, callback=_check_shape_model,
                      help="Use this stats/shape_model.npz instead of fitting one."),
+        click.option("--keep-cache", is_flag=True,
+                     help="Keep a full copy of every sample in OUT/.work (by default the cache points into the "
+                          "shards after a build: the dataset is stored once)."),
         click.option("--no-progress", is_flag=True, help="Hide progress bars."),
     ]
     for option in reversed(options):
@@ -211,7 +214,7 @@ def _check_shape_model(_ctx, _param, value):
 @click.option("--list-keys", is_flag=True, expose_value=False, is_eager=True, callback=_list_keys,
               help="List every config key with its default, type, range or choices and help, and exit.")
 def build(recipe, source, only, mirror, out, workers, scheduler, sets, limit, retry_failed, clip_timeout, no_isolation,
-          shape_model, no_progress):
+          shape_model, keep_cache, no_progress):
     """Build WebDataset shards from the corpus RECIPE found in --source (or downloaded into the data root)."""
     from .config import resolve
     from .pipeline.build import build as run_build
@@ -226,7 +229,7 @@ def build(recipe, source, only, mirror, out, workers, scheduler, sets, limit, re
 
     report = run_build(recipe, source, out, overrides, workers=workers, scheduler=scheduler,
                        limit=limit, retry_failed=retry_failed, shape_model=shape_model, progress=not no_progress,
-                       isolate=not no_isolation, clip_timeout=clip_timeout)
+                       isolate=not no_isolation, clip_timeout=clip_timeout, keep_cache=keep_cache)
     click.echo(report.summary())
 
 

@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 
 from .declare import Declared, check_value, declared, did_you_mean, listing, parse_set_options, parse_value, setting
 from .errors import UserError
+from .manifest import sha256_file
 
 __all__ = ["BuildConfig", "DEFAULTS", "Pinned", "apply_overrides", "config_hash", "cross_checks",
            "dataset_level_sections", "from_dict", "list_keys", "parse_set_options", "parse_value", "pinned",
@@ -316,14 +317,6 @@ class Pinned:
     models: dict[str, dict[str, str]]
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_keys() -> list[str]:
     return [key for key, d in _keys().items() if d.spec.model]
 
@@ -338,7 +331,7 @@ def pinned(config: dict[str, Any]) -> Pinned:
         if not path:
             continue
         try:
-            digest = file_sha256(path)
+            digest = sha256_file(path)
         except OSError as err:
             raise UserError(f"{key}: cannot read model file {path}: {err.strerror or err}") from None
         out[section][leaf] = f"sha256:{digest}"

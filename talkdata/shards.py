@@ -5,6 +5,10 @@ groups consecutive members by the part before the first dot of the base name). M
 sorted by key, then by field name, with fixed metadata (mtime 0, uid/gid 0, no user names, mode
 0644, GNU format), so the same samples always give the same bytes. Shards are written under a
 temporary name and renamed when complete: a reader never sees half a shard under its final name.
+Each shard's sha256 is computed from the bytes as they are written (no second read).
+
+``ShardFile`` writes one shard (the packing stage writes shards in parallel, each by its index);
+``ShardWriter`` rolls over to the next shard at ``max_samples`` or ``max_bytes``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .manifest import sha256_file
+
+
+def shard_name(name: str, split: str, index: int) -> str:
+    return f"{name}-{split}-{index:06d}.tar"
 
 
 def _member(name: str, size: int) -> tarfile.TarInfo:
@@ -43,6 +50,62 @@ class ShardInfo:
                 "sha256": self.sha256}
 
 
+class _HashingFile:
+    """A write-only file that hashes and counts what goes through it."""
+
+    def __init__(self, handle):
+        self.handle, self.digest, self.bytes = handle, hashlib.sha256(), 0
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        self.bytes += len(data)
+        return self.handle.write(data)
+
+    def tell(self) -> int:
+        return self.bytes
+
+
+class ShardFile:
+    """One shard ``shards/{split}/{name}-{split}-{index:06d}.tar``, written under ``.tmp`` then renamed."""
+
+    def __init__(self, root: Path, name: str, split: str, index: int):
+        self.root = Path(root)
+        self.split = split
+        folder = self.root / "shards" / split
+        folder.mkdir(parents=True, exist_ok=True)
+        self.final = folder / shard_name(name, split, index)
+        self.relpath = self.final.relative_to(self.root).as_posix()
+        self._temp = self.final.with_name(self.final.name + ".tmp")
+        self._handle = open(self._temp, "wb")
+        self._file = _HashingFile(self._handle)
+        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.GNU_FORMAT)
+        self.keys: list[str] = []
+
+    def write(self, key: str, files: dict[str, bytes]) -> None:
+        for field in sorted(files):
+            data = files[field]
+            self._tar.addfile(_member(f"{key}.{field}", len(data)), io.BytesIO(data))
+        self.keys.append(key)
+
+    def close(self) -> ShardInfo:
+        self._tar.close()
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        os.replace(self._temp, self.final)
+        return ShardInfo(path=self.relpath, split=self.split, samples=len(self.keys), bytes=self._file.bytes,
+                         sha256=self._file.digest.hexdigest(), keys=self.keys)
+
+    def abort(self) -> None:
+        self._handle.close()
+        self._temp.unlink(missing_ok=True)
+
+
+def starts_new_shard(samples: int, size: int, sample_bytes: int, max_samples: int, max_bytes: int) -> bool:
+    """The rule that closes a shard before the next sample (``samples`` / ``size``: the open shard's)."""
+    return samples > 0 and (samples >= max_samples or size + sample_bytes > max_bytes)
+
+
 class ShardWriter:
     """Write samples in key order into ``shards/{split}/{name}-{split}-{i:06d}.tar``."""
 
@@ -50,48 +113,27 @@ class ShardWriter:
         self.root = Path(root)
         self.name, self.split = name, split
         self.max_samples, self.max_bytes = max_samples, max_bytes
-        self.folder = self.root / "shards" / split
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.shards: list[ShardInfo] = []
-        self._tar = None
-        self._keys: list[str] = []
+        self._shard: ShardFile | None = None
         self._size = 0
-
-    def _open(self) -> None:
-        index = len(self.shards)
-        self._final = self.folder / f"{self.name}-{self.split}-{index:06d}.tar"
-        self._temp = self._final.with_name(self._final.name + ".tmp")
-        self._handle = open(self._temp, "wb")
-        self._tar = tarfile.open(fileobj=self._handle, mode="w", format=tarfile.GNU_FORMAT)
-        self._keys, self._size = [], 0
-
-    def _close(self) -> None:
-        if self._tar is None:
-            return
-        self._tar.close()
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
-        os.replace(self._temp, self._final)
-        self.shards.append(ShardInfo(
-            path=self._final.relative_to(self.root).as_posix(), split=self.split, samples=len(self._keys),
-            bytes=self._final.stat().st_size, sha256=sha256_file(self._final), keys=self._keys,
-        ))
-        self._tar = None
 
     def write(self, key: str, files: dict[str, bytes]) -> str:
         """Add one sample; returns the relative path of the shard it went into."""
         size = sum(len(v) for v in files.values())
-        if self._tar is not None and (len(self._keys) >= self.max_samples or self._size + size > self.max_bytes):
+        if self._shard is not None and starts_new_shard(len(self._shard.keys), self._size, size, self.max_samples,
+                                                        self.max_bytes):
             self._close()
-        if self._tar is None:
-            self._open()
-        for field in sorted(files):
-            data = files[field]
-            self._tar.addfile(_member(f"{key}.{field}", len(data)), io.BytesIO(data))
-        self._keys.append(key)
+        if self._shard is None:
+            self._shard = ShardFile(self.root, self.name, self.split, len(self.shards))
+            self._size = 0
+        self._shard.write(key, files)
         self._size += size
-        return self._final.relative_to(self.root).as_posix()
+        return self._shard.relpath
+
+    def _close(self) -> None:
+        if self._shard is not None:
+            self.shards.append(self._shard.close())
+            self._shard = None
 
     def close(self) -> list[ShardInfo]:
         self._close()

@@ -222,12 +222,14 @@ def write_video(
     return path
 
 
-def _encode_audio(container, stream, samples: np.ndarray, sample_rate: int, block: int = 1024) -> None:
-    """Encode mono float samples in blocks (PyAV converts to the codec's sample format)."""
-    samples = np.clip(samples, -1.0, 1.0)
-    for start in range(0, len(samples), block):
-        chunk = np.ascontiguousarray(samples[start : start + block].reshape(1, -1))
-        frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+def _encode_audio(container, stream, samples: np.ndarray, sample_rate: int, block: int = 1024,
+                  layout: str = "mono") -> None:
+    """Encode float samples in blocks: mono ``(N,)`` or the rows of ``(C, N)`` for ``layout``, written
+    packed (``flt``: PyAV 18 cannot build frames of 8 planes); PyAV converts to the codec's format."""
+    channels = np.clip(np.asarray(samples, dtype=np.float32).reshape(-1, np.shape(samples)[-1]), -1.0, 1.0)
+    for start in range(0, channels.shape[1], block):
+        packed = np.ascontiguousarray(channels[:, start : start + block].T.reshape(1, -1))
+        frame = av.AudioFrame.from_ndarray(packed, format="flt", layout=layout)
         frame.sample_rate = sample_rate
         frame.pts = start
         frame.time_base = Fraction(1, sample_rate)
@@ -316,19 +318,9 @@ def write_multichannel_audio(path: str | Path, channels: np.ndarray, layout: str
     ``layout="7.1"`` with 8 rows. Frames are written packed (``flt``): PyAV 18 cannot build frames
     of 8 planes. PCM16 in ``.mkv``, AAC in ``.mp4`` unless ``codec`` says otherwise."""
     path = Path(path)
-    channels = np.clip(np.asarray(channels, dtype=np.float32), -1.0, 1.0)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec or _audio_codec_for(path), rate=sample_rate, layout=layout)
-        for start in range(0, channels.shape[1], 1024):
-            packed = np.ascontiguousarray(channels[:, start : start + 1024].T.reshape(1, -1))
-            frame = av.AudioFrame.from_ndarray(packed, format="flt", layout=layout)
-            frame.sample_rate = sample_rate
-            frame.pts = start
-            frame.time_base = Fraction(1, sample_rate)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+        _encode_audio(container, stream, channels, sample_rate, layout=layout)
     return path
 
 

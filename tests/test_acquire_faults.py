@@ -18,6 +18,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from checks import error_line
 from click.testing import CliRunner
 
 import http_fixture as hf
@@ -48,12 +50,7 @@ def cli(*args: str):
 
 
 def one_error(*args: str) -> str:
-    result = cli(*args)
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, result.output
-    return lines[0]
+    return error_line(cli(*args))
 
 
 def writestr_zip(entries: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:

@@ -291,7 +291,7 @@ def test_help_and_no_arguments_still_show_usage():
 def test_training_settings_use_the_declaration():
     pytest.importorskip("torch", reason="the training loops need torch (extra talkdata[train])")
     from talkdata.train import atnet, facial_pose
-    from talkdata.train.common import apply_overrides
+    from talkdata.train.settings import apply_overrides
 
     settings = apply_overrides(atnet.Settings(), {"lr": 1, "batch_size": 4, "eval_splits": "train,val"})
     assert settings.lr == 1.0 and type(settings.lr) is float and settings.batch_size == 4

@@ -111,8 +111,10 @@ def test_other_detectors_find_a_110px_face_in_720p(name, face_config):
 def test_unknown_detector_is_a_config_error():
     with pytest.raises(UserError, match=r"'face.detector' must be one of blazeface, hog, mmod, got 'yolo'"):
         resolve({}, "test", {"face.detector": "yolo"})
-    with pytest.raises(UserError, match=r"'face.min_face_size' must be in \[16, "):
+    with pytest.raises(UserError, match=r"'face.min_face_size' must be in \[16, 16384\], got 4"):
         resolve({}, "test", {"face.min_face_size": 4})
+    with pytest.raises(UserError, match=r"'face.detect_rotations' takes a list with items in \[-90, 90\]"):
+        resolve({}, "test", {"face.detect_rotations": [100]})
 
 
 # --------------------------------------------------------------------------- process_clip on encoded HD clips

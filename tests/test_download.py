@@ -31,13 +31,14 @@ from pathlib import Path
 
 import cv2
 import pytest
+
+from checks import error_line, sample_json
 from click.testing import CliRunner
 
 import http_fixture as hf
 from talkdata.cli import main
 from talkdata.errors import UserError
 from talkdata.recipe import load_recipe, parse_recipe
-from talkdata.shards import read_shard
 from talkdata.acquire import archives, checksums, credentials, download as fetch_run, http, plan
 from talkdata.acquire.access import Access, jobs
 from talkdata.acquire.hooks import call_hook
@@ -86,20 +87,10 @@ def ok(*args: str):
 
 
 def failed(*args: str) -> str:
-    result = cli(*args)
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, result.output
-    return lines[0]
+    return error_line(cli(*args))
 
 
-def samples(out: Path) -> dict[str, dict]:
-    found = {}
-    for shard in sorted((out / "shards").rglob("*.tar")):
-        for key, fields in read_shard(shard).items():
-            found[key] = json.loads(fields["json"])
-    return found
+samples = sample_json
 
 
 def sha256(data: bytes) -> str:

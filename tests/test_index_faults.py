@@ -3,18 +3,18 @@ the output inside the source, file names that are not UTF-8. Built from the real
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+from checks import error_line, sample_json
 from click.testing import CliRunner
 
 from talkdata.cli import main
 from talkdata.corpora import grid, videos
 from talkdata.corpora.records import ClipRecord
-from talkdata.shards import read_shard
 
 DATA = Path(__file__).parent / "data"
 CLIP = DATA / "grid" / "s1" / "bbaf2n.mpg"
@@ -22,20 +22,10 @@ OTHER = DATA / "grid" / "s2" / "swwp2s.mpg"
 
 
 def one_error(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args))
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, result.output
-    return lines[0]
+    return error_line(CliRunner().invoke(main, list(args)))
 
 
-def samples(out: Path) -> dict[str, dict]:
-    found = {}
-    for shard in sorted((out / "shards").rglob("*.tar")):
-        for key, fields in read_shard(shard).items():
-            found[key] = json.loads(fields["json"])
-    return found
+samples = sample_json
 
 
 def test_grid_duplicate_clip_id_names_both_files(tmp_path):

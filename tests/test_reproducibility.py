@@ -622,3 +622,67 @@ def test_verify_names_each_kind_of_damage(grid_dataset, tmp_path, damage):
     result = CliRunner().invoke(main, ["verify", str(out)])
     assert result.exit_code == 1, result.output
     assert result.stdout.splitlines() == [expected]  # that problem, named, and nothing else
+
+
+# --------------------------------------------------------------------------- Ctrl-C and the parallel pack
+
+
+def _group_states(pgid: int) -> list[str]:
+    states = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat and stat[1] == pgid:
+                states.append(stat[0])
+    return states
+
+
+def test_ctrl_c_with_two_workers_loses_no_clip(grid_dataset, tmp_path):
+    """SIGINT to the whole process group (what a terminal's Ctrl-C sends) while clips are in flight
+    on 2 dask workers: no clip is recorded as a reject or failure, and the same command then gives
+    the bytes of an uninterrupted build."""
+    for out, log in _attempts(tmp_path):
+        proc = start_build(out, log, "--workers", "2")
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and complete_entries(out) < 1 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        if proc.poll() is None and complete_entries(out) < N_CLIPS:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=120)
+            wait_group_gone(proc.pid)
+            if complete_entries(out) < N_CLIPS:
+                break
+        else:
+            proc.wait(timeout=300)
+    else:
+        pytest.fail("the build was never interrupted between its first and last clip (4 attempts)")
+    assert proc.returncode != 0
+    assert "Traceback" not in log.read_text()
+    statuses = [json.loads(p.read_text())["status"] for p in (out / ".work" / "clips").glob("*/*/status.json")]
+    assert statuses and set(statuses) == {"done"}, statuses  # an interruption is never a verdict on a clip
+    cached = complete_entries(out)
+    resume_and_compare(out, grid_dataset, N_CLIPS - cached, "--workers", "2")
+
+
+def test_killed_during_the_parallel_pack(grid_dataset, hooks, tmp_path):
+    """kill -9 of the whole build (driver and 2 dask workers) while a worker is in the middle of a
+    shard: the same command resumes without processing a clip and gives the same bytes."""
+    out, log = tmp_path / "out", tmp_path / "build.log"
+    fields = len(read_shard(next((grid_dataset / "shards" / "train").glob("*.tar"))).popitem()[1])
+    # every process stops itself before its (fields + fields/2)-th tar member: a shard worker half-way
+    # through its second shard (the clip workers write no tar)
+    proc = start_build(out, log, "--workers", "2",
+                       env=hook_env(hooks, TALKDATA_TEST_STOP=f"addfile:{fields + fields // 2}"))
+    deadline = time.monotonic() + 300
+    while "T" not in _group_states(proc.pid):
+        assert proc.poll() is None, f"the build ended without reaching the hook:\n{log.read_text()}"
+        assert time.monotonic() < deadline, "no shard worker reached the hook"
+        time.sleep(0.002)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    wait_group_gone(proc.pid)
+    assert complete_entries(out) == N_CLIPS
+    assert list((out / "shards").rglob("*.tar.tmp")), "no shard was half-written"
+    assert not (out / "dataset.json").exists()
+    assert_nothing_half_written(out)
+    resume_and_compare(out, grid_dataset, 0, "--workers", "2")

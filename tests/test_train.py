@@ -29,8 +29,9 @@ import torch
 from click.testing import CliRunner
 
 import talkdata
-import talkdata.train.common as common
+import talkdata.train.batches as train_batches
 from talkdata.cli import main
+from talkdata.errors import UserError
 from talkdata.shards import read_shard
 from talkdata.train import read_metrics
 from test_loader import deepspeech_grid
@@ -209,7 +210,7 @@ LOOP_ARGS = {
 
 def interrupt_after(monkeypatch, batches: int, error: type[BaseException]) -> None:
     """Make the next run's data stream raise ``error`` when asked for batch ``batches + 1``."""
-    original = common.batches
+    original = train_batches.batches
 
     def stream(*args, **kwargs):
         for count, item in enumerate(original(*args, **kwargs)):
@@ -217,7 +218,7 @@ def interrupt_after(monkeypatch, batches: int, error: type[BaseException]) -> No
                 raise error()
             yield item
 
-    monkeypatch.setattr(common, "batches", stream)
+    monkeypatch.setattr(train_batches, "batches", stream)
 
 
 def final_state(run: Path) -> dict:
@@ -441,15 +442,15 @@ def test_facial_pose_error_is_in_degrees(grid_dataset):
 def test_prefetched_keeps_order_raises_where_the_stream_failed_and_stops_its_thread():
     import threading
 
-    assert list(common.prefetched(iter(range(50)), depth=3)) == list(range(50))
+    assert list(train_batches.prefetched(iter(range(50)), depth=3)) == list(range(50))
 
     def failing():
         yield from range(5)
-        raise common.UserError("shard s.tar is truncated")
+        raise UserError("shard s.tar is truncated")
 
     got = []
-    with pytest.raises(common.UserError, match="truncated"):
-        for item in common.prefetched(failing()):
+    with pytest.raises(UserError, match="truncated"):
+        for item in train_batches.prefetched(failing()):
             got.append(item)
     assert got == [0, 1, 2, 3, 4]
 
@@ -464,7 +465,7 @@ def test_prefetched_keeps_order_raises_where_the_stream_failed_and_stops_its_thr
         finally:
             closed.set()
 
-    stream = common.prefetched(endless())
+    stream = train_batches.prefetched(endless())
     assert [next(stream) for _ in range(3)] == [0, 1, 2]
     stream.close()  # what `del stream` does in fit
     assert closed.is_set()
@@ -475,13 +476,13 @@ def test_training_batches_are_read_ahead_only_when_the_step_leaves_the_cpu_to_th
     import threading
 
     dataset = talkdata.load(grid_dataset, profile="atvg", fields=["pca.npy", "mfcc.npy"], split="all", shuffle=False)
-    reference = [batch for _, _, batch in itertools.islice(common.batches(dataset, 4, 0, "windows"), 5)]
+    reference = [batch for _, _, batch in itertools.islice(train_batches.batches(dataset, 4, 0, "windows"), 5)]
 
     def readers() -> int:
         return sum(t.name == "talkdata-prefetch" and t.is_alive() for t in threading.enumerate())
 
     for workers, read_ahead in ((0, False), (1, True)):
-        stream = common.training_batches(dataset, 4, workers, "windows", torch.device("cpu"))
+        stream = train_batches.training_batches(dataset, 4, workers, "windows", torch.device("cpu"))
         got = [next(stream)[2] for _ in range(5)]
         assert readers() == int(read_ahead), workers
         assert all(torch.equal(a["mfcc"], b["mfcc"]) and torch.equal(a["target_pca"], b["target_pca"])

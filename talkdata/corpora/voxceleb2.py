@@ -135,6 +135,11 @@ def parse_txt(path: Path) -> dict:
             boxes.append([int(cells[0]), *(float(c) for c in cells[1:5])])
         except ValueError:
             continue
+    return {**_header_values(header), "boxes": boxes}
+
+
+def _header_values(header: dict[str, str]) -> dict:
+    """The typed header fields of a face-track txt (None where absent or not a number)."""
     offset = _number(header.get("offset", ""))
     return {
         "identity": header.get("identity") or None,
@@ -142,7 +147,6 @@ def parse_txt(path: Path) -> dict:
         "offset": int(offset) if offset is not None else None,
         "fv_conf": float(v) if (v := _number(header.get("fv conf", ""))) is not None else None,
         "asd_conf": float(v) if (v := _number(header.get("asd conf", ""))) is not None else None,
-        "boxes": boxes,
     }
 
 
@@ -177,16 +181,7 @@ def txt_summary(path: Path) -> dict:
     rows = lines[table:]
     start = next((f for f in (_row_frame(r) for r in rows) if f is not None), None)
     end = next((f for f in (_row_frame(r) for r in reversed(rows)) if f is not None), None)
-    offset = _number(header.get("offset", ""))
-    return {
-        "identity": header.get("identity") or None,
-        "reference": header.get("reference") or None,
-        "offset": int(offset) if offset is not None else None,
-        "fv_conf": float(v) if (v := _number(header.get("fv conf", ""))) is not None else None,
-        "asd_conf": float(v) if (v := _number(header.get("asd conf", ""))) is not None else None,
-        "start_frame": start,
-        "end_frame": end,
-    }
+    return {**_header_values(header), "start_frame": start, "end_frame": end}
 
 
 def find_meta(root: Path) -> Path:

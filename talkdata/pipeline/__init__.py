@@ -1,1 +1,10 @@
-"""Per-clip processing, dataset-level stages, executor and cache."""
+"""The build: per-clip processing, where it runs, and the dataset-level stages.
+
+- ``clip``: one clip -> sample files + metadata (pure); ``task``: one clip -> its ``Outcome``
+  (``outcome``: ``Done | Rejected | Failed``) recorded in the ``cache``;
+- ``isolation``: tasks in a supervised child process; ``executor``: tasks in this process or on dask;
+- ``shape_fit``, ``pack``, ``generations``, ``card``: the dataset-level stages (shape model, shards and
+  index, the cache pointing into the shards, the dataset card); ``build``: the orchestration.
+
+``task`` imports neither ``isolation`` nor ``executor``; ``isolation`` imports ``task`` only.
+"""

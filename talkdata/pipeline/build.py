@@ -1,8 +1,10 @@
 """``talkdata build``: index -> split -> process clips -> fit shape model -> pack shards -> manifest.
 
-Data flows one way. Per-clip results come from the cache (``OUT/.work``), so a re-run only
-processes clips that have no entry yet, and the packing stage reads entries in key order: the
-output does not depend on worker count or finishing order.
+Orchestration only: every stage runs on one ``Executor`` (this process, a local cluster or
+``--scheduler``) and the driver keeps no per-clip list a file can hold. Per-clip results come from
+the cache (``OUT/.work``), so a re-run only processes clips that have no (intact) entry yet, and the
+packing stage plans shards in key order: the output does not depend on worker count or finishing
+order.
 """
 
 from __future__ import annotations
@@ -12,35 +14,39 @@ import io
 import json
 import os
 import platform
+import re
 import socket
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
-from ..config import resolve
+from ..config import pinned, resolve
 from ..errors import REASONS, UserError
 from ..face.shape import load_shape_model, shape_model_bytes
-from ..manifest import canonical_json, sha256_file, write_atomic, write_manifest
+from ..manifest import MANIFEST, canonical_json, sha256_file, write_atomic, write_manifest
 from ..recipe import Recipe, load_recipe
-from ..sample_meta import normalize as normalize_meta
-from ..shards import ShardWriter, sample_hash
 from ..corpora.records import ClipRecord
 from ..acquire.resolve import check_source
 from ..corpora.splits import SPLITS, assign_splits
-from .cache import ClipCache, cache_key
+from .cache import GENERATION, ClipCache, cache_key, read_generation
 from .card import write_card
-from .clip import npy_bytes
-from .executor import run_tasks
-from .stats import fit_shape_model, shape_fields
+from .executor import Executor, run_clips
+from .outcome import Done, Failed, reason
+from .pack import (INDEX_COLUMNS, REJECT_COLUMNS, ColumnTypes, Member, ShapeRef, TableWriter, measure,
+                   plan_shards, shape_bytes, write_shard)
+from .shape_fit import FrameSampler, fit_basis, sampled_frames
+from .generations import commit, drop_parked, park, release_shard
+from .task import warm_up
 
 WORK_DIR = ".work"
 SHAPE_MODEL = "stats/shape_model.npz"
+#: written into OUT/.work at the first build: this folder is talkdata's to manage
+MARKER = "talkdata-output"
 
 
 @dataclass
@@ -50,7 +56,6 @@ class BuildReport:
     samples: dict[str, int]
     rejects: dict[str, int]
     manifest: dict = field(repr=False)
-    statuses: list[dict] = field(repr=False, default_factory=list)
 
     def summary(self) -> str:
         lines = [f"clips seen: {self.clips_seen}"]
@@ -65,6 +70,12 @@ class BuildReport:
 
 
 def prepare_output(out: Path) -> None:
+    """Create OUT, or accept it when it is empty or holds a talkdata build; refuse any other folder."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and not is_talkdata_output(out) and any(out.iterdir()):
+        raise UserError(f"--out {out} is not empty and holds no talkdata build; give a new or empty folder "
+                        "(talkdata never writes into, or deletes from, a folder it did not create)")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
@@ -72,6 +83,22 @@ def prepare_output(out: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise UserError(f"cannot write to the output folder {out}: {err.strerror or err}") from None
+
+
+def is_talkdata_output(out: Path) -> bool:
+    """OUT was made by talkdata: its marker, or (builds before the marker) a talkdata manifest."""
+    if (out / WORK_DIR / MARKER).is_file():
+        return True
+    try:
+        return str(json.loads((out / MANIFEST).read_text()).get("format", "")).startswith("talkdata-dataset/")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def mark_output(work: Path) -> None:
+    marker = work / MARKER
+    if not marker.is_file():
+        write_atomic(marker, b"This folder is the output of a talkdata build.\n")
 
 
 def lock_output(work: Path):
@@ -88,29 +115,41 @@ def lock_output(work: Path):
     return handle
 
 
+#: files talkdata writes at the top of OUT and in stats/ (their ``.tmp`` are an interrupted build's)
+_OWN_FILES = {"index.parquet", "rejects.parquet", MANIFEST, "README.md", "build_info.json"}
+
+
 def remove_leftovers(out: Path, work: Path) -> None:
-    """Temporary files of an interrupted build (safe: this build holds the lock on OUT)."""
+    """Temporary files of an interrupted build (safe: this build holds the lock on OUT); only names talkdata writes."""
     import shutil
 
-    for path in list(out.glob("*.tmp")) + list((out / "stats").glob("*.tmp")):
-        path.unlink()
+    for path in out.glob("*.tmp"):
+        if path.name[: -len(".tmp")] in _OWN_FILES:
+            path.unlink()
+    for path in (out / "stats").glob("*.tmp"):
+        if path.name == Path(SHAPE_MODEL).name + ".tmp":
+            path.unlink()
     for path in (work / "clips").glob("*/.tmp-*"):  # cache entries being staged (folders)
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def preflight(config: dict) -> None:
-    """Load the configured models once here, so a missing model stops the build before any clip."""
-    from ..face.detect import detector_backend
-    from ..face.landmarks import landmark_backend
+def own_shards(out: Path, name: str) -> list[Path]:
+    """Shard files (and their ``.tmp``) of earlier builds of this recipe in OUT; nothing else."""
+    pattern = re.compile(rf"{re.escape(name)}-(?P<split>[a-z]+)-\d{{6}}\.tar(\.tmp)?")
+    found = []
+    for split in SPLITS:
+        folder = out / "shards" / split
+        if folder.is_dir():
+            found += [p for p in sorted(folder.iterdir())
+                      if p.is_file() and (m := pattern.fullmatch(p.name)) and m["split"] == split]
+    return found
+
+
+def fetch_models(config: dict) -> None:
+    """Download and verify missing model weights that have a published URL and checksum (before any clip)."""
     from ..acquire.models import ensure_for_config
 
-    ensure_for_config(config)  # downloads and verifies missing weights with a published URL and checksum
-    detector_backend(config["face"]["detector"])
-    landmark_backend(config["face"]["backend"], config["face"]["fan_device"])
-    if config["audio"]["deepspeech_model"]:
-        from ..audio.deepspeech import load_deepspeech
-
-        load_deepspeech(config["audio"]["deepspeech_model"])
+    ensure_for_config(config)
 
 
 def index_clips(recipe: Recipe, source: Path, config: dict, exclude: tuple[Path, ...] = ()) -> list[ClipRecord]:
@@ -135,10 +174,12 @@ def index_clips(recipe: Recipe, source: Path, config: dict, exclude: tuple[Path,
 def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | None = None, workers: int = 0,
           scheduler: str | None = None, limit: int | None = None, retry_failed: bool = False,
           shape_model: str | None = None, progress: bool = True, isolate: bool = True,
-          clip_timeout: float = 120.0) -> BuildReport:
+          clip_timeout: float = 120.0, keep_cache: bool = False) -> BuildReport:
     """``isolate``/``clip_timeout``: clips run in a supervised child process, rejected as
     ``decoder_crash`` when it dies and ``decode_timeout`` after ``clip_timeout`` seconds without
-    progress (execution settings: they never change the output, so they are not part of the config)."""
+    progress (execution settings: they never change the output, so they are not part of the config).
+    ``keep_cache``: keep a full copy of every sample in ``OUT/.work`` (by default, cache entries
+    point into the shards after a successful build: the dataset is stored once)."""
     started = time.time()
     recipe = load_recipe(recipe_name)
     config = resolve(recipe.defaults, recipe.name, sets or {})
@@ -147,26 +188,28 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
     if limit is not None:
         records = records[:limit]
     prepare_output(out)
-    preflight(config)
+    fetch_models(config)
+    warm_up(config)  # a missing model stops the build before any clip
     work = out / WORK_DIR
     lock = lock_output(work)
+    mark_output(work)
     remove_leftovers(out, work)
     cache = ClipCache(work)
+    keyed = pinned(config).config  # models by content, not by path
+    keys = [cache_key(r, keyed) for r in records]
 
-    keys = [cache_key(r, config) for r in records]
-    todo = []
-    for record, key in zip(records, keys):
-        status = cache.status(key)
-        if status is None or (retry_failed and status["status"] == "failed"):
-            todo.append((record, key))
-    run_tasks(todo, config, str(work), workers, scheduler, progress, isolate=isolate, stall_timeout=clip_timeout)
-    statuses = [cache.status(key) for key in keys]
+    def needs_processing(i: int) -> bool:
+        outcome = cache.outcome(keys[i])
+        if outcome is None or (retry_failed and isinstance(outcome, Failed)):
+            return True
+        return isinstance(outcome, Done) and cache.damage(keys[i]) is not None  # damaged entry: process again
 
-    manifest = pack(out, recipe, config, records, keys, statuses, cache, shape_model, progress)
-    rejects: dict[str, int] = {}
-    for status in statuses:
-        if status["status"] != "done":
-            rejects[status["reason"]] = rejects.get(status["reason"], 0) + 1
+    todo = [i for i in range(len(records)) if needs_processing(i)]  # clip numbers (8 bytes each)
+    with Executor(workers, scheduler, progress) as executor:
+        for _ in run_clips(executor, ((records[i].to_dict(), keys[i]) for i in todo), len(todo), config, str(work),
+                           isolate=isolate, stall_timeout=clip_timeout):
+            pass
+        manifest, rejects = pack(out, recipe, config, records, keys, cache, shape_model, executor, keep_cache)
     write_atomic(out / "build_info.json", canonical_json({
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.time() - started, 3),
@@ -180,125 +223,187 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
     }).encode())
     samples = {s: manifest["splits"][s]["samples"] for s in manifest["splits"]}
     lock.close()
-    return BuildReport(out=out, clips_seen=len(records), samples=samples, rejects=rejects, manifest=manifest,
-                       statuses=statuses)
+    return BuildReport(out=out, clips_seen=len(records), samples=samples, rejects=rejects, manifest=manifest)
 
 
-def _table_rows_meta(meta: dict) -> dict:
-    """Corpus metadata columns for index.parquet: scalars as they are, the rest as JSON text."""
-    skip = {"dataset", "key", "speaker", "clip", "source", "fps", "frames", "duration", "face", "backends", "split"}
-    row = {}
-    for name, value in meta.items():
-        if name in skip:
-            continue
-        row[name] = value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(value, sort_keys=True)
-    return row
+def fit_task(work_dir: str, settings: dict, chunk: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """Executor task: the sampled, identity-removed frames of a few clips (``(cache key, frames)``)."""
+    from .executor import cap_blas_threads
+
+    cap_blas_threads()
+    cache = ClipCache(work_dir)
+    parts = [sampled_frames(settings, np.load(io.BytesIO(cache.read(key, "lmk_src.npy"))), frames)
+             for key, frames in chunk]
+    return np.concatenate(parts) if parts else np.zeros((0, 68, 2))
 
 
-def _write_parquet(path: Path, rows: list[dict], columns: list[str]) -> None:
-    names = list(columns)
-    for row in rows:
-        for name in row:
-            if name not in names:
-                names.append(name)
-    table = pa.table({name: [row.get(name) for row in rows] for name in names}) if rows else pa.table(
-        {name: pa.array([], pa.string()) for name in names})
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd", write_statistics=False)
-    write_atomic(path, buffer.getvalue())
+FIT_CHUNK = 64  # clips per fit task
+MEASURE_CHUNK = 512  # cache entries per measuring task
 
 
-def _shape_model(out: Path, config: dict, done: list[tuple[ClipRecord, str]], cache: ClipCache, given: str | None):
+def _chunks(items, size: int):
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _shape_model(config: dict, records: list[ClipRecord], keys: list[str], done: list[int], frames: np.ndarray,
+                 cache: ClipCache, given: str | None, executor: Executor):
     if given:
         try:
             return load_shape_model(given)
         except (OSError, ValueError, KeyError) as err:
             raise UserError(f"cannot read shape model {given}: {err}") from None
-    split = config["shape"]["fit_split"]
-    fitting = [(r, k) for r, k in done if split == "all" or r.split == split] or done
-    clips = [np.load(io.BytesIO(cache.read(k, "lmk_src.npy"))) for _, k in fitting]
-    return fit_shape_model(clips, config["shape"])
+    settings = config["shape"]
+    split = settings["fit_split"]
+    fitting = [i for i in done if split == "all" or records[i].split == split] or done
+    sampler = FrameSampler(settings["max_frames"], settings["seed"])
+    for i in fitting:  # the sample is chosen from frame counts alone, before any landmark is read
+        sampler.add(records[i].key, int(frames[i]))
+    chosen = sampler.selection()
+    tasks = _chunks(((keys[fitting[n]], frames) for n, frames in sorted(chosen.items())), FIT_CHUNK)
+    parts = list(executor.map(fit_task, tasks, shared=(str(cache.root.parent), settings),
+                              total=-(-len(chosen) // FIT_CHUNK), desc="fit shape model", unit="task"))
+    sample = np.concatenate(parts) if parts else np.zeros((0, 68, 2))
+    return fit_basis(sample, settings, len(fitting))
 
 
-def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], keys: list[str], statuses: list[dict],
-         cache: ClipCache, shape_model_path: str | None, progress: bool) -> dict:
-    done = [(r, k) for r, k, s in zip(records, keys, statuses) if s["status"] == "done"]
+def _release(executor: Executor, out: Path, cache: ClipCache, generation: str, keep: bool,
+             shards: list[tuple[str, dict[str, str]]]) -> None:
+    """Point cache entries into the shards of ``generation`` (``store.release_shard`` per shard)."""
+    for _ in executor.map(release_shard, shards, shared=(str(out), str(cache.work), generation, keep),
+                          total=len(shards), desc="release cache", unit="shard"):
+        pass
+
+
+@contextmanager
+def _timed(timings: dict | None, name: str):
+    """Seconds of a dataset-level stage into ``timings`` (for benchmarks/scale.py)."""
+    start = time.perf_counter()
+    yield
+    if timings is not None:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], keys: list[str], cache: ClipCache,
+         shape_model_path: str | None, executor: Executor, keep_cache: bool = False,
+         timings: dict | None = None) -> tuple[dict, dict[str, int]]:
+    """Fit (or load) the shape model, write the shards, the index, the rejects, the manifest and the card."""
+    rejects = TableWriter(out / "rejects.parquet", ColumnTypes(REJECT_COLUMNS).schema(REJECT_COLUMNS))
+    by_reason: dict[str, int] = {}
+    done: list[int] = []
+    for i, key in enumerate(keys):
+        outcome = cache.outcome(key)
+        if isinstance(outcome, Done):
+            done.append(i)
+            continue
+        code = reason(outcome)
+        by_reason[code] = by_reason.get(code, 0) + 1
+        rejects.write({"key": outcome.key, "source": outcome.source, "split": records[i].split,
+                       "stage": outcome.stage, "reason": code, "message": outcome.message})
+    rejects.close()
+
+    own = own_shards(out, recipe.name)
+    foreign = sorted(p for p in (out / "shards").rglob("*") if p.is_file() and p not in set(own)) \
+        if (out / "shards").is_dir() else []
+    if foreign:
+        raise UserError(f"{out / 'shards'} holds files talkdata did not write ({foreign[0].relative_to(out)}"
+                        f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); move them out of the "
+                        "output folder and run the same command again")
+
+    def finish_release() -> None:  # a committed pack whose release was cut short: finish it first
+        by_key = {records[i].key: keys[i] for i in done}
+        shards = [(p.relative_to(out).as_posix(), by_key) for p in own if p.name.endswith(".tar")]
+        _release(executor, out, cache, read_generation(cache.work / GENERATION), keep_cache, shards)
+
+    park(out, cache.work, own, finish_release)
+
+    # sizes, frame counts and index columns of every done entry, measured on the executor from ledgers and
+    # meta.json (no payload read); the driver keeps 12 bytes per clip of it
+    by_split = {split: [i for i in done if records[i].split == split] for split in SPLITS}
+    base = np.zeros(len(records), dtype=np.int64)
+    frames = np.zeros(len(records), dtype=np.int32)
+    columns = ColumnTypes(INDEX_COLUMNS)
+    fingerprint: list[tuple[str, str]] = []
+    audio_features: set[str] = set()
+    order = [i for split in SPLITS for i in by_split[split]]
+    with _timed(timings, "measure"):
+        batches = _chunks(order, MEASURE_CHUNK)
+        results = executor.map(measure, ([(records[i].split, keys[i]) for i in batch] for batch in batches),
+                               shared=(str(cache.work),), total=-(-len(order) // MEASURE_CHUNK),
+                               desc="measure samples", unit="task")
+        position = 0
+        for measured in results:
+            chunk = order[position:position + len(measured.bytes)]
+            position += len(chunk)
+            base[chunk], frames[chunk] = measured.bytes, measured.frames
+            columns.merge(measured.columns)
+            fingerprint += measured.fingerprint
+            audio_features |= measured.audio_features
+
     artifacts = {}
     model = None
     if done:
-        model = _shape_model(out, config, done, cache, shape_model_path)
+        with _timed(timings, "fit"):
+            model = _shape_model(config, records, keys, done, frames, cache, shape_model_path, executor)
         (out / "stats").mkdir(exist_ok=True)
         write_atomic(out / SHAPE_MODEL, shape_model_bytes(model))
         artifacts[SHAPE_MODEL] = {"sha256": sha256_file(out / SHAPE_MODEL), "bytes": (out / SHAPE_MODEL).stat().st_size}
     elif (out / SHAPE_MODEL).exists():  # no sample: an earlier build's model must not stay (verify: extra file)
         (out / SHAPE_MODEL).unlink()
+    shape = ShapeRef(artifacts[SHAPE_MODEL]["sha256"], int(model.basis.n_components)) if model else None
 
-    # remove shards of an earlier build of this folder; new ones are written under temporary names
-    old = sorted((out / "shards").rglob("*.tar*")) if (out / "shards").exists() else []
-    for path in old:
-        path.unlink()
-
-    shards, index_rows = [], []
-    splits = {}
-    bar = tqdm(total=len(done), desc="pack shards", unit="sample", disable=not progress or not done)
-    for split in SPLITS:
-        members = [(r, k) for r, k in done if r.split == split]
-        writer = ShardWriter(out, recipe.name, split, config["shards"]["max_samples"], config["shards"]["max_bytes"])
-        for record, key in members:
-            files = cache.files(key)
-            meta = normalize_meta(dict(cache.meta(key), split=split))  # one type per field
-            landmarks = np.load(io.BytesIO(files["lmk_src.npy"]))
-            norm, codes = shape_fields(landmarks, model)
-            files["lmk_norm.npy"] = npy_bytes(norm)
-            files["pca.npy"] = npy_bytes(codes)
-            meta["fields"] = sorted(files) + ["json"]
-            meta["shape_model"] = {"sha256": artifacts[SHAPE_MODEL]["sha256"], "components": int(codes.shape[1])}
-            files["json"] = canonical_json(meta).encode()
-            shard = writer.write(record.key, files)
-            index_rows.append({
-                "key": record.key, "split": split, "shard": shard, "speaker": record.speaker, "clip": record.clip,
-                "frames": meta["frames"], "fps": meta["fps"], "duration": meta["duration"],
-                "sha256": sample_hash(files), "source": record.relpath, **_table_rows_meta(meta),
-            })
-            bar.update(1)
-        written = writer.close()
-        shards += written
-        splits[split] = {"samples": len(members), "shards": len(written)}
-    bar.close()
-
-    _write_parquet(out / "index.parquet", index_rows,
-                   ["key", "split", "shard", "speaker", "clip", "frames", "fps", "duration", "sha256", "source"])
-    reject_rows = [{"key": s["key"], "source": s["source"], "split": r.split, "stage": s.get("stage", ""),
-                    "reason": s["reason"], "message": s.get("message", "")}
-                   for r, s in zip(records, statuses) if s["status"] != "done"]
-    _write_parquet(out / "rejects.parquet", reject_rows, ["key", "source", "split", "stage", "reason", "message"])
+    with _timed(timings, "plan"):
+        plans = list(plan_shards(((split, Member(records[i].key, keys[i], int(base[i]) + shape_bytes(int(frames[i]), shape)))
+                                  for split in SPLITS for i in by_split[split]),
+                                 config["shards"]["max_samples"], config["shards"]["max_bytes"]))
+    index = TableWriter(out / "index.parquet", columns.schema(["shard", "sha256"]))
+    shards = []
+    results = executor.map(write_shard, plans, shared=(str(out), recipe.name, str(cache.root.parent), model, shape),
+                           total=len(plans), desc="pack shards", unit="shard")
+    with _timed(timings, "pack"):
+        for result in results:
+            shards.append(result.info.manifest_entry())
+            for row in result.rows:
+                index.write(row)
+        index.close()
     for name in ("index.parquet", "rejects.parquet"):
         artifacts[name] = {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
 
-    by_reason: dict[str, int] = {}
-    for row in reject_rows:
-        by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + 1
-    sources = sorted((r.relpath, cache.meta(k)["source"]["sha256"]) for r, k in done)
-    fields = sorted({f for _, k in done for f in cache.meta(k).get("backends", {}).get("audio_features", [])})
+    splits = {split: {"samples": len(by_split[split]), "shards": sum(1 for p in plans if p.split == split)}
+              for split in SPLITS}
+    fingerprint.sort()
     manifest = {
         "name": recipe.name,
         "recipe": recipe.data,
         "config": config,
         "source": {
             "clips_indexed": len(records),
-            "fingerprint": hashlib.sha256(json.dumps(sources).encode()).hexdigest(),
+            "fingerprint": hashlib.sha256(json.dumps(fingerprint).encode()).hexdigest(),
         },
         "splits": splits,
-        "shards": [s.manifest_entry() for s in shards],
+        "shards": shards,
         "artifacts": artifacts,
-        "rejects": {"count": len(reject_rows), "by_reason": by_reason,
+        "rejects": {"count": sum(by_reason.values()), "by_reason": dict(sorted(by_reason.items())),
                     "reasons": {k: REASONS[k] for k in sorted(by_reason)}},
-        "audio_features": fields,
+        "audio_features": sorted(audio_features),
         "shape_model": _shape_summary(model),
     }
     manifest = write_manifest(out, manifest)
-    write_card(out, manifest, index_rows, model)
-    return manifest
+    commit(cache.work, manifest["version"])  # entries may now point into these shards
+    with _timed(timings, "release"):
+        _release(executor, out, cache, manifest["version"], keep_cache,
+                 [(entry["path"], {m.key: m.cache_key for m in plan.members}) for entry, plan in zip(shards, plans)])
+        drop_parked(cache.work)
+    with _timed(timings, "card"):
+        rows = pq.read_table(out / "index.parquet", columns=["key", "split", "shard", "speaker", "duration"]).to_pylist()
+        write_card(out, manifest, rows, model)
+    return manifest, by_reason
 
 
 def _shape_summary(model) -> dict | None:

@@ -1,163 +1,254 @@
-"""Run per-clip work from this process (``workers=0``), on a local dask cluster, or on an existing one.
+"""Run tasks from this process (``workers=0``), on a local dask cluster, or on an existing one.
 
-Wherever it runs, a clip is processed in a supervised child process (``isolation.py``) unless
-isolation is turned off for debugging.
+One ``Executor`` serves every stage of a build (clips, the shape fit's normalisation, shards), so a
+local cluster starts once. ``Executor.map`` sends what every task shares (the config, the shape
+model) once (into the task graph as one task), submits tasks in a bounded window and yields results in input order:
+the driver holds a constant number of futures whatever the corpus size, and results never depend
+on the number of workers or the order tasks finish in.
 
-The executor only schedules: each task processes one clip and writes its cache entry itself
-(workers must therefore see the output folder), and returns a small status dict. Results never
-depend on the number of workers or the order tasks finish in, because the packing stage reads the
-cache in key order.
+Wherever a clip runs, it is processed in a supervised child process (``isolation.py``) unless
+isolation is turned off for debugging. Each clip task writes its cache entry itself (workers must
+therefore see the output folder) and returns its ``Outcome``.
 """
 
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
-import traceback
-from typing import Callable
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from tqdm import tqdm
 
-from ..errors import DISK_FULL_ERRNOS, ClipError, UserError, disk_full_error
-from ..corpora.records import ClipRecord
+from ..errors import UserError
 from .cache import ClipCache
-from .clip import process_clip
 from .isolation import IsolatedWorker
+from .outcome import Interrupted, Outcome, decoder_crash
+from .task import failure, process_and_store, store
+
+#: BLAS/OpenMP thread caps for the driver and every worker: each task is single-threaded
+BLAS_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                   "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
 
 
-def process_and_store(record_data: dict, config: dict, work_dir: str, key: str) -> dict:
-    """Process one clip and record the outcome in the cache; never raises for clip problems."""
-    record = ClipRecord.from_dict(record_data)
-    cache = ClipCache(work_dir)
-    base = {"key": record.key, "source": record.relpath}
+def cap_blas_threads() -> None:
+    """One BLAS thread in this process (also for libraries already loaded)."""
+    for name, value in BLAS_ENV.items():
+        os.environ.setdefault(name, value)
     try:
-        output = process_clip(record, config)
-    except ClipError as err:
-        status = {**base, "status": "rejected", "reason": err.reason, "stage": err.stage, "message": str(err)}
-        _store(cache, key, status)
-        return status
-    except UserError:
-        raise  # configuration problems (missing model file, ...) stop the build
-    except OSError as err:
-        if err.errno in DISK_FULL_ERRNOS:
-            raise disk_full_error(err) from None  # stops the build; nothing half-written stays in the cache
-        return _store_failure(cache, key, base, err)
-    except Exception as err:  # an unexpected error: record it, retry with --retry-failed
-        return _store_failure(cache, key, base, err)
-    status = {**base, "status": "done", "timings": output.timings}
-    _store(cache, key, {k: v for k, v in status.items() if k != "timings"}, output.files, output.meta)
-    return status
+        from threadpoolctl import threadpool_limits
 
-
-def _store(cache: ClipCache, key: str, status: dict, files: dict | None = None, meta: dict | None = None) -> None:
-    """``cache.store``; a full disk stops the build (the entry is written whole or not at all)."""
-    try:
-        cache.store(key, status, files, meta)
-    except OSError as err:
-        if err.errno in DISK_FULL_ERRNOS:
-            raise disk_full_error(err) from None
-        raise
-
-
-def _store_failure(cache: ClipCache, key: str, base: dict, err: BaseException) -> dict:
-    """Record an unexpected error as ``failed`` (retried with --retry-failed)."""
-    last = traceback.extract_tb(err.__traceback__)[-1]
-    message = f"{type(err).__name__}: {err} (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
-    status = {**base, "status": "failed", "reason": "failed", "stage": "process", "message": message}
-    _store(cache, key, status)
-    return status
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scipy/scikit stacks
+        pass
 
 
 _WORKER: IsolatedWorker | None = None  # one supervised child per process that runs clips (dask worker or CLI)
 
 
-def process_isolated(record_data: dict, config: dict, work_dir: str, key: str, stall_timeout: float) -> dict:
+def process_isolated(record_data: dict, config: dict, work_dir: str, key: str, stall_timeout: float) -> Outcome:
     """``process_and_store`` in this process's isolated child; crashes and stalls are stored as rejects."""
     global _WORKER
     if _WORKER is None:
         _WORKER = IsolatedWorker(stall_timeout)
         atexit.register(_WORKER.close)
     _WORKER.stall_timeout = stall_timeout
-    status = _WORKER.run(record_data, config, work_dir, key)
-    if status.get("reason") in ("decoder_crash", "decode_timeout"):  # the child could not store these
-        ClipCache(work_dir).store(key, status)
-    return status
+    outcome = _WORKER.run(record_data, config, work_dir, key)
+    if getattr(outcome, "reason", None) in ("decoder_crash", "decode_timeout"):  # the child could not store these
+        store(ClipCache(work_dir), key, outcome)
+    return outcome
 
 
-def _crash_status(record: ClipRecord, err: BaseException) -> dict:
-    name = type(err).__name__
-    reason = "decoder_crash" if name == "KilledWorker" else "failed"
-    return {"key": record.key, "source": record.relpath, "status": "failed", "reason": reason,
-            "stage": "process", "message": f"{name}: {err}"}
+def clip_task(config: dict, work_dir: str, isolate: bool, stall_timeout: float, item: tuple[dict, str]) -> Outcome:
+    """One clip (``item``: record dict, cache key) as an executor task."""
+    cap_blas_threads()
+    record_data, key = item
+    if isolate:
+        return process_isolated(record_data, config, work_dir, key, stall_timeout)
+    return process_and_store(record_data, config, work_dir, key)
 
 
-def run_tasks(tasks: list[tuple[ClipRecord, str]], config: dict, work_dir: str, workers: int = 0,
-              scheduler: str | None = None, progress: bool = True,
-              on_result: Callable[[dict], None] | None = None, isolate: bool = True,
-              stall_timeout: float = 120.0) -> list[dict]:
-    """Process ``(record, cache key)`` tasks; returns their status dicts in task order.
+def _shared(value):
+    return value
+
+
+def _quiet_worker_logs() -> None:
+    """Dask's own worker logging ("Compute Failed ... Traceback") must not reach the user's terminal:
+    every failure reaches the driver, which prints one ``error:`` line."""
+    for name in ("distributed", "distributed.worker", "distributed.nanny", "distributed.core", "distributed.client",
+                 "distributed.scheduler", "distributed.utils_perf"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+class Executor:
+    """Where tasks run: ``workers=0`` (this process), a local cluster of ``workers`` processes, or ``scheduler``."""
+
+    def __init__(self, workers: int = 0, scheduler: str | None = None, progress: bool = True):
+        self.workers, self.scheduler, self.progress = workers, scheduler, progress
+        self._client = self._cluster = None
+
+    @property
+    def local(self) -> bool:
+        return self.workers == 0 and not self.scheduler
+
+    def __enter__(self) -> Executor:
+        cap_blas_threads()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _connect(self):
+        if self._client is not None:
+            return self._client
+        for name, value in BLAS_ENV.items():  # inherited by the local cluster's worker processes
+            os.environ.setdefault(name, value)
+        _quiet_worker_logs()
+        from dask.distributed import Client, LocalCluster
+
+        if self.scheduler:
+            try:
+                self._client = Client(self.scheduler, timeout="10s")
+            except (OSError, TimeoutError, ValueError, TypeError) as err:
+                raise UserError(f"cannot connect to the dask scheduler at {self.scheduler}: {err}") from None
+        else:
+            # the worker processes start with SIGINT ignored: Ctrl-C reaches the whole process group, and
+            # only this process decides what an interruption means (the workers end with the cluster)
+            main = threading.current_thread() is threading.main_thread()
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+            try:
+                import dask
+
+                # one task per worker thread at a time: a worker that dies takes only the clip it was processing
+                dask.config.set({"distributed.scheduler.worker-saturation": 1.0})
+                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                             dashboard_address=None, silence_logs=logging.CRITICAL)
+            finally:
+                if main:
+                    signal.signal(signal.SIGINT, previous)
+            self._client = Client(self._cluster)
+        self._client.run(_quiet_worker_logs)
+        return self._client
+
+    def _window(self) -> int:
+        if self.local:
+            return 1
+        workers = len(self._client.scheduler_info().get("workers", {})) or max(self.workers, 1)
+        return max(64, 16 * workers)  # enough queued per worker to hide the scheduler's round trips
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+        self._client = self._cluster = None
+
+    def map(self, fn: Callable, items: Iterable, shared: tuple = (), total: int | None = None, desc: str = "",
+            unit: str = "task", on_error: Callable[[Any, BaseException], Any] | None = None) -> Iterator:
+        """``fn(*shared, item)`` for every item, yielded in input order.
+
+        ``shared`` is sent to the cluster once; at most a small window of tasks is in flight, so
+        neither the futures nor the buffered results grow with the number of items. ``on_error``
+        turns an exception of a task (a dead worker, ...) into a result, or re-raises.
+        """
+        bar = tqdm(total=total, desc=desc, unit=unit, disable=not self.progress or total == 0, dynamic_ncols=True)
+        try:
+            if self.local:
+                for item in items:
+                    yield fn(*shared, item)
+                    bar.update(1)
+                return
+            yield from self._map_dask(fn, items, shared, bar, on_error)
+        finally:
+            bar.close()
+
+    def _map_dask(self, fn, items, shared, bar, on_error) -> Iterator:
+        from dask.distributed import as_completed
+
+        client = self._connect()
+        # each shared value goes into the graph once, as a task (not scattered: a scattered value dies with the
+        # worker holding it and cancels every task that needs it; a task's result is computed again)
+        sent = [client.submit(_shared, value, pure=False, key=f"shared-{os.urandom(8).hex()}") for value in shared]
+        window = self._window()
+        pending: dict = {}  # future -> (index, item)
+        done: dict[int, Any] = {}
+        next_out = 0
+        iterator = iter(items)
+        exhausted = False
+        completed = as_completed()
+        submitted = 0
+
+        name = getattr(fn, "__name__", "task")
+
+        def refill() -> None:
+            """Top the window up, in one ``client.map`` call per batch (one message, not one per task)."""
+            nonlocal submitted, exhausted
+            room = window - (submitted - next_out)
+            if exhausted or (pending and room < max(1, window // 4)):
+                return
+            batch = list(itertools.islice(iterator, room))
+            exhausted = len(batch) < room
+            if not batch:
+                return
+            tag = os.urandom(4).hex()
+            futures = client.map(fn, *[[value] * len(batch) for value in sent], batch, pure=False,
+                                 key=[f"{name}-{submitted + j}-{tag}" for j in range(len(batch))])
+            for j, (future, item) in enumerate(zip(futures, batch)):
+                pending[future] = (submitted + j, item)
+            completed.update(futures)
+            submitted += len(batch)
+
+        try:
+            refill()
+            while pending:
+                future = next(completed)
+                index, item = pending.pop(future)
+                try:
+                    result = future.result()
+                except (UserError, KeyboardInterrupt):
+                    raise
+                except Exception as err:
+                    if on_error is None:
+                        raise
+                    result = on_error(item, err)
+                done[index] = result
+                future.release()
+                while next_out in done:
+                    yield done.pop(next_out)
+                    next_out += 1
+                    bar.update(1)
+                refill()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def run_clips(executor: Executor, tasks: Iterable[tuple[dict, str]], total: int, config: dict, work_dir: str,
+              isolate: bool = True, stall_timeout: float = 120.0) -> Iterator[Outcome]:
+    """Process ``(record dict, cache key)`` tasks; yields their outcomes in task order.
 
     With ``isolate`` (the default) every clip is processed in a supervised child process (see
-    ``isolation.py``), so a decoder crash or hang becomes a reject; without it, in the calling
-    process (for debugging: a segfault then ends the build).
+    ``isolation.py``), so a decoder crash or hang becomes a reject; without it, in the process
+    that runs the task (for debugging: a segfault then ends the build).
     """
-    results: dict[int, dict] = {}
-    bar = tqdm(total=len(tasks), desc="process clips", unit="clip", disable=not progress or not tasks)
 
-    def finish(i: int, status: dict) -> None:
-        results[i] = status
-        bar.update(1)
-        if on_result:
-            on_result(status)
+    def lost(item: tuple[dict, str], err: BaseException) -> Outcome:
+        if isinstance(err, Interrupted):  # Ctrl-C or SIGTERM reached the worker: not a verdict on the clip
+            raise err
+        record_data, key = item
+        from ..corpora.records import ClipRecord
 
-    try:
-        if not tasks:
-            return []
-        if workers == 0 and not scheduler:
-            for i, (record, key) in enumerate(tasks):
-                if isolate:
-                    finish(i, process_isolated(record.to_dict(), config, work_dir, key, stall_timeout))
-                else:
-                    finish(i, process_and_store(record.to_dict(), config, work_dir, key))
+        record = ClipRecord.from_dict(record_data)
+        if type(err).__name__ == "KilledWorker":  # the worker process died on this clip: the decoder crashed it
+            outcome = decoder_crash(record.key, record.relpath, f"{type(err).__name__}: {err}")
         else:
-            _run_dask(tasks, config, work_dir, workers, scheduler, finish, isolate, stall_timeout)
-    finally:
-        bar.close()
-    return [results[i] for i in range(len(tasks))]
+            outcome = failure(record.key, record.relpath, err)
+        store(ClipCache(work_dir), key, outcome)
+        return outcome
 
-
-def _run_dask(tasks, config, work_dir, workers, scheduler, finish, isolate, stall_timeout) -> None:
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    cluster = None
-    if scheduler:
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError) as err:
-            raise UserError(f"cannot connect to the dask scheduler at {scheduler}: {err}") from None
-    else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
-        client = Client(cluster)
-    try:
-        futures = {}
-        for i, (record, key) in enumerate(tasks):
-            args = (record.to_dict(), config, work_dir, key) + ((stall_timeout,) if isolate else ())
-            future = client.submit(process_isolated if isolate else process_and_store, *args, pure=False,
-                                   key=f"clip-{i}-{key[:12]}")
-            futures[future] = i
-        for future in as_completed(futures):
-            i = futures[future]
-            try:
-                finish(i, future.result())
-            except UserError:
-                raise
-            except Exception as err:  # the worker died (decoder crash) or the task was lost
-                status = _crash_status(tasks[i][0], err)
-                ClipCache(work_dir).store(tasks[i][1], status)
-                finish(i, status)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-
+    return executor.map(clip_task, tasks, shared=(config, work_dir, isolate, stall_timeout), total=total,
+                        desc="process clips", unit="clip", on_error=lost)

@@ -6,13 +6,17 @@ from one clip to the next (models are loaded once). The parent sends it one task
 waits for the answer:
 
 - the child dies (a signal, or ``os._exit`` in native code): the clip is rejected as
-  ``decoder_crash`` and a fresh child takes the next clip;
+  ``decoder_crash`` and a fresh child takes the next clip; a child ended by an interrupt signal
+  (Ctrl-C reaches the whole process group, SIGTERM, SIGHUP) is not a verdict on the clip:
+  ``Interrupted`` is raised and nothing is recorded. The child ignores SIGINT itself, so Ctrl-C
+  stops the build from the parent and never kills a clip half-way;
 - the child sends nothing for ``stall_timeout`` seconds: it is killed and the clip is rejected as
   ``decode_timeout``. The child sends a heartbeat (at most once a second) while frames and audio
   are being decoded, so long clips never time out while they make progress.
 
 Protocol: length-prefixed pickles on the child's stdin (tasks) and on a dedicated pipe (replies:
-``("beat",)`` or ``("done", status)``); the child's own stdout goes to stderr so that prints from
+``("ready",)`` once the child has imported its libraries, then ``("beat",)`` or ``("done", outcome)``);
+the child's own stdout goes to stderr so that prints from
 native libraries cannot corrupt the replies.
 """
 
@@ -28,10 +32,13 @@ import sys
 import time
 from typing import BinaryIO
 
-from ..errors import REASONS
+from .outcome import INTERRUPT_SIGNALS, Interrupted, Outcome, decode_timeout, decoder_crash
 
 _HEADER = struct.Struct("<Q")
 BEAT_INTERVAL = 1.0
+#: how long a fresh child may take to import its libraries and load its models (not counted against
+#: ``stall_timeout``: on a loaded machine that alone can take longer than a short clip timeout)
+STARTUP_TIMEOUT = 300.0
 
 
 def _write(stream: BinaryIO, message) -> None:
@@ -57,11 +64,6 @@ def _read(fd: int):
         return None
     data = _read_exact(fd, _HEADER.unpack(header)[0])
     return None if data is None else pickle.loads(data)
-
-
-def crash_status(base: dict, reason: str, message: str) -> dict:
-    assert reason in REASONS
-    return {**base, "status": "rejected", "reason": reason, "stage": "decode", "message": message}
 
 
 class IsolatedWorker:
@@ -108,36 +110,45 @@ class IsolatedWorker:
                 pass
         self._stop()
 
-    def run(self, record_data: dict, config: dict, work_dir: str, key: str) -> dict:
-        """The clip's status; crashes and stalls become rejects (the caller stores them)."""
+    def run(self, record_data: dict, config: dict, work_dir: str, key: str) -> Outcome:
+        """The clip's outcome; crashes and stalls become rejects (the caller stores them)."""
+        base = (record_data.get("key") or _record_key(record_data), record_data["relpath"])
         if self._child is None or self._child.poll() is not None:
             self._stop()
             self._start()
-        base = {"key": record_data.get("key") or _record_key(record_data), "source": record_data["relpath"]}
+            ready, _, _ = select.select([self._replies], [], [], STARTUP_TIMEOUT)
+            if not ready or _read(self._replies) != ("ready",):
+                self._child.kill()
+                return self._crashed(*base)
+            fresh = True  # its first message comes after the models are loaded
+        else:
+            fresh = False
         try:
             _write(self._child.stdin, (record_data, config, work_dir, key))
         except (BrokenPipeError, OSError):
-            return self._crashed(base)
+            return self._crashed(*base)
         while True:
-            ready, _, _ = select.select([self._replies], [], [], self.stall_timeout)
+            ready, _, _ = select.select([self._replies], [], [], STARTUP_TIMEOUT if fresh else self.stall_timeout)
+            fresh = False
             if not ready:
                 self._stop()
-                return crash_status(base, "decode_timeout",
-                                    f"no progress for {self.stall_timeout:g} s while processing (decoder hang?); "
-                                    "the worker was killed")
+                return decode_timeout(*base, self.stall_timeout)
             message = _read(self._replies)
             if message is None:
-                return self._crashed(base)
+                return self._crashed(*base)
             if message[0] == "done":
                 return message[1]
             if message[0] == "error":  # a configuration problem: re-raised in the parent
                 raise message[1]
 
-    def _crashed(self, base: dict) -> dict:
+    def _crashed(self, key: str, source: str) -> Outcome:
         code = self._child.wait()
         self._stop()
+        if code < 0 and -code in INTERRUPT_SIGNALS:
+            raise Interrupted(f"interrupted ({signal.Signals(-code).name}) while processing {source}; run the same "
+                              "command again to resume")
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        return crash_status(base, "decoder_crash", f"the worker process died ({how}) while processing this clip")
+        return decoder_crash(key, source, how)
 
 
 def _record_key(record_data: dict) -> str:
@@ -159,13 +170,14 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _child_main(reply_fd: int, parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the parent decides, not us
     _die_with_parent(parent)
     replies = os.fdopen(reply_fd, "wb")
     os.dup2(2, 1)  # native libraries printing to stdout must not reach the parent's pipe
     tasks = sys.stdin.buffer
     from ..errors import UserError
     from ..media import decode
-    from .executor import process_and_store
+    from .task import process_and_store, warm_up
 
     last = [0.0]
 
@@ -176,17 +188,20 @@ def _child_main(reply_fd: int, parent: int) -> None:
             _write(replies, ("beat",))
 
     decode.progress_hook = beat
+    _write(replies, ("ready",))  # imports done: the stall timer starts with the first task
     while True:
         task = _read(tasks.fileno())
         if task is None:
             return
-        last[0] = time.monotonic()
         try:
-            status = process_and_store(*task)
+            warm_up(task[1])  # models load before the stall timer starts (a beat right after)
+            last[0] = 0.0
+            beat()
+            outcome = process_and_store(*task)
         except UserError as err:
             _write(replies, ("error", err))
             continue
-        _write(replies, ("done", status))
+        _write(replies, ("done", outcome))
 
 
 if __name__ == "__main__":  # pragma: no cover - the child side, exercised through IsolatedWorker

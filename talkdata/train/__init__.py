@@ -1,7 +1,21 @@
 """Reference training loops: ``talkdata train atnet`` and ``talkdata train facial-pose``.
 
+Owns the loops (one module per published model: ``atnet``, ``facial_pose``, each a ``Settings``,
+a model, a :class:`~talkdata.train.task.Task` and ``setup`` / ``train``) and what they share, one
+job per module: ``device`` (torch, ``--device``, thread count), ``seeding`` (seeds, RNG capture),
+``settings`` (:class:`~talkdata.train.settings.LoopSettings`, ``--set``), ``batches`` (training and
+evaluation batches, the read-ahead thread), ``task`` (a loop's model-specific parts, one step),
+``metrics`` (``metrics.csv``, TensorBoard), ``checkpoint`` (``checkpoint.pt``), ``result`` (what a
+run returns) and ``fit`` (the loop and its run folder).
+
+May import: the loader (built datasets are read only through it), ``talkdata.declare``,
+``talkdata.errors``, ``talkdata.store``, torch, numpy and tqdm; never the build
+(``talkdata.pipeline``), ``talkdata.qa``, the download machinery (``talkdata.acquire``) or the
+corpora. torch is imported only when a loop runs (extra ``talkdata[train]``): ``import talkdata``
+and the loader work without it.
+
 :func:`run_training` checks torch and the device, applies ``--set`` overrides to the loop's
-``Settings`` and runs it. torch is imported only here, when a loop runs (extra ``talkdata[train]``).
+``Settings`` and runs it.
 """
 
 from __future__ import annotations
@@ -10,7 +24,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
-from .common import RunResult, apply_overrides, pick_device, read_metrics, require_torch, torch_threads
+from .device import pick_device, require_torch, torch_threads
+from .metrics import read_metrics
+from .result import RunResult
+from .settings import apply_overrides
 
 #: loop name -> module in this package
 LOOPS = {"atnet": "atnet", "facial-pose": "facial_pose"}
@@ -35,8 +52,6 @@ def run_training(name: str, data: str, *, steps: int | None = None, device: str 
     settings = apply_overrides(module.Settings(), dict(overrides or {}))
     if steps is not None:
         settings = apply_overrides(settings, {"steps": int(steps)})
-    if settings.steps < 1:
-        raise UserError("--steps must be at least 1")
     device = pick_device(device)
     from ..loader.shard_list import open_dataset
     from ..store import fsspec_defaults

@@ -29,7 +29,12 @@ from ..declare import setting
 from ..errors import UserError
 from ..loader import load
 from ..loader.shard_list import open_dataset
-from .common import LoopSettings, RunResult, Task, eval_batches, eval_dataset, eval_split_names, fit, seed_everything
+from .batches import eval_batches, eval_dataset
+from .fit import fit
+from .result import RunResult
+from .seeding import seed_everything
+from .settings import LoopSettings, eval_split_names
+from .task import Task
 
 ANGLES = ("pitch", "yaw", "roll")
 

@@ -1,0 +1,286 @@
+"""Dataset-level stages at corpus scale: index, submit, fit, pack, manifest and card.
+
+Synthesizes N clips' per-clip outputs (cache entries as the clip workers write them: every npy
+field at T frames, a video of VIDEO bytes, a wav, VoxCeleb2-style metadata) without running the
+face pipeline, and a synthetic VoxCeleb2 tree (folders, mp4 placeholders, per-clip face-track txt
+files, vox2_meta.csv) for the index stage. For each N and each worker count it prints, per stage,
+the wall time, the driver's peak RSS (growth over the stage) and the bytes on disk; then the growth
+per clip, a projection for VoxCeleb2 dev (1,092,009 clips) on one 64-core node, and a last line
+``GOAL ... met`` / ``not met`` covering:
+
+- driver RSS at the largest N within 1.2x of the one before;
+- fit peak RSS independent of N (within 1.2x + 50 MB);
+- pack scaling efficiency >= 0.8 from 1 to 2 workers (t1 / (2 t2));
+- projected dataset-level stages for VoxCeleb2 dev under 1 h on 64 cores;
+- OUT at most 1.1x the shard bytes after the build.
+
+    python benchmarks/scale.py [--sizes 1000,10000,30000] [--frames 200] [--video-kb 300] [--max-frames 20000]
+
+Each (N, workers) runs in a fresh process, so peak RSS is that run's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+VOX_DEV_CLIPS = 1_092_009
+CORES = 64
+
+
+def rss_mb() -> float:
+    """Peak RSS of this process so far (MB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+# --------------------------------------------------------------------------- synthesis
+
+
+def vox_tree(root: Path, n: int, frames: int) -> None:
+    """A VoxCeleb2-layout tree of n clips: 100 clips per speaker, 10 per YouTube video."""
+    (root / "txt").mkdir(parents=True)
+    speakers = []
+    for i in range(n):
+        speaker, video, clip = f"id{i // 100:05d}", f"yt{i // 10:09d}", f"{i % 10 + 1:05d}"
+        if not speakers or speakers[-1] != speaker:
+            speakers.append(speaker)
+        mp4 = root / "dev" / "mp4" / speaker / video / f"{clip}.mp4"
+        mp4.parent.mkdir(parents=True, exist_ok=True)
+        mp4.write_bytes(b"")
+        txt = root / "txt" / speaker / video / f"{clip}.txt"
+        txt.parent.mkdir(parents=True, exist_ok=True)
+        rows = "".join(f"{1000 + t:06d} \t0.412 \t0.203 \t0.198 \t0.352 \n" for t in range(frames))
+        txt.write_text(f"Identity  \t: {speaker} \nReference \t: {video} \nOffset  \t: 1 \nFV Conf   \t: 17.5\t(1)\n"
+                       f"ASD Conf  \t: 6.1 \n\nFRAME \tX \tY \tW \tH \n{rows}")
+    (root / "vox2_meta.csv").write_text("\ufeffVoxCeleb2 ID,VGGFace2 ID,Gender,Set\n"
+                                        + "".join(f"{s} ,n{s[2:]} ,m ,dev \n" for s in speakers))
+
+
+def synth_video(frames: int, size: int) -> bytes:
+    """A real H.264 mp4 of ``frames`` frames, padded with an mp4 ``free`` box to ``size`` bytes."""
+    import numpy as np
+
+    from talkdata.media.encode import H264Writer
+
+    writer = H264Writer(64, 64, 25, 30, "ultrafast")
+    for t in range(frames):
+        writer.write(np.full((64, 64, 3), (t * 3) % 255, dtype=np.uint8))
+    data = writer.finish()
+    pad = max(size - len(data), 8)
+    return data + pad.to_bytes(4, "big") + b"free" + bytes(pad - 8)
+
+
+def synth_entries(records, keys, work: Path, frames: int, video_bytes: int, seed: int = 0) -> None:
+    """Cache entries as the clip workers write them (all npy fields at ``frames`` frames)."""
+    import numpy as np
+
+    from talkdata.face.template import mean_face_2d
+    from talkdata.media.encode import encode_wav
+    from talkdata.pipeline.cache import ClipCache
+    from talkdata.pipeline.clip import npy_bytes
+    from talkdata.pipeline.outcome import Done
+
+    cache = ClipCache(work)
+    face = (mean_face_2d() * 120 + 112).astype(np.float32)
+    t = np.arange(frames, dtype=np.float32)[:, None, None]
+    video = synth_video(frames, video_bytes)
+    for n, (record, key) in enumerate(zip(records, keys)):
+        rng = np.random.default_rng([seed, n])
+        motion = np.sin(t / (5 + n % 7) + rng.uniform(0, 6, (1, 68, 2))).astype(np.float32) * 2
+        lmk = face[None] * (1 + 0.05 * rng.standard_normal()) + motion + rng.normal(0, 0.3, (frames, 68, 2)).astype(np.float32)
+        audio = (rng.standard_normal(frames * 640) * 1000).astype(np.int16)
+        files = {
+            "video.mp4": video,
+            "audio.wav": encode_wav(audio, 16000),
+            "lmk.npy": npy_bytes(lmk.astype(np.float32)),
+            "lmk_src.npy": npy_bytes(lmk.astype(np.float32)),
+            "affine.npy": npy_bytes(rng.standard_normal((frames, 2, 3)).astype(np.float32)),
+            "bbox.npy": npy_bytes(rng.standard_normal((frames, 4)).astype(np.float32)),
+            "pose.npy": npy_bytes(rng.standard_normal((frames, 3)).astype(np.float32)),
+            "blink.npy": npy_bytes(rng.standard_normal(frames).astype(np.float32)),
+            "mfcc.npy": npy_bytes(rng.standard_normal((frames, 4, 13)).astype(np.float32)),
+        }
+        meta = {
+            "dataset": record.dataset, "key": record.key, "speaker": record.speaker, "clip": record.clip,
+            "source": {"path": record.relpath, "sha256": hashlib.sha256(record.relpath.encode()).hexdigest(),
+                       "bytes": video_bytes},
+            "fps_in": 25.0, "fps": 25, "frames": frames, "duration": frames / 25, "source_frames": frames,
+            "dropped_frames": 0, "source_size": [224, 224], "rotation": 0, "audio_rate": 16000,
+            "audio_samples": frames * 640, "audio_padded_s": 0.0, "crop_size": 224,
+            "face": {"frames_found": frames, "frames_interpolated": 0, "detector_runs": 1, "hint_seeds": 1},
+            "backends": {"detector": "dlib-hog", "landmarks": "dlib", "audio_features": ["mfcc"]},
+            **record.meta,
+        }
+        cache.store(key, Done(record.key, record.relpath), files, meta)
+
+
+def _noop(config: dict, item) -> int:
+    return len(item[1])
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_cache: bool, max_frames: int) -> dict:
+    """Index, submit, fit, pack, manifest and card for n synthetic clips with ``workers`` (in this process)."""
+    from talkdata.config import resolve
+    from talkdata.pipeline.build import index_clips, pack
+    from talkdata.pipeline.cache import ClipCache, cache_key
+    from talkdata.pipeline.executor import Executor
+    from talkdata.recipe import load_recipe
+
+    stages = {}
+    recipe = load_recipe("voxceleb2")
+    config = resolve(recipe.defaults, recipe.name, {"shape.max_frames": max_frames})
+    tree, out = root / "tree", root / "out"
+
+    def stage(name, fn):
+        before = rss_mb()
+        start = time.perf_counter()
+        result = fn()
+        stages[name] = {"seconds": time.perf_counter() - start, "peak_rss_mb": rss_mb(), "growth_mb": rss_mb() - before}
+        return result
+
+    records = stage("index", lambda: index_clips(recipe, tree, config))
+    keys = [cache_key(r, config) for r in records]
+    work = out / ".work"
+    if not (work / "clips").exists():
+        synth_entries(records, keys, work, frames, video_kb * 1000)
+    cache = ClipCache(work)
+    with Executor(workers, None, progress=False) as executor:
+        if not executor.local:
+            stage("cluster start", executor._connect)
+
+        def submit():
+            items = ((r.to_dict(), k) for r, k in zip(records, keys))
+            return sum(executor.map(_noop, items, shared=(config,), total=len(records)))
+        stage("submit", submit)
+        timings: dict = {}
+        stage("dataset-level", lambda: pack(out, recipe, config, records, keys, cache, None, executor, keep_cache,
+                                             timings))
+    for name, seconds in timings.items():
+        stages[name] = {"seconds": seconds}
+    shards = du(out / "shards")
+    total = du(out)
+    return {"n": n, "workers": workers, "stages": stages, "shard_bytes": shards, "out_bytes": total,
+            "work_bytes": du(out / ".work"), "peak_rss_mb": rss_mb()}
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,30000")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--video-kb", type=int, default=300)
+    parser.add_argument("--max-frames", type=int, default=20000,
+                        help="shape.max_frames (default 20000: below N x frames for every N, so the fit works at its "
+                             "cap as on a real corpus; the build's default is 100000)")
+    parser.add_argument("--root", default=None, help="scratch folder (default: a temporary one, removed)")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one (n, workers) here
+    args = parser.parse_args()
+    if args.one:
+        n, workers, keep = (int(x) for x in args.one.split(","))
+        print(json.dumps(run_one(n, workers, args.frames, args.video_kb, Path(args.root), bool(keep),
+                                 args.max_frames)))
+        return
+
+    sizes = [int(x) for x in args.sizes.split(",")]
+    worker_counts = [int(x) for x in args.workers.split(",")]
+    scratch = Path(args.root or tempfile.mkdtemp(prefix="talkdata-scale-"))
+    results = []
+    try:
+        for n in sizes:
+            root = scratch / f"n{n}"
+            shutil.rmtree(root, ignore_errors=True)
+            vox_tree(root / "tree", n, args.frames)
+            for i, workers in enumerate(worker_counts):
+                keep = int(i < len(worker_counts) - 1)  # the last run releases the cache (stored once)
+                shutil.rmtree(root / "out" / "shards", ignore_errors=True)
+                proc = subprocess.run([sys.executable, __file__, "--one", f"{n},{workers},{keep}", "--root", str(root),
+                                       "--frames", str(args.frames), "--video-kb", str(args.video_kb),
+                                       "--max-frames", str(args.max_frames)],
+                                      capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+                if proc.returncode:
+                    sys.exit(f"run n={n} workers={workers} failed:\n{proc.stderr[-3000:]}")
+                result = json.loads(proc.stdout.strip().splitlines()[-1])
+                results.append(result)
+                line = "  ".join(f"{name} {s['seconds']:.2f}s" + (f" rss {s['peak_rss_mb']:.0f}MB(+{s['growth_mb']:.0f})"
+                                                                  if "peak_rss_mb" in s else "")
+                                 for name, s in result["stages"].items())
+                print(f"N={n:>7} workers={workers}: {line}  shards {result['shard_bytes'] / 1e6:.1f}MB "
+                      f"OUT {result['out_bytes'] / 1e6:.1f}MB .work {result['work_bytes'] / 1e6:.1f}MB", flush=True)
+            shutil.rmtree(root, ignore_errors=True)
+    finally:
+        if not args.root:
+            shutil.rmtree(scratch, ignore_errors=True)
+    report(results, sizes, worker_counts)
+
+
+def _slope(by: dict, sizes: list[int], workers: int, stage: str) -> tuple[float, float]:
+    """(seconds per clip, constant seconds) of a stage from the two largest sizes."""
+    a, b = sizes[-2], sizes[-1]
+    ta, tb = (by[(n, workers)]["stages"].get(stage, {}).get("seconds", 0.0) for n in (a, b))
+    per_clip = max(tb - ta, 0.0) / (b - a)
+    return per_clip, max(tb - per_clip * b, 0.0)
+
+
+def report(results: list[dict], sizes: list[int], worker_counts: list[int]) -> None:
+    by = {(r["n"], r["workers"]): r for r in results}
+    w1, w2 = worker_counts[0], worker_counts[-1]
+    big, prev = sizes[-1], sizes[-2]
+    print(f"\nper-clip growth (driver peak RSS, workers={w2}):")
+    for a, b in zip(sizes, sizes[1:]):
+        grow = (by[(b, w2)]["peak_rss_mb"] - by[(a, w2)]["peak_rss_mb"]) * 1e6 / (b - a)
+        print(f"  {a} -> {b} clips: {grow:.0f} bytes of driver RSS per clip")
+    rss_ratio = by[(big, w2)]["peak_rss_mb"] / by[(prev, w2)]["peak_rss_mb"]
+    fit_growth = [by[(n, w2)]["stages"]["dataset-level"]["growth_mb"] for n in sizes]
+    # per clip, from the two largest sizes (constant costs such as the card and cluster start drop out)
+    p1, _ = _slope(by, sizes, w1, "pack")
+    p2, _ = _slope(by, sizes, w2, "pack")
+    efficiency = p1 / (p2 * w2 / w1) if p2 > 0 and w2 != w1 else float("nan")
+    projected = 0.0
+    print(f"\nper clip (slope between N={prev} and N={big}); projection for VoxCeleb2 dev ({VOX_DEV_CLIPS} clips) "
+          f"on {CORES} cores (Amdahl: serial + parallel / {CORES}):")
+    for stage in ("index", "submit", "fit", "plan", "pack", "release", "card"):
+        s1, c1 = _slope(by, sizes, w1, stage)
+        s2, c2 = _slope(by, sizes, w2, stage)
+        parallel = max((s1 - s2) / (1 / w1 - 1 / w2), 0.0) if w2 != w1 else 0.0
+        serial = max(s1 - parallel / w1, 0.0)
+        hours = (max(c1, c2) + VOX_DEV_CLIPS * (serial + parallel / CORES)) / 3600
+        if stage != "index":  # the index is another stage's work (corpora); shown, not counted
+            projected += hours
+        print(f"  {stage:8s} {s1 * 1e6:9.1f} us/clip ({w1} w) {s2 * 1e6:9.1f} us/clip ({w2} w)  -> {hours:6.3f} h")
+    out_ratio = by[(big, w2)]["out_bytes"] / max(by[(big, w2)]["shard_bytes"], 1)
+    print(f"pack efficiency {w1}->{w2} workers (per-clip slopes): {efficiency:.2f}")
+    print(f"projected dataset-level stages (submit, fit, plan, pack, release, card): {projected:.2f} h")
+    print(f"OUT / shards after the build: {out_ratio:.3f}")
+    goals = [
+        (f"driver RSS N={big} vs N={prev} {rss_ratio:.2f}x <= 1.2x", rss_ratio <= 1.2),
+        (f"dataset-level RSS growth {'/'.join(f'{p:.0f}' for p in fit_growth)} MB independent of N",
+         max(fit_growth) <= 1.2 * min(fit_growth) + 50),
+        (f"pack efficiency {efficiency:.2f} >= 0.8", efficiency >= 0.8),
+        (f"projected {projected:.2f} h < 1 h", projected < 1),
+        (f"OUT {out_ratio:.3f}x shards <= 1.1x", out_ratio <= 1.1),
+    ]
+    print("GOAL " + "; ".join(f"{text}: {'met' if ok else 'not met'}" for text, ok in goals)
+          + f" -> {'met' if all(ok for _, ok in goals) else 'not met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The landmark shape model, fitted after every clip is processed, and its per-sample fields.
+
+Frames are procrustes-normalised against the template, the speaker's identity is removed per clip
+(``norm_t - norm_ref + template``, reference frame from ``shape.reference``), and a PCA basis is
+fitted on a deterministic sample of those frames from the fitting split (``shape.fit_split``,
+default train, so that test data never shapes the basis). Every sample then gets ``lmk_norm.npy``
+and ``pca.npy`` from that basis, or from one given with ``build --shape-model``.
+
+Bounded in memory whatever the corpus size: which frames are sampled is decided first, from each
+clip's frame count alone (``FrameSampler``: the ``shape.max_frames`` frames with the smallest hash
+of (seed, clip key, frame index); every frame when the fitting clips have no more than that). The
+normalisation then runs where the landmarks are (``sampled_frames``, an executor task), and only
+the sampled frames reach the driver and the PCA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+import numpy as np
+
+from ..face.shape import (
+    ShapeModel,
+    fit_pca,
+    fit_region_pca,
+    normalize_procrustes,
+    project,
+    remove_identity,
+    standardize,
+)
+from ..face.template import mean_face_2d
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def identity_removed(landmarks: np.ndarray, model_template_std: np.ndarray, template: np.ndarray,
+                     reference: str, basis=None) -> np.ndarray:
+    norm = normalize_procrustes(landmarks, template)
+    return remove_identity(norm, model_template_std, reference, basis)
+
+
+def frame_hashes(key: str, frames: int, seed: int) -> np.ndarray:
+    """A uint64 per frame of one clip, a pure function of (seed, key, frame index) (splitmix64)."""
+    base = np.uint64(int.from_bytes(hashlib.sha256(f"{seed}\0{key}".encode()).digest()[:8], "little"))
+    with np.errstate(over="ignore"):
+        z = base + (np.arange(1, frames + 1, dtype=np.uint64) * _GOLDEN)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+class FrameSampler:
+    """Choose ``max_frames`` frames of the fitting clips from their frame counts alone.
+
+    Feed the clips in key order (``add``); ``selection()`` gives ``{clip number: sorted frame
+    indices}``. Memory is O(max_frames) whatever the number of clips; the choice does not depend on
+    how the clips are processed."""
+
+    def __init__(self, max_frames: int, seed: int):
+        if max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        self.max_frames, self.seed = max_frames, seed
+        self.total = 0
+        self.clips = 0
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._buffered = 0
+
+    def add(self, key: str, frames: int) -> None:
+        number = self.clips
+        self.clips += 1
+        self.total += frames
+        if frames <= 0:
+            return
+        self._parts.append((frame_hashes(key, frames, self.seed), np.full(frames, number, dtype=np.int64),
+                            np.arange(frames, dtype=np.int64)))
+        self._buffered += frames
+        if self._buffered > 4 * self.max_frames + 65536:
+            self._reduce()
+
+    def _reduce(self) -> None:
+        hashes, clips, frames = (np.concatenate(part) for part in zip(*self._parts))
+        if len(hashes) > self.max_frames:
+            order = np.lexsort((frames, clips, hashes))[: self.max_frames]  # smallest hashes, ties by position
+            hashes, clips, frames = hashes[order], clips[order], frames[order]
+        self._parts = [(hashes, clips, frames)]
+        self._buffered = len(hashes)
+
+    def selection(self) -> dict[int, np.ndarray]:
+        if not self._parts:
+            return {}
+        self._reduce()
+        _, clips, frames = self._parts[0]
+        order = np.lexsort((frames, clips))
+        clips, frames = clips[order], frames[order]
+        cuts = np.flatnonzero(np.diff(clips)) + 1
+        return {int(c[0]): f for c, f in zip(np.split(clips, cuts), np.split(frames, cuts))}
+
+
+def sampled_frames(settings: dict, landmarks: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """The identity-removed shapes (n, 68, 2) float64 of the chosen ``frames`` of one clip."""
+    template = mean_face_2d()
+    norm = identity_removed(landmarks, standardize(template), template, settings["reference"])
+    return norm[np.asarray(frames, dtype=np.int64)]
+
+
+def fit_basis(sample: np.ndarray, settings: dict, clips: int) -> ShapeModel:
+    """The PCA bases on the sampled frames (N, 68, 2), given in (clip key, frame) order."""
+    template = mean_face_2d()
+    template_std = standardize(template)
+    k = min(settings["n_components"], 136, len(sample))
+    basis = fit_pca(sample, k, settings["scale"])
+    regions = {name: fit_region_pca(sample, name, min(settings["n_components"], len(sample)), settings["scale"])
+               for name in settings["regions"]}
+    fit = {key: settings[key] for key in ("reference", "project_identity", "n_components", "scale", "max_frames",
+                                          "seed", "fit_split", "regions")}
+    fit["frames_sampled"] = int(len(sample))
+    fit["clips"] = clips
+    return ShapeModel(template=template, template_std=template_std, basis=basis, region_bases=regions, settings=fit)
+
+
+def fit_shape_model(clips: Iterable[tuple[str, np.ndarray]], settings: dict) -> ShapeModel:
+    """Fit in one process on ``(key, (T_i, 68, 2) source landmarks)`` of the fitting clips in key order
+    (the build does the same with the normalisation on its workers)."""
+    clips = list(clips)
+    sampler = FrameSampler(settings["max_frames"], settings["seed"])
+    for key, landmarks in clips:
+        sampler.add(key, len(landmarks))
+    chosen = sampler.selection()
+    parts = [sampled_frames(settings, clips[i][1], frames) for i, frames in sorted(chosen.items())]
+    sample = np.concatenate(parts) if parts else np.zeros((0, 68, 2))
+    return fit_basis(sample, settings, len(clips))
+
+
+def shape_fields(landmarks: np.ndarray, model: ShapeModel) -> tuple[np.ndarray, np.ndarray]:
+    """``lmk_norm`` (T,68,2) float32 and ``pca`` (T,K) float32 of one clip."""
+    settings = model.settings
+    basis = model.basis if settings.get("project_identity") else None
+    norm = identity_removed(landmarks, model.template_std, model.template, settings.get("reference", "last"), basis)
+    return norm.astype(np.float32), project(norm, model.basis)

@@ -1,0 +1,323 @@
+"""Corpus-scale behaviour of the build at small N (issue: corpus scale; reliability points on the
+output folder, the cache and dask workers).
+
+- the shape fit on a hash-chosen frame sample and the shards are the same bytes for 0, 1 and 2 workers;
+- the dataset is stored once: after a build OUT is at most 1.1x its shards and the cache entries point
+  into the shards; a rebuild changing only dataset-level settings processes no clip and reads the
+  samples back from the shards;
+- one outcome for a decoder crash on every path (isolated child in-process, isolated child on dask
+  workers, dask worker without isolation);
+- a non-talkdata ``--out`` is refused and left untouched; damaged cache entries are processed again;
+  a full disk with dask workers is one ``error:`` line.
+
+The synthetic corpus comes from ``benchmarks/scale.py`` (cache entries as the clip workers write
+them; real H.264 video, every npy field), so the dataset-level stages run without the face pipeline.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from talkdata.manifest import verify
+from talkdata.pipeline.shape_fit import FrameSampler, frame_hashes
+from talkdata.shards import read_shard
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+GRID = DATA / "grid"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_scale", ROOT / "benchmarks" / "scale.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def versioned(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.relative_to(out).parts[0] not in (".work", "build_info.json")}
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def cli(out: Path, *extra: str, source: Path = GRID, recipe: str = "grid", env: dict | None = None,
+        preexec=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "talkdata.cli", "build", recipe, "--source", str(source), "--out",
+                           str(out), "--no-progress", *extra], capture_output=True, text=True, timeout=900, env=env,
+                          preexec_fn=preexec)
+
+
+def processed_now(out: Path) -> int:
+    return json.loads((out / "build_info.json").read_text())["clips_processed_now"]
+
+
+# --------------------------------------------------------------------------- frame sample
+
+
+def test_frame_sample_comes_from_counts_alone_and_is_bounded():
+    counts = [(f"s{i % 7}/c{i}", 20 + (i * 37) % 50) for i in range(300)]
+    total = sum(n for _, n in counts)
+    every = FrameSampler(total, 0)
+    for key, n in counts:
+        every.add(key, n)
+    chosen = every.selection()  # no more frames than max_frames: all of them, in order
+    assert sorted(chosen) == list(range(300)) and all(np.array_equal(chosen[i], np.arange(counts[i][1])) for i in chosen)
+
+    small = FrameSampler(500, 3)
+    for key, n in counts:
+        small.add(key, n)
+        assert small._buffered <= 4 * 500 + 65536 + n  # bounded whatever the number of clips
+    picked = small.selection()
+    assert sum(len(f) for f in picked.values()) == 500
+    assert all(np.all(np.diff(f) > 0) and f.max() < counts[i][1] for i, f in picked.items())
+    # the same frames whatever else is in the corpus order: a frame is chosen by its own hash
+    threshold = max(frame_hashes(counts[i][0], counts[i][1], 3)[f].max() for i, f in picked.items())
+    for i, (key, n) in enumerate(counts):
+        expected = np.flatnonzero(frame_hashes(key, n, 3) <= threshold)
+        assert np.array_equal(picked.get(i, np.zeros(0, dtype=np.int64)), expected)
+    other_seed = FrameSampler(500, 4)
+    for key, n in counts:
+        other_seed.add(key, n)
+    assert other_seed.selection().keys() != picked.keys() or any(
+        not np.array_equal(other_seed.selection()[i], picked[i]) for i in picked)
+
+
+# --------------------------------------------------------------------------- 0, 1, 2 workers on a synthetic corpus
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> dict:
+    """30 synthetic VoxCeleb2 clips of 40 frames (real H.264 video padded to 200 kB), cache entries only."""
+    bench = _bench()
+    from talkdata.config import resolve
+    from talkdata.pipeline.build import index_clips
+    from talkdata.pipeline.cache import cache_key
+    from talkdata.recipe import load_recipe
+
+    root = tmp_path_factory.mktemp("synthetic")
+    bench.vox_tree(root / "tree", 30, 40)
+    recipe = load_recipe("voxceleb2")
+    config = resolve(recipe.defaults, recipe.name, {"shape.max_frames": 300, "shards.max_samples": 4})
+    records = index_clips(recipe, root / "tree", config)
+    keys = [cache_key(r, config) for r in records]
+    bench.synth_entries(records, keys, root / "cache" / ".work", 40, 200_000)
+    return {"root": root, "recipe": recipe, "config": config, "records": records, "keys": keys}
+
+
+def _pack(synthetic: dict, out: Path, workers: int, keep_cache: bool) -> dict:
+    from talkdata.pipeline.build import mark_output, pack
+    from talkdata.pipeline.cache import ClipCache
+    from talkdata.pipeline.executor import Executor
+
+    shutil.copytree(synthetic["root"] / "cache", out)
+    mark_output(out / ".work")
+    with Executor(workers, None, progress=False) as executor:
+        manifest, _ = pack(out, synthetic["recipe"], synthetic["config"], synthetic["records"], synthetic["keys"],
+                           ClipCache(out / ".work"), None, executor, keep_cache)
+    return manifest
+
+
+def test_fit_and_shards_identical_for_0_1_2_workers_and_stored_once(synthetic, tmp_path):
+    outs = {w: tmp_path / f"w{w}" for w in (0, 1, 2)}
+    manifests = {w: _pack(synthetic, out, w, keep_cache=(w != 2)) for w, out in outs.items()}
+    assert manifests[0]["shape_model"]["settings"]["frames_sampled"] == 300  # the hash sample, not every frame
+    assert manifests[0]["shape_model"]["settings"]["clips"] == 30
+    assert len(manifests[0]["shards"]) == 8  # 30 samples, 4 per shard
+    reference = versioned(outs[0])
+    assert {w: versioned(o) == reference for w, o in outs.items()} == {0: True, 1: True, 2: True}
+    assert all(verify(o) == [] for o in outs.values())
+
+    # with 2 workers the cache was released: OUT is stored once, entries point into the shards
+    out = outs[2]
+    shards = du(out / "shards")
+    assert du(out) <= 1.1 * shards, (du(out), shards)
+    entries = [p for p in (out / ".work" / "clips").glob("*/*")]
+    assert len(entries) == 30 and all(sorted(p.name for p in e.iterdir()) == ["meta.json", "packed.json", "status.json"]
+                                      for e in entries)
+    kept = [p for p in (outs[1] / ".work" / "clips").glob("*/*/video.mp4")]
+    assert len(kept) == 30  # --keep-cache keeps the full copy
+
+    # a re-pack with other dataset-level settings reads every sample back from the shards
+    from talkdata.pipeline.build import pack
+    from talkdata.pipeline.cache import ClipCache
+    from talkdata.pipeline.executor import Executor
+
+    config = json.loads(json.dumps(synthetic["config"]))
+    config["shards"]["max_samples"] = 7
+    with Executor(0, None, progress=False) as executor:
+        manifest, _ = pack(out, synthetic["recipe"], config, synthetic["records"], synthetic["keys"],
+                           ClipCache(out / ".work"), None, executor, False)
+    assert [s["samples"] for s in manifest["shards"]] == [7, 7, 7, 7, 2]
+    assert verify(out) == []
+    before = {k: v for s in (outs[0] / "shards").rglob("*.tar") for k, v in read_shard(s).items()}
+    after = {k: v for s in (out / "shards").rglob("*.tar") for k, v in read_shard(s).items()}
+    assert before == after  # the same samples, now in shards of 7
+    assert not (out / ".work" / "previous-shards").exists()
+    assert du(out) <= 1.1 * du(out / "shards")
+
+
+# --------------------------------------------------------------------------- CLI builds of the GRID samples
+
+
+def test_dataset_level_rebuild_processes_no_clip_and_reads_the_shards(grid_dataset, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(grid_dataset, out)  # a finished build: its cache points into its shards
+    assert not list((out / ".work").rglob("video.mp4"))
+    changed = cli(out, "--set", "shards.max_samples=1", "--set", "shape.n_components=5")
+    assert changed.returncode == 0, changed.stderr
+    assert processed_now(out) == 0
+    assert verify(out) == []
+    sample = read_shard(next((out / "shards" / "train").glob("*.tar"))).popitem()[1]
+    assert np.load(__import__("io").BytesIO(sample["pca.npy"])).shape[1] == 5
+    again = cli(out)
+    assert again.returncode == 0, again.stderr
+    assert processed_now(out) == 0
+    assert versioned(out) == versioned(grid_dataset)
+
+
+def test_damaged_cache_entries_are_processed_again(grid_dataset, tmp_path):
+    out = tmp_path / "out"
+    kept = cli(out, "--keep-cache")
+    assert kept.returncode == 0, kept.stderr
+    entries = sorted(p for p in (out / ".work" / "clips").glob("*/*") if (p / "video.mp4").exists())
+    assert len(entries) == 3
+    (entries[0] / "mfcc.npy").unlink()  # a field deleted
+    (entries[1] / "meta.json").write_text("")  # meta.json emptied
+    video = entries[2] / "video.mp4"
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])  # a cached video cut short
+    rebuilt = cli(out)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert processed_now(out) == 3
+    assert versioned(out) == versioned(grid_dataset)
+    # released entries whose shard was damaged: the clips in it are processed again
+    shard = next((out / "shards" / "val").glob("*.tar"))
+    shard.write_bytes(shard.read_bytes()[:4096])
+    again = cli(out)
+    assert again.returncode == 0, again.stderr
+    assert processed_now(out) == 1
+    assert versioned(out) == versioned(grid_dataset)
+
+
+def test_out_that_is_not_a_talkdata_folder_is_refused_and_untouched(tmp_path):
+    out = tmp_path / "mine"
+    files = {"keep.tar.gz": b"user archive", "shards/train/keep.tar": b"user tar", "notes.tmp": b"draft",
+             "README.md": b"my readme", "index.parquet": b"not ours"}
+    for name, data in files.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(data)
+    result = cli(out)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --out") and "holds no talkdata build" in lines[0]
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+
+
+def test_foreign_files_in_a_builds_shards_folder_are_never_deleted(grid_dataset, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(grid_dataset, out)
+    (out / "shards" / "train" / "keep.tar.gz").write_bytes(b"user archive")
+    (out / "notes.tmp").write_bytes(b"draft")
+    result = cli(out, "--set", "shards.max_samples=2")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: ") and "keep.tar.gz" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert (out / "shards" / "train" / "keep.tar.gz").read_bytes() == b"user archive"
+    assert (out / "notes.tmp").read_bytes() == b"draft"
+    (out / "shards" / "train" / "keep.tar.gz").unlink()  # moved away by the user: the build goes on
+    again = cli(out)
+    assert again.returncode == 0, again.stderr
+    assert (out / "notes.tmp").read_bytes() == b"draft"
+    assert versioned(out) == {**versioned(grid_dataset), "notes.tmp": b"draft"}
+
+
+# --------------------------------------------------------------------------- one outcome per event, on every path
+
+CRASH_HOOK = textwrap.dedent('''
+    import os, signal
+    _crash = os.environ.get("TALKDATA_TEST_CRASH_SOURCE", "")
+    if _crash:  # the decoder dies by SIGSEGV on one clip, in whichever process processes it
+        import talkdata.pipeline.clip as _clip
+        _process = _clip.process_clip
+
+        def _crashing(record, config):
+            if record.relpath == _crash:
+                os.kill(os.getpid(), signal.SIGSEGV)
+            return _process(record, config)
+
+        _clip.process_clip = _crashing
+''')
+
+
+def _no_core_dumps():
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+@pytest.mark.parametrize("path", [(), ("--workers", "2"), ("--workers", "2", "--no-isolation")],
+                         ids=["isolated-in-process", "isolated-on-dask", "dask-worker-without-isolation"])
+def test_a_decoder_crash_is_the_same_outcome_on_every_path(tmp_path, path):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(CRASH_HOOK)
+    victim = sorted(p.relative_to(GRID).as_posix() for p in GRID.rglob("*.mpg"))[0]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(hooks), *filter(None, [os.environ.get("PYTHONPATH")])]),
+               TALKDATA_TEST_CRASH_SOURCE=victim)
+    out = tmp_path / "out"
+    result = cli(out, *path, env=env, preexec=_no_core_dumps)
+    assert result.returncode == 0, result.stderr
+    rejects = pq.read_table(out / "rejects.parquet").to_pylist()
+    assert [(r["source"], r["stage"], r["reason"]) for r in rejects] == [(victim, "decode", "decoder_crash")]
+    statuses = [json.loads(p.read_text()) for p in (out / ".work" / "clips").glob("*/*/status.json")]
+    assert sorted(s["status"] for s in statuses) == ["done", "done", "rejected"]
+    retried = cli(out, *path, "--retry-failed", env=env, preexec=_no_core_dumps)  # a reject, not a failure
+    assert retried.returncode == 0, retried.stderr
+    assert processed_now(out) == 0
+
+
+def test_disk_full_with_dask_workers_is_one_line(tmp_path):
+    """Every process of the build (the dask workers too) past a 60 KB file-size limit: one ``error:``
+    line, none of dask's worker logging."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+
+    result = cli(tmp_path / "out", "--workers", "2", preexec=limit)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no space left"), result.stderr
+    assert "Traceback" not in result.stderr and "Compute Failed" not in result.stderr
+
+
+def test_planned_shards_are_the_ones_a_single_writer_makes(synthetic, tmp_path):
+    """Shard membership planned from the ledgers (no payload read) against ``ShardWriter`` rolling over
+    on ``shards.max_bytes`` while it writes the same samples one by one."""
+    from talkdata.shards import ShardWriter
+
+    limit = 2_500_000  # about 5 samples of the synthetic corpus
+    config = json.loads(json.dumps(synthetic["config"]))
+    config["shards"].update(max_samples=1000, max_bytes=limit)
+    planned = tmp_path / "planned"
+    manifest = _pack(dict(synthetic, config=config), planned, 0, keep_cache=True)
+    samples = {k: v for s in sorted((planned / "shards").rglob("*.tar")) for k, v in read_shard(s).items()}
+    writer = ShardWriter(tmp_path / "single", manifest["name"], "train", 1000, limit)
+    for key in sorted(samples):
+        writer.write(key, samples[key])
+    written = writer.close()
+    assert len(written) > 3
+    assert [s["samples"] for s in manifest["shards"]] == [s.samples for s in written]
+    for info in written:
+        assert (tmp_path / "single" / info.path).read_bytes() == (planned / info.path).read_bytes()
+        assert info.sha256 == __import__("hashlib").sha256((planned / info.path).read_bytes()).hexdigest()
