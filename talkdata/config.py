@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 
 from .declare import Declared, check_value, declared, did_you_mean, listing, parse_set_options, parse_value, setting
 from .errors import UserError
-from .manifest import sha256_file
+from .files import sha256_file
 
 __all__ = ["BuildConfig", "DEFAULTS", "Pinned", "apply_overrides", "config_hash", "cross_checks",
            "dataset_level_sections", "from_dict", "list_keys", "parse_set_options", "parse_value", "pinned",

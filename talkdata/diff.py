@@ -44,10 +44,10 @@ from typing import Any
 
 from .errors import UserError
 from .manifest import MANIFEST, load_manifest
+from .shards import SPLITS
 from .store import Store
 
 FORMAT = "talkdata-diff/1"
-SPLIT_ORDER = ("train", "val", "test")
 
 #: manifest fields with a section of their own; everything else but the version goes to ``other``
 SECTIONS = ("recipe", "config", "models", "toolkit", "dependencies", "source")
@@ -165,12 +165,12 @@ def _compare_files(a: dict[str, str], b: dict[str, str]) -> list[dict]:
 
 
 def _split_sort(split: str) -> tuple[int, str]:
-    return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
+    return (SPLITS.index(split) if split in SPLITS else len(SPLITS), split)
 
 
 def compare_samples(a: dict[str, tuple[str, str]], b: dict[str, tuple[str, str]]) -> dict:
     """Samples added, removed, changed per split, and moved between splits (see the module doc)."""
-    splits = sorted({s for s, _ in a.values()} | {s for s, _ in b.values()} | set(SPLIT_ORDER), key=_split_sort)
+    splits = sorted({s for s, _ in a.values()} | {s for s, _ in b.values()} | set(SPLITS), key=_split_sort)
     per_split = {s: {"added": [], "removed": [], "changed": [], "unchanged": 0} for s in splits}
     moved = []
     for key in sorted(set(a) | set(b)):

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from importlib import metadata
 from pathlib import Path
 
 from .errors import UserError
+from .files import sha256_file, write_atomic
 from .version import __version__
 
 MANIFEST = "dataset.json"
@@ -64,14 +64,6 @@ def dependency_versions(config: dict | None = None) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def canonical_json(data: dict) -> str:
@@ -142,15 +134,6 @@ def model_files(config: dict) -> dict[str, dict]:
         elif isinstance(path, str) and path:
             models[key] = {"path": path, "sha256": sha256_file(path)}
     return models
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    temp = path.with_name(path.name + ".tmp")
-    with open(temp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
 
 
 def write_manifest(out: Path, manifest: dict) -> dict:

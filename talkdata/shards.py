@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+#: the splits of every dataset, in this order (shards/{split}/..., index.parquet, the manifest)
+SPLITS = ("train", "val", "test")
+
 
 def shard_name(name: str, split: str, index: int) -> str:
     return f"{name}-{split}-{index:06d}.tar"

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from talkdata.cli import main
 from talkdata.diff import diff_datasets, render_text
-from talkdata.manifest import canonical_json, sha256_file, version_id
+from talkdata.files import sha256_file
+from talkdata.manifest import canonical_json, version_id
 
 DATA = Path(__file__).parent / "data"
 KEYS = ["s1/bbaf2n", "s2/swwp2s", "unknown_speaker/lbbc2a"]

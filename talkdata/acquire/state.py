@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..files import write_atomic
 from . import http
 from .plan import RemoteFile, Unit
 
@@ -22,9 +23,7 @@ def marker_path(root: Path, kind: str, rel: str) -> Path:
 
 def write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_atomic(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode(), sync=False)
 
 
 def read_json(path: Path) -> dict | None:

@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import UserError
+from ..shards import SPLITS
 from .records import ClipRecord
 from .walk import walk
 
-SPLITS = ("train", "val", "test")
 CLIP_FRAMES = 29  # every LRW clip (official page)
 FPS = 25
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 
 from ..errors import UserError
+from ..shards import SPLITS
 from .records import ClipRecord
 
-SPLITS = ("train", "val", "test")
 
 
 def speaker_disjoint(speakers: list[str], seed: int, ratios: dict[str, float]) -> dict[str, str]:

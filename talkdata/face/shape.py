@@ -34,6 +34,8 @@ from typing import Any, BinaryIO, Sequence
 
 import numpy as np
 
+from ..files import write_atomic
+
 __all__ = [
     "REGIONS",
     "ShapeBasis",
@@ -390,11 +392,7 @@ def shape_model_bytes(model: ShapeModel) -> bytes:
 
 def save_shape_model(path: str | os.PathLike[str], model: ShapeModel) -> None:
     """Write ``model`` to ``path`` exactly (no ``.npz`` suffix added), atomically."""
-    p = Path(path)
-    data = shape_model_bytes(model)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, p)
+    write_atomic(path, shape_model_bytes(model))
 
 
 def _load_basis(z: Any, prefix: str, info: dict[str, Any]) -> ShapeBasis:

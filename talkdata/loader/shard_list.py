@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import UserError
+from ..shards import SPLITS
 from ..store import is_url, store_errors
 
 MANIFEST = "dataset.json"
-SPLITS = ("train", "val", "test")
 
 
 def join(source: str, relative: str) -> str:

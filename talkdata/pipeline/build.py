@@ -28,11 +28,13 @@ import pyarrow.parquet as pq
 from ..config import pinned, resolve
 from ..errors import REASONS, UserError
 from ..face.shape import load_shape_model, shape_model_bytes
-from ..manifest import MANIFEST, canonical_json, sha256_file, write_atomic, write_manifest
+from ..shards import SPLITS
+from ..files import sha256_file, write_atomic
+from ..manifest import MANIFEST, canonical_json, write_manifest
 from ..recipe import Recipe, load_recipe
 from ..corpora.records import ClipRecord
 from ..acquire.resolve import check_source
-from ..corpora.splits import SPLITS, assign_splits
+from ..corpora.splits import assign_splits
 from .cache import GENERATION, ClipCache, cache_key, read_generation
 from .card import write_card
 from .executor import Executor, run_clips

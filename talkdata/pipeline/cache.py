@@ -31,6 +31,7 @@ from pathlib import Path
 from ..version import __version__
 from ..config import config_hash, processing_config
 from ..corpora.records import ClipRecord
+from ..files import write_atomic
 from .outcome import Done, Outcome, from_status, to_status
 
 _LEDGER = ("meta.json", "status.json", "packed.json")
@@ -101,9 +102,7 @@ class ClipCache:
         folder = self.entry(key)
         fields = {name: list(offsets[name]) for name in self.sizes(key)}
         data = json.dumps({"generation": generation, "shard": shard, "fields": fields}, sort_keys=True).encode()
-        temp = folder / (POINTER + ".tmp")
-        temp.write_bytes(data)
-        os.replace(temp, folder / POINTER)
+        write_atomic(folder / POINTER, data, sync=False)
         for name in fields:
             (folder / name).unlink(missing_ok=True)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from ..manifest import write_atomic
+from ..files import write_atomic
 
 
 def _size_category(n: int) -> str:

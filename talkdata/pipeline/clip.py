@@ -37,7 +37,7 @@ from ..face.pose import estimate_pose
 from ..face.template import crop_template
 from ..face.track import FaceTracker, fill_missing
 from ..media.decode import VideoStats, align_audio, decode_audio, iter_frames, report_progress
-from ..manifest import sha256_file
+from ..files import sha256_file
 from ..media.encode import H264Writer, encode_wav
 from ..corpora.records import ClipRecord
 

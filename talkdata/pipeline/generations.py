@@ -15,7 +15,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from ..manifest import write_atomic
+from ..files import write_atomic
 from .cache import GENERATION, PREVIOUS_GENERATION, PREVIOUS_SHARDS, ClipCache, read_generation
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from ..manifest import write_atomic
-from ..corpora.splits import SPLITS
+from ..files import write_atomic
+from ..shards import SPLITS
 from .contact_sheet import PER_SPLIT, contact_sheet
 from .dataset import hash_order, npy, read_fields
 from .render import figure_style, figure_to_rgb, new_figure, png_bytes

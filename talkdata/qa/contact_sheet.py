@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..corpora.splits import SPLITS
+from ..shards import SPLITS
 from .dataset import check_dataset, dataset_name, decode_frames, hash_order, index_rows, npy, read_fields
 from .render import figure_style, figure_to_rgb, landmark_tile, new_figure, pixel_axes
 

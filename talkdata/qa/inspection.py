@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from ..manifest import write_atomic
+from ..files import write_atomic
 from .contact_sheet import PER_SPLIT, contact_sheet
 from .dataset import check_dataset, decode_frames, load_sample
 from .render import png_bytes

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..declare import replace_checked, setting
 from ..errors import UserError
+from ..shards import SPLITS
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,6 @@ def eval_split_names(settings) -> list[str]:
         return []
     names = [name.strip() for name in text.split(",") if name.strip()]
     for name in names:
-        if name not in ("train", "val", "test"):
+        if name not in SPLITS:
             raise UserError(f"eval_splits takes train, val, test (comma-separated) or none, got {settings.eval_splits!r}")
     return list(dict.fromkeys(names))

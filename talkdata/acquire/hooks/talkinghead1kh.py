@@ -23,6 +23,7 @@ import av
 
 from ...corpora.talkinghead1kh import LEDGER, SPLITS, Tube, find_tube_lists, read_ledger, read_tubes
 from ...errors import UserError
+from ...files import write_atomic
 from ..plan import mirror_login, mirror_url
 from ..tubes import (TubeRangeError, box_in_region, chunk_name, crop_region, cut_tube, probe, rescale_box,
                      split_chunks)
@@ -35,9 +36,7 @@ def write_ledger(split_dir: Path, ledger: dict, video_id: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     data = {"video": ledger["videos"][video_id],
             "tubes": {name: t for name, t in ledger["tubes"].items() if t.get("video_id") == video_id}}
-    temp = folder / f".{video_id}.json.tmp"
-    temp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(temp, folder / f"{video_id}.json")
+    write_atomic(folder / f"{video_id}.json", json.dumps(data, indent=1, sort_keys=True).encode())
 
 
 @dataclass
