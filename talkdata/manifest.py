@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .files import sha256_file, write_atomic
+from .shards import split_member
 from .version import __version__
 
 MANIFEST = "dataset.json"
@@ -286,6 +287,5 @@ def _count_samples(handle) -> int:
     keys = set()
     with tarfile.open(fileobj=handle, mode="r:") as tar:
         for member in tar:
-            folder, _, base = member.name.rpartition("/")
-            keys.add(f"{folder}/{base.partition('.')[0]}")
+            keys.add(split_member(member.name)[0])
     return len(keys)

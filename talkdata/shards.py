@@ -25,6 +25,19 @@ from pathlib import Path
 SPLITS = ("train", "val", "test")
 
 
+def member_name(key: str, field: str) -> str:
+    """The tar member of one field of one sample: ``{key}.{field}``."""
+    return f"{key}.{field}"
+
+
+def split_member(name: str) -> tuple[str, str]:
+    """``"s1/clip.mfcc.npy"`` -> ``("s1/clip", "mfcc.npy")``: the key is the member path up to the
+    first dot of its file name (WebDataset's rule; keys hold no dot), the field the rest."""
+    folder, _, base = name.rpartition("/")
+    stem, _, field = base.partition(".")
+    return (f"{folder}/{stem}" if folder else stem), field
+
+
 def shard_name(name: str, split: str, index: int) -> str:
     return f"{name}-{split}-{index:06d}.tar"
 
@@ -87,7 +100,7 @@ class ShardFile:
     def write(self, key: str, files: dict[str, bytes]) -> None:
         for field in sorted(files):
             data = files[field]
-            self._tar.addfile(_member(f"{key}.{field}", len(data)), io.BytesIO(data))
+            self._tar.addfile(_member(member_name(key, field), len(data)), io.BytesIO(data))
         self.keys.append(key)
 
     def close(self) -> ShardInfo:
@@ -158,8 +171,6 @@ def read_shard(path: str | Path) -> dict[str, dict[str, bytes]]:
         for member in tar:
             if not member.isfile():
                 continue
-            folder, _, base = member.name.rpartition("/")
-            stem, _, field = base.partition(".")
-            key = f"{folder}/{stem}" if folder else stem
+            key, field = split_member(member.name)
             samples.setdefault(key, {})[field] = tar.extractfile(member).read()
     return samples

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
+from ..shards import split_member
 from .damage import DamagedSample, Handler, skip_damage
 from .fast.tar import tar_members
 from .shard_list import Shard, open_binary
@@ -43,7 +44,7 @@ def member_filter(fields: set[str] | None):
         return lambda name: True
 
     def keep(name: str) -> bool:
-        return name.rpartition("/")[2].partition(".")[2] in fields
+        return split_member(name)[1] in fields
 
     return keep
 
@@ -51,11 +52,10 @@ def member_filter(fields: set[str] | None):
 def split_name(name: str) -> tuple[str | None, str]:
     """``"s1/clip.mfcc.npy"`` -> ``("s1/clip", "mfcc.npy")`` (the WebDataset rule: the first dot of the
     file name)."""
-    folder, _, base = name.rpartition("/")
-    stem, dot, suffix = base.partition(".")
-    if not dot or not stem:
+    key, field = split_member(name)
+    if "." not in name.rpartition("/")[2] or key.endswith("/") or not key:
         return None, ""
-    return (f"{folder}/{stem}" if folder else stem), suffix.lower()
+    return key, field.lower()
 
 
 def read_samples(opened: Iterable[dict], fields: set[str] | None, handler: Handler = None) -> Iterator[dict]:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..shards import split_member
+
 Tree = tuple
 
 
@@ -84,9 +86,7 @@ def _shard_members(out: Path, shard: str):
     with tarfile.open(Path(out) / shard) as tar:
         for member in tar:
             if member.isfile():
-                folder, _, base = member.name.rpartition("/")
-                stem, _, field = base.partition(".")
-                yield (f"{folder}/{stem}" if folder else stem), field, member, tar
+                yield (*split_member(member.name), member, tar)
 
 
 def field_types(out: str | Path, rows: list[dict]) -> dict[str, Tree]:

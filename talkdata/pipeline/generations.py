@@ -16,6 +16,7 @@ import tarfile
 from pathlib import Path
 
 from ..files import write_atomic
+from ..shards import split_member
 from .cache import GENERATION, PREVIOUS_GENERATION, PREVIOUS_SHARDS, ClipCache, read_generation
 
 
@@ -24,9 +25,8 @@ def shard_members(path: Path) -> dict[str, dict[str, tuple[int, int]]]:
     samples: dict[str, dict[str, tuple[int, int]]] = {}
     with tarfile.open(path) as tar:
         for member in tar:
-            folder, _, base = member.name.rpartition("/")
-            stem, _, field = base.partition(".")
-            samples.setdefault(f"{folder}/{stem}" if folder else stem, {})[field] = (member.offset_data, member.size)
+            key, field = split_member(member.name)
+            samples.setdefault(key, {})[field] = (member.offset_data, member.size)
     return samples
 
 

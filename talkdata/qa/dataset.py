@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..manifest import MANIFEST, load_manifest
+from ..shards import split_member
 from ..store import Store, as_store
 
 INDEX = "index.parquet"
@@ -116,9 +117,7 @@ def read_fields(out: str | Path | Store, rows: list[dict], fields: Iterable[str]
         left = {key: set(fields) for key in wanted}
         with handle, tarfile.open(fileobj=handle, mode="r:") as tar:
             for member in tar:  # members are sorted by key: stop once every wanted field was read
-                folder, _, base = member.name.rpartition("/")
-                stem, _, field = base.partition(".")
-                key = f"{folder}/{stem}" if folder else stem
+                key, field = split_member(member.name)
                 if field in left.get(key, ()) and member.isfile():
                     found.setdefault(key, {})[field] = tar.extractfile(member).read()
                     left[key].discard(field)
