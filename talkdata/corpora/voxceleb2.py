@@ -30,7 +30,7 @@ in the original YouTube frame, and the mp4 is already the crop that follows that
 clip's frame the face sits at the same place in every clip. How much margin the VoxCeleb2 pipeline
 put around the track box before cropping is not documented (the reference gives no crop rule), so
 the box cannot be computed from the txt; it was measured instead: dlib's HOG detector
-(``talkdata.face.detect.HogDetector``, 25 % padding) run on every frame of the two real
+(``face.detector="hog"`` as it was then: the whole frame with 25 % padding) run on every frame of the two real
 VoxCeleb2-style clips of ``tests/data/voxceleb2_like`` (00002.mp4: face found in 94 of 126 frames,
 median box 0.103, 0.094, 0.719, 0.656; 00473.mp4: 158 of 158, median 0.228, 0.103, 0.781, 0.656).
 :data:`FACE_BOX` is the mean of the two medians, in the HOG detector's box convention, the
