@@ -221,16 +221,17 @@ def test_decoder_crash_and_hang_do_not_stop_the_build(tmp_path):
     decodes another: the first is rejected as decoder_crash, the second as decode_timeout after
     --clip-timeout seconds, and the clip between them is a sample.
 
-    The timeout is the longest silence the supervisor allows; the good clip's fresh worker sends
-    nothing while it starts (imports) and between decoding and storing, which took over 3 s on a
-    busy machine. 30 s leaves room for a loaded machine; the frozen worker waits it out once."""
+    The timeout is the longest silence the supervisor allows once a worker is ready (a fresh worker's
+    imports and model loading are not counted); the good clip's worker is silent between decoding and
+    storing, which takes a few seconds on a loaded machine. 10 s leaves room for that; the frozen
+    worker waits it out once."""
     frames = [cv2.resize(f, (1280, 720)) for f in mf.grid_frames()]
     for speaker in ("a_crash", "b_good", "c_hang"):
         (tmp_path / "src" / speaker).mkdir(parents=True)
         mf.write_video(tmp_path / "src" / speaker / f"{speaker}.mp4", frames, audio=mf.grid_audio())
     out = tmp_path / "out"
     build = subprocess.Popen([sys.executable, "-m", "talkdata.cli", "build", "videos", "--source", str(tmp_path / "src"),
-                              "--out", str(out), "--no-progress", "--clip-timeout", "30"],
+                              "--out", str(out), "--no-progress", "--clip-timeout", "10"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     signalled = {}
     deadline = time.monotonic() + 600
