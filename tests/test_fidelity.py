@@ -200,12 +200,14 @@ def test_atvg_window_count_and_mfcc_match_atvgnet(grid_dataset):
 def dlib_pose(rgb: np.ndarray) -> np.ndarray:
     import cv2
 
-    from talkdata.face.detect import HogDetector
+    from talkdata.config import resolve
+    from talkdata.face.detect import make_detector
     from talkdata.face.landmarks import DlibLandmarks
     from talkdata.face.pose import estimate_pose
 
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    box = HogDetector(1).detect(gray)[0]
+    detector = make_detector(resolve({}, "test", {"face.detector": "hog"})["face"])
+    box = detector.detect(detector.pick(gray, rgb))[0].box
     points = DlibLandmarks().predict(gray, None, box)
     return estimate_pose(points[None], rgb.shape[1], rgb.shape[0])[0, :3], points
 
