@@ -26,6 +26,8 @@ trained on), by a per-backend centre shift and width factor measured on the samp
 
 from __future__ import annotations
 
+import abc
+
 import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
@@ -97,16 +99,16 @@ def dlib_model_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
-class _SlidingBackend:
+class _SlidingBackend(abc.ABC):
     """dlib detectors: any image size, faces from about ``window`` px up."""
 
     window = 80.0
     # map to the HOG convention: (centre x shift, centre y shift) in box widths, width factor
     to_hog = (0.0, 0.0, 1.0)
 
+    @abc.abstractmethod
     def find(self, image: np.ndarray) -> list[tuple[np.ndarray, float, float]]:
         """``(box in image px, roll, score)`` for every face in a grayscale/RGB ``image``."""
-        raise NotImplementedError
 
 
 class HogBackend(_SlidingBackend):
