@@ -27,7 +27,6 @@ trained on), by a per-backend centre shift and width factor measured on the samp
 from __future__ import annotations
 
 import abc
-
 import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
