@@ -130,7 +130,8 @@ def download(recipe, only, mirror, jobs, delete_archives, dry_run, no_progress):
 
 def _build_options(func):
     options = [
-        click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output dataset folder."),
+        click.option("--out", "out", type=click.Path(file_okay=False), required=True, callback=_check_out,
+                     help="Output dataset folder (local; publish it with `talkdata push`)."),
         click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Local dask worker processes; 0 runs in this process."),
         click.option("--scheduler", default=None, callback=_check_scheduler,
@@ -154,6 +155,14 @@ def _build_options(func):
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _check_out(_ctx, _param, value):
+    """A build writes to a local folder; a URL given as --out would otherwise become a folder named "s3:"."""
+    if value and "://" in value:
+        raise UserError(f"--out {value}: a build writes to a local folder (its resumable cache needs a filesystem); "
+                        f"build into a folder, then publish it: talkdata push OUT {value}")
+    return value
 
 
 def _list_keys(ctx, _param, value):
@@ -284,6 +293,26 @@ def verify(dataset, storage_options):
         sys.exit(1)
     total = sum(s["samples"] for s in manifest["splits"].values())
     click.echo(f"ok: {len(manifest['shards'])} shards, {total} samples, version {manifest['version']}")
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False))
+@click.argument("url")
+@click.option("--replace", is_flag=True, help="Replace another version already at URL (its files that the new "
+              "version does not have are removed).")
+@_storage_option
+def push(out, url, replace, storage_options):
+    """Publish the build in folder OUT to URL (s3://bucket/prefix, gs://..., any fsspec URL or a folder):
+    OUT is verified first, dataset.json is uploaded last, and a second run resumes an interrupted push."""
+    from tqdm import tqdm
+
+    from .publish import dataset_files, describe, push as run_push
+
+    total = sum((Path(out) / f).stat().st_size for f in dataset_files(Path(out))) if Path(out).is_dir() else 0
+    with tqdm(total=total, unit="B", unit_scale=True, desc="push", disable=None, leave=False) as bar:
+        pushed = run_push(out, url, _store_options(storage_options), replace=replace,
+                          on_file=lambda _name, size: bar.update(size))
+    click.echo(describe(pushed))
 
 
 @main.command()

@@ -148,6 +148,42 @@ class Store:
                 return None
         return int(info["size"]) if info.get("type") == "file" else None
 
+    def sizes(self) -> dict[str, int]:
+        """Every file under the root, relative, with its bytes (one listing)."""
+        with store_errors(self.location):
+            if not self.fs.isdir(self.root):
+                return {}
+            found = self.fs.find(self.root, detail=True)
+        prefix = self.root + "/"
+        return {p[len(prefix):]: int(info["size"]) for p, info in found.items()
+                if p.startswith(prefix) and info.get("type") == "file"}
+
+    @contextlib.contextmanager
+    def _writing(self, relative: str) -> Iterator[str]:
+        """The store path to write ``relative`` to (local parents created); a missing bucket is one error."""
+        target = self.path(relative)
+        with store_errors(self.url(relative)):
+            if not self.remote:
+                self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            try:
+                yield target
+            except FileNotFoundError as err:  # s3fs, gcsfs: the bucket does not exist
+                raise UserError(f"cannot write {self.url(relative)}: {_describe(err)} (create the bucket first)"
+                                ) from None
+
+    def put_file(self, local: Path, relative: str) -> None:
+        """Upload (or copy) the local file ``local`` to ``relative`` under the root."""
+        with self._writing(relative) as target:
+            self.fs.put_file(str(local), target)
+
+    def put_bytes(self, data: bytes, relative: str) -> None:
+        with self._writing(relative) as target:
+            self.fs.pipe_file(target, data)
+
+    def remove(self, relative: str) -> None:
+        with store_errors(self.url(relative)):
+            self.fs.rm_file(self.path(relative))
+
     def files(self) -> list[str]:
         """Every file under the root, relative, sorted."""
         with store_errors(self.location):

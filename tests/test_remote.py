@@ -37,6 +37,8 @@ def endpoint():
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    s3fs.S3FileSystem(key="testing", secret="testing", endpoint_url=f"http://{host}:{port}").mkdir(BUCKET)
+    s3fs.S3FileSystem.clear_instance_cache()
     yield f"http://{host}:{port}"
     server.stop()
 
@@ -54,8 +56,6 @@ def upload(endpoint: str, folder: Path, prefix: str, damaged: str | None = None)
     """``folder`` (without its .work cache) uploaded to s3://talk/PREFIX; the file ``damaged`` gets its
     middle byte flipped on the way."""
     fs = s3fs.S3FileSystem(**options(endpoint))
-    if not fs.exists(BUCKET):
-        fs.mkdir(BUCKET)
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder).as_posix()
         if path.is_file() and not relative.startswith(".work/"):
@@ -143,7 +143,7 @@ def test_train_on_s3(remote_grid, endpoint, tmp_path):
     assert (run / "checkpoint.pt").stat().st_size > 0
 
 
-def test_denied_store_is_one_error_line(remote_grid, endpoint):
+def test_denied_store_is_one_error_line(remote_grid, endpoint, grid_dataset):
     """moto checks credentials once its auth is switched on: the test keys are then unknown (403)."""
 
     def set_auth(count: str) -> None:
@@ -155,7 +155,8 @@ def test_denied_store_is_one_error_line(remote_grid, endpoint):
     try:
         for args in (["verify", remote_grid], ["diff", remote_grid, remote_grid],
                      ["inspect", remote_grid, "--png", "never.png"],
-                     ["train", "atnet", "--data", remote_grid, "--steps", "1", "--no-progress"]):
+                     ["train", "atnet", "--data", remote_grid, "--steps", "1", "--no-progress"],
+                     ["push", str(grid_dataset), remote_grid]):
             line = one_error_line(talkdata_cli(*args, *cli_options(endpoint)))
             assert line.startswith(f"error: access denied to {remote_grid}"), line
     finally:
@@ -163,13 +164,13 @@ def test_denied_store_is_one_error_line(remote_grid, endpoint):
     assert not Path("never.png").exists()
 
 
-def test_unreachable_store_is_one_error_line():
+def test_unreachable_store_is_one_error_line(grid_dataset):
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     url = f"s3://{BUCKET}/grid"
     store = ["--storage-option", f"endpoint_url={closed}", "--storage-option", "key=testing",
              "--storage-option", "secret=testing", "--storage-option", "config_kwargs.retries.max_attempts=1"]
     for args in (["verify", url], ["diff", url, url], ["inspect", url, "--png", "never.png"],
-                 ["train", "atnet", "--data", url, "--steps", "1", "--no-progress"]):
+                 ["train", "atnet", "--data", url, "--steps", "1", "--no-progress"], ["push", str(grid_dataset), url]):
         line = one_error_line(talkdata_cli(*args, *store))
         assert line.startswith(f"error: cannot read {url}") and "reachable" in line, line
     import talkdata
@@ -196,3 +197,113 @@ def test_storage_option_syntax():
     assert one_error_line(unknown).startswith("error: cannot open nosuchprotocol://bucket/grid: Protocol not known")
     misnamed = talkdata_cli("verify", "s3://bucket/grid", "--storage-option", "endpoint=http://127.0.0.1:9")
     assert "unexpected keyword argument 'endpoint'" in one_error_line(misnamed)
+
+
+def remote_files(endpoint: str, url: str) -> dict[str, int]:
+    fs = s3fs.S3FileSystem(**options(endpoint))
+    root = url.removeprefix("s3://")
+    found = fs.find(root, detail=True) if fs.exists(root) else {}
+    s3fs.S3FileSystem.clear_instance_cache()
+    return {path[len(root) + 1:]: int(info["size"]) for path, info in found.items()}
+
+
+def local_files(folder: Path) -> dict[str, int]:
+    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*")
+            if p.is_file() and not p.relative_to(folder).as_posix().startswith(".work/")}
+
+
+def test_push_publishes_a_build_that_every_command_reads(endpoint, grid_dataset):
+    url = f"s3://{BUCKET}/pushed-grid"
+    manifest = json.loads((grid_dataset / "dataset.json").read_text())
+    first = talkdata_cli("push", str(grid_dataset), url, *cli_options(endpoint))
+    assert first.returncode == 0, first.stderr
+    files = local_files(grid_dataset)
+    assert first.stdout.strip().startswith(f"ok: {url} holds version {manifest['version']}: {len(files)} file(s) uploaded")
+    assert remote_files(endpoint, url) == files  # everything but the .work cache, byte counts equal
+    assert talkdata_cli("verify", url, *cli_options(endpoint)).returncode == 0
+
+    import talkdata
+
+    remote = list(talkdata.load(url, fields=["pca.npy"], split="all", shuffle=False, storage_options=options(endpoint)))
+    local = list(talkdata.load(grid_dataset, fields=["pca.npy"], split="all", shuffle=False))
+    assert [s["__key__"] for s in remote] == [s["__key__"] for s in local] and len({s["__key__"] for s in local}) == 3
+    for a, b in zip(remote, local):
+        np.testing.assert_array_equal(np.asarray(a["pca"]), np.asarray(b["pca"]))
+
+    again = talkdata_cli("push", str(grid_dataset), url, *cli_options(endpoint))
+    assert again.returncode == 0, again.stderr  # only dataset.json is written again
+    assert f"1 file(s) uploaded" in again.stdout and f"{len(files) - 1} already there" in again.stdout
+
+
+def test_an_interrupted_push_resumes_and_exposes_no_manifest_before_the_end(endpoint, grid_dataset):
+    from talkdata.publish import push
+
+    url = f"s3://{BUCKET}/interrupted"
+    sent = []
+
+    def stop_after_two(name: str, _size: int) -> None:
+        sent.append(name)
+        if len(sent) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        push(grid_dataset, url, options(endpoint), on_file=stop_after_two)
+    partial = remote_files(endpoint, url)
+    assert sorted(partial) == sorted(sent + [".talkdata-push.json"]) and "dataset.json" not in partial
+    assert one_error_line(talkdata_cli("verify", url, *cli_options(endpoint))).startswith(
+        f"error: {url}/dataset.json not found")
+    resumed = push(grid_dataset, url, options(endpoint))
+    assert resumed.skipped == 2 and resumed.uploaded == len(local_files(grid_dataset)) - 2
+    assert remote_files(endpoint, url) == local_files(grid_dataset)  # the marker is gone
+    assert talkdata_cli("verify", url, *cli_options(endpoint)).returncode == 0
+
+
+def test_push_replaces_another_version_only_when_asked(endpoint, grid_dataset, crema_dataset):
+    url = f"s3://{BUCKET}/replaced"
+    assert talkdata_cli("push", str(grid_dataset), url, *cli_options(endpoint)).returncode == 0
+    grid = json.loads((grid_dataset / "dataset.json").read_text())
+    crema = json.loads((crema_dataset / "dataset.json").read_text())
+    refused = one_error_line(talkdata_cli("push", str(crema_dataset), url, *cli_options(endpoint)))
+    assert f"holds version {grid['version'][:12]} of {grid['name']}; pass --replace" in refused
+    assert remote_files(endpoint, url) == local_files(grid_dataset)  # untouched
+
+    replaced = talkdata_cli("push", str(crema_dataset), url, "--replace", *cli_options(endpoint))
+    assert replaced.returncode == 0, replaced.stderr
+    after = remote_files(endpoint, url)
+    for entry in grid["shards"]:  # the old version's shards are gone unless the new one has the same path
+        assert (entry["path"] in after) == (entry["path"] in local_files(crema_dataset))
+    assert {entry["path"] for entry in crema["shards"]} <= set(after)
+    ok = talkdata_cli("verify", url, *cli_options(endpoint))
+    assert ok.returncode == 0 and crema["version"] in ok.stdout, ok.stdout + ok.stderr
+
+
+def test_push_never_touches_foreign_content_or_publishes_a_damaged_build(endpoint, grid_dataset, tmp_path):
+    fs = s3fs.S3FileSystem(**options(endpoint))
+    fs.pipe_file(f"{BUCKET}/theirs/notes.txt", b"the user's own file")
+    s3fs.S3FileSystem.clear_instance_cache()
+    line = one_error_line(talkdata_cli("push", str(grid_dataset), f"s3://{BUCKET}/theirs", *cli_options(endpoint)))
+    assert "holds 1 file(s) but no dataset.json: not a talkdata dataset" in line
+    assert remote_files(endpoint, f"s3://{BUCKET}/theirs") == {"notes.txt": len(b"the user's own file")}
+
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(grid_dataset, damaged, ignore=shutil.ignore_patterns(".work"))
+    shard = damaged / json.loads((damaged / "dataset.json").read_text())["shards"][0]["path"]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    line = one_error_line(talkdata_cli("push", str(damaged), f"s3://{BUCKET}/damaged", *cli_options(endpoint)))
+    assert "does not match its dataset.json" in line and "checksum mismatch" in line
+    assert remote_files(endpoint, f"s3://{BUCKET}/damaged") == {}
+    assert "a dataset built by talkdata?" in one_error_line(talkdata_cli("push", str(tmp_path / "nothing"),
+                                                                           f"s3://{BUCKET}/x", *cli_options(endpoint)))
+    no_bucket = one_error_line(talkdata_cli("push", str(grid_dataset), "s3://no-such-bucket/grid", *cli_options(endpoint)))
+    assert no_bucket.startswith("error: cannot write s3://no-such-bucket/grid/") and "create the bucket" in no_bucket
+
+
+def test_build_out_url_is_one_error_line_and_creates_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(talkdata_cli("build", "grid", "--source", str(tmp_path), "--out", "s3://bucket/grid"))
+    assert line.startswith("error: --out s3://bucket/grid: a build writes to a local folder") and "talkdata push" in line
+    assert list(tmp_path.iterdir()) == []
