@@ -9,7 +9,8 @@ JSON format (``format: "talkdata-diff/1"``; every key is always present, lists a
 ``a``, ``b``
     ``{"path", "name", "version"}`` of each side (``path`` as given on the command line).
 ``identical``
-    true when both version ids are equal and no difference was found.
+    true when both version ids are equal and no artifact, shard or sample differs. Differences
+    outside the version (the recipe's prose, a model's path) are still listed in the sections.
 ``same_inputs``
     true when recipe, config, models, toolkit and dependency versions and source files are all equal: two
     such builds should be identical, so ``same_inputs`` without ``identical`` means the build is
@@ -74,8 +75,8 @@ class DatasetDiff:
 
     @property
     def identical(self) -> bool:
-        return (self.a.version == self.b.version and not any(self.sections.values()) and not self.artifacts
-                and not self.shards and not any(self.samples["counts"][k] for k in ("added", "removed", "changed", "moved")))
+        return (self.a.version == self.b.version and not self.artifacts and not self.shards
+                and not any(self.samples["counts"][k] for k in ("added", "removed", "changed", "moved")))
 
     @property
     def same_inputs(self) -> bool:
@@ -258,12 +259,15 @@ def render_text(result: DatasetDiff, limit: int = 20) -> str:
     """Readable summary; at most ``limit`` lines per list (the JSON form lists everything)."""
     a, b = result.a, result.b
     lines = [f"A: {a.path}  ({a.name}, version {a.version})", f"B: {b.path}  ({b.name}, version {b.version})"]
-    if result.identical:
-        lines.append(f"identical: same version {a.version}, {result.samples['counts']['unchanged']} samples")
-        return "\n".join(lines) + "\n"
     titles = {"recipe": "recipe", "config": "config", "models": "models", "toolkit": "toolkit",
               "dependencies": "dependencies",
               "source": "source files", "other": "manifest"}
+    if result.identical:
+        lines.append(f"identical: same version {a.version}, {result.samples['counts']['unchanged']} samples")
+        outside = [line for name in (*SECTIONS, "other") for line in _key_changes(titles[name], result.sections[name])]
+        if outside:  # same bytes: what differs is outside the version (recipe prose, model paths)
+            lines += ["outside the version (no data byte differs):", *("  " + line for line in outside)]
+        return "\n".join(lines) + "\n"
     for name in (*SECTIONS, "other"):
         lines += _key_changes(titles[name], result.sections[name])
     lines += _file_changes("artifacts", result.artifacts, limit)

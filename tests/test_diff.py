@@ -79,6 +79,23 @@ def test_a_dataset_and_its_copy_are_identical(grid_dataset, tmp_path):
     assert data["samples"]["moved"] == []
 
 
+def test_prose_outside_the_version_is_listed_but_the_datasets_are_identical(grid_dataset, tmp_path):
+    """An edited recipe description changes no byte of the data: same version, exit 0, the edit listed."""
+    copy = copy_dataset(grid_dataset, tmp_path / "reworded")
+    manifest = json.loads((copy / "dataset.json").read_text())
+    before = manifest["recipe"].get("description", "")
+    manifest["recipe"]["description"] = before + " Reworded."
+    (copy / "dataset.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    result = run_diff(grid_dataset, copy)
+    assert result.exit_code == 0, result.output
+    assert f"identical: same version {manifest['version']}, 3 samples" in result.output
+    assert "outside the version (no data byte differs):" in result.output
+    assert "description" in result.output.split("outside the version")[1]
+    code, data = diff_json(grid_dataset, copy)
+    assert code == 0 and data["identical"] is True
+    assert [c["key"] for c in data["recipe"]] == ["description"]
+
+
 def test_one_config_value_changes_every_sample(grid_dataset, crop128):
     result = run_diff(grid_dataset, crop128)
     assert result.exit_code == 1, result.output
