@@ -157,8 +157,10 @@ def _build_options(func):
     return func
 
 
-def _check_out(_ctx, _param, value):
-    """A build writes to a local folder; a URL given as --out would otherwise become a folder named "s3:"."""
+def _check_out(ctx, _param, value):
+    """Outputs are local folders; a URL given as --out would otherwise become a folder named "s3:"."""
+    if value and "://" in value and ctx.command.name == "train":
+        raise UserError(f"--out {value}: the run folder must be a local folder (checkpoints are written, then renamed)")
     if value and "://" in value:
         raise UserError(f"--out {value}: a build writes to a local folder (its resumable cache needs a filesystem); "
                         f"build into a folder, then publish it: talkdata push OUT {value}")
@@ -244,7 +246,7 @@ def build(recipe, source, only, mirror, out, workers, scheduler, sets, limit, re
 
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False), default="talkdata-demo", show_default=True,
-              help="Folder for the demo datasets.")
+              callback=_check_out, help="Folder for the demo datasets.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def demo(out, workers, no_progress):
@@ -370,7 +372,7 @@ def _list_training_keys(ctx, _param, value):
 @click.option("--data", required=True, help="A dataset built by 'talkdata build' (folder or fsspec URL: s3://...).")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps (default: the loop's).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--out", type=click.Path(file_okay=False), default=None,
+@click.option("--out", type=click.Path(file_okay=False), default=None, callback=_check_out,
               help="Run folder for config.json, metrics.csv, metrics.json, checkpoint.pt (and tensorboard/ when "
                    "TensorBoard is installed) [default: runs/NAME]. A folder with a checkpoint.pt is resumed.")
 @click.option("--resume", is_flag=True,

@@ -306,4 +306,8 @@ def test_build_out_url_is_one_error_line_and_creates_nothing(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     line = one_error_line(talkdata_cli("build", "grid", "--source", str(tmp_path), "--out", "s3://bucket/grid"))
     assert line.startswith("error: --out s3://bucket/grid: a build writes to a local folder") and "talkdata push" in line
+    demo = one_error_line(talkdata_cli("demo", "--out", "s3://bucket/demo"))
+    assert demo.startswith("error: --out s3://bucket/demo: a build writes to a local folder")
+    train = one_error_line(talkdata_cli("train", "atnet", "--data", str(tmp_path), "--out", "s3://bucket/run"))
+    assert train == "error: --out s3://bucket/run: the run folder must be a local folder (checkpoints are written, then renamed)"
     assert list(tmp_path.iterdir()) == []
