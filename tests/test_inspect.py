@@ -26,7 +26,7 @@ from talkdata.qa.card_figures import duration_histogram, pose_blink_histograms, 
 from talkdata.qa.contact_sheet import (LABEL, LABEL_COLUMN, PAD, TILE, TITLE, choose_samples, contact_sheet,
                                        render_contact_sheet, tile_label)
 from talkdata.qa.dataset import decode_frames, index_rows, load_sample, npy, read_fields
-from talkdata.qa.render import draw_landmarks, frame_strip, landmark_tile, read_png
+from talkdata.figures.render import draw_landmarks, frame_strip, landmark_tile, read_png
 from talkdata.qa.sample_figure import layout, render_sample, strip_indices
 
 DATA = Path(__file__).parent / "data"
