@@ -4,5 +4,5 @@ the card's charts (``charts``).
 
 Shared by the dataset card (:mod:`talkdata.pipeline.card`, from statistics collected while packing)
 and ``talkdata inspect`` (:mod:`talkdata.qa`, from the shards), so that both draw the same pixels.
-Reads no file. May import ``talkdata.face.points`` and ``talkdata.shards`` (split names) only.
+Reads no file. May import ``talkdata.face.points`` (landmark regions) only.
 """
