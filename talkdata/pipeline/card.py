@@ -12,7 +12,6 @@ import io
 from pathlib import Path
 
 from ..files import write_atomic
-from .card_figures import write_card_figures
 from .croissant import write_croissant
 from .features import hub_features_yaml
 from .pack_stats import PackStats
@@ -96,6 +95,8 @@ def write_card(out: Path, manifest: dict, stats: PackStats, shape_model=None) ->
         render_shape_modes(modes, shape_model)
         body += ["", "Identity-removed landmarks (`lmk_norm.npy`) are coded in this basis (`pca.npy`):", "",
                  "![mean shape and the first PCA modes at +-2 standard deviations](card/shape_modes.png)"]
+    from .card_figures import write_card_figures  # matplotlib: only when a card is written
+
     body += write_card_figures(out, manifest, stats)  # contact sheet, histograms, rejects (card/*.png)
     body += ["", "## License", "", f"{recipe['license']}" + (f" (see {recipe['homepage']})" if recipe.get("homepage")
                                                               else ": the clips are the builder's own; state their "
