@@ -22,11 +22,12 @@ from click.testing import CliRunner
 
 from talkdata.cli import main
 from talkdata.pipeline.build import build
-from talkdata.qa.card_figures import duration_histogram, pose_blink_histograms, reject_chart
-from talkdata.qa.contact_sheet import (LABEL, LABEL_COLUMN, PAD, TILE, TITLE, choose_samples, contact_sheet,
-                                       render_contact_sheet, tile_label)
-from talkdata.qa.dataset import decode_frames, index_rows, load_sample, npy, read_fields
-from talkdata.qa.render import draw_landmarks, frame_strip, landmark_tile, read_png
+from talkdata.figures.charts import duration_histogram, pose_blink_histograms, reject_chart, weighted_median
+from talkdata.figures.sheet import LABEL, LABEL_COLUMN, PAD, TILE, TITLE, render_contact_sheet, tile_label
+from talkdata.media.mp4_frames import decode_video
+from talkdata.qa.contact_sheet import choose_samples, contact_sheet
+from talkdata.qa.dataset import index_rows, load_sample, npy, read_fields
+from talkdata.figures.render import draw_landmarks, frame_strip, landmark_tile, read_png
 from talkdata.qa.sample_figure import layout, render_sample, strip_indices
 
 DATA = Path(__file__).parent / "data"
@@ -60,14 +61,15 @@ def sample(grid_dataset):
 
 @pytest.fixture(scope="module")
 def strip_frames(sample):
-    return decode_frames(sample.video, strip_indices(sample.frames, 8))
+    indices = strip_indices(sample.frames, 8)
+    return dict(zip(indices, decode_video(sample.video, indices)))
 
 
 # ---------------------------------------------------------------- drawing primitives
 
 
 def test_draw_landmarks_changes_pixels_exactly_around_the_points(sample):
-    frame = decode_frames(sample.video, [40])[40]
+    frame = decode_video(sample.video, [40])[0]
     points = sample.lmk[40]
     drawn = draw_landmarks(frame, points, radius=2)
     assert drawn.shape == frame.shape and drawn.dtype == np.uint8
@@ -104,14 +106,14 @@ def test_strip_indices_are_slice_centres():
     assert strip_indices(1, 8) == [0]
 
 
-def test_decode_frames_returns_the_asked_frames_only(sample):
+def test_the_video_decoder_returns_the_asked_frames_only(sample):
     every = all_frames(sample.video)
     assert len(every) == sample.frames == 75
-    got = decode_frames(sample.video, [30, 3])
-    assert sorted(got) == [3, 30]
-    assert np.array_equal(got[3], every[3]) and np.array_equal(got[30], every[30])
-    with pytest.raises(ValueError, match="no frame 75"):
-        decode_frames(sample.video, [75])
+    got = decode_video(sample.video, [30, 3])
+    assert got.shape == (2, *every[0].shape)
+    assert np.array_equal(got[0], every[30]) and np.array_equal(got[1], every[3])
+    with pytest.raises(ValueError, match="frame 75 is missing"):
+        decode_video(sample.video, [75])
 
 
 # ---------------------------------------------------------------- the one-sample figure
@@ -194,7 +196,7 @@ def test_contact_sheet_has_one_labelled_tile_per_chosen_sample(grid_dataset):
         assert np.array_equal(sheet[top:top + TILE, LABEL_COLUMN:LABEL_COLUMN + TILE], tile), row["key"]
         label_band = sheet[top - LABEL:top, LABEL_COLUMN:LABEL_COLUMN + TILE]
         assert (label_band < 100).all(axis=-1).sum() > 20  # dark text above the tile
-    assert tile_label(rows[0]) == f"{rows[0]['key']}\nspeaker {rows[0]['speaker']}"
+    assert tile_label(rows[0]["key"], rows[0]["speaker"]) == f"{rows[0]['key']}\nspeaker {rows[0]['speaker']}"
 
 
 def test_contact_sheet_labels_and_tiles_follow_their_data():
@@ -263,8 +265,8 @@ def test_card_charts_change_with_their_data():
     assert one.shape == (116, 640, 3) and two.shape == (142, 640, 3)
     assert not np.array_equal(reject_chart({"no_face": 4}), one)
 
-    equal = duration_histogram({"train": np.array([3.0, 3.0]), "test": np.array([3.0])})
-    spread = duration_histogram({"train": np.array([2.0, 3.0, 5.5]), "test": np.array([3.0])})
+    equal = duration_histogram({"train": {3.0: 2}, "test": {3.0: 1}})  # {split: {duration: clips}}
+    spread = duration_histogram({"train": {2.0: 1, 3.0: 1, 5.5: 1}, "test": {3.0: 1}})
     assert equal.shape == spread.shape == (300, 640, 3) and not np.array_equal(equal, spread)
 
     rng = np.random.default_rng(0)
@@ -508,6 +510,7 @@ def test_html_page_plays_the_clip_and_the_slider_moves_the_frame(grid_dataset, s
 
 def test_card_of_a_build_without_a_shape_model_drops_an_earlier_shape_figure(tmp_path):
     from talkdata.pipeline.card import write_card
+    from talkdata.pipeline.pack_stats import PackStats
 
     stale = tmp_path / "card" / "shape_modes.png"
     stale.parent.mkdir()
@@ -515,7 +518,7 @@ def test_card_of_a_build_without_a_shape_model_drops_an_earlier_shape_figure(tmp
     manifest = {"version": "v1", "splits": {"train": {"samples": 0}}, "audio_features": [],
                 "rejects": {"count": 0, "by_reason": {}},
                 "recipe": {"title": "t", "license": "CC BY 4.0", "description": "d", "homepage": None}}
-    write_card(tmp_path, manifest, [], shape_model=None)
+    write_card(tmp_path, manifest, PackStats(), shape_model=None)
     assert not stale.exists()
     card = (tmp_path / "README.md").read_text()
     assert "shape_modes.png" not in card and "- samples: 0 (train 0)" in card

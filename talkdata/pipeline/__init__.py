@@ -4,7 +4,8 @@
   (``outcome``: ``Done | Rejected | Failed``) recorded in the ``cache``;
 - ``isolation``: tasks in a supervised child process; ``executor``: tasks in this process or on dask;
 - ``shape_fit``, ``pack``, ``generations``, ``card``: the dataset-level stages (shape model, shards and
-  index, the cache pointing into the shards, the dataset card); ``build``: the orchestration.
+  index, the cache pointing into the shards, the dataset card, written from the ``pack_stats`` each
+  shard task collects); ``build``: the orchestration.
 
 ``task`` imports neither ``isolation`` nor ``executor``; ``isolation`` imports ``task`` only.
 """

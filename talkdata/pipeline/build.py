@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from ..config import pinned, resolve
 from ..errors import REASONS, UserError
@@ -39,6 +38,7 @@ from .cache import GENERATION, ClipCache, cache_key, read_generation
 from .card import write_card
 from .executor import Executor, run_clips
 from .outcome import Done, Failed, reason
+from .pack_stats import PackStats
 from .pack import (INDEX_COLUMNS, REJECT_COLUMNS, ColumnTypes, Member, ShapeRef, TableWriter, measure,
                    plan_shards, shape_bytes, write_shard)
 from .shape_fit import FrameSampler, fit_basis, sampled_frames
@@ -366,6 +366,7 @@ def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], key
                                  config["shards"]["max_samples"], config["shards"]["max_bytes"]))
     index = TableWriter(out / "index.parquet", columns.schema(["shard", "sha256"]))
     shards = []
+    stats = PackStats()
     results = executor.map(write_shard, plans, shared=(str(out), recipe.name, str(cache.root.parent), model, shape),
                            total=len(plans), desc="pack shards", unit="shard")
     with _timed(timings, "pack"):
@@ -373,6 +374,7 @@ def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], key
             shards.append(result.info.manifest_entry())
             for row in result.rows:
                 index.write(row)
+            stats.merge(result.stats)
         index.close()
     for name in ("index.parquet", "rejects.parquet"):
         artifacts[name] = {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
@@ -403,8 +405,7 @@ def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], key
                  [(entry["path"], {m.key: m.cache_key for m in plan.members}) for entry, plan in zip(shards, plans)])
         drop_parked(cache.work)
     with _timed(timings, "card"):
-        rows = pq.read_table(out / "index.parquet", columns=["key", "split", "shard", "speaker", "duration"]).to_pylist()
-        write_card(out, manifest, rows, model)
+        write_card(out, manifest, stats, model)
     return manifest, by_reason
 
 

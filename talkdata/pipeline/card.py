@@ -2,7 +2,8 @@
 
 The header declares the splits' shard files and every field's type (``dataset_info.features``), so
 ``datasets.load_dataset(OUT)`` needs no type inference; ``croissant.json`` beside it describes the
-same build in Croissant. Both are written from the manifest and the shards, outside the version.
+same build in Croissant. Both are written from the manifest and the statistics collected while
+packing (:mod:`talkdata.pipeline.pack_stats`; no shard is read back), outside the version.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import io
 from pathlib import Path
 
 from ..files import write_atomic
+from .croissant import write_croissant
+from .features import hub_features_yaml
+from .pack_stats import PackStats
 
 
 def _size_category(n: int) -> str:
@@ -38,10 +42,9 @@ def license_link(recipe: dict) -> str:
     return recipe.get("homepage") or "README.md#license"
 
 
-def write_card(out: Path, manifest: dict, index_rows: list[dict], shape_model=None) -> None:
-    from .croissant import write_croissant
-    from .features import field_types, hub_features_yaml
-
+def write_card(out: Path, manifest: dict, stats: PackStats, shape_model=None) -> None:
+    """``OUT/README.md``, ``OUT/card/*.png`` and ``OUT/croissant.json`` from the manifest and the
+    statistics the pack collected (``stats``); no shard is read."""
     total = sum(s["samples"] for s in manifest["splits"].values())
     recipe = manifest["recipe"]
     splits = [s for s, info in manifest["splits"].items() if info["samples"]]
@@ -56,13 +59,14 @@ def write_card(out: Path, manifest: dict, index_rows: list[dict], shape_model=No
     for split in splits:
         header += [f"      - split: {split}", f"        path: shards/{split}/*.tar"]
     try:
-        types = field_types(out, index_rows) if index_rows else {}
+        types = stats.field_types() if stats.total else {}
     except ValueError:  # a field with two types (a corpus module bug): readers infer, as without a card
         types = {}
     if types:
         header += ["dataset_info:", "  config_name: default"] + hub_features_yaml(types)
     header += [f"talkdata_version_id: {manifest['version']}", "---", ""]
-    durations = [row["duration"] for row in index_rows]
+    durations = [value for counts in stats.durations.values() for value in counts]
+    seconds = sum(value * count for counts in stats.durations.values() for value, count in counts.items())
     body = [
         f"# {recipe['title']} (talkdata build)",
         "",
@@ -72,7 +76,7 @@ def write_card(out: Path, manifest: dict, index_rows: list[dict], shape_model=No
         f"- license: {recipe['license']}; homepage: {recipe.get('homepage') or '-'}",
         f"- samples: {total} ("
         + ", ".join(f"{s} {manifest['splits'][s]['samples']}" for s in manifest["splits"]) + ")",
-        f"- total duration: {sum(durations):.1f} s; clip length {min(durations, default=0):.2f}-"
+        f"- total duration: {seconds:.1f} s; clip length {min(durations, default=0):.2f}-"
         f"{max(durations, default=0):.2f} s",
         f"- rejected clips: {manifest['rejects']['count']}"
         + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(manifest['rejects']['by_reason'].items())) + ")"
@@ -91,9 +95,9 @@ def write_card(out: Path, manifest: dict, index_rows: list[dict], shape_model=No
         render_shape_modes(modes, shape_model)
         body += ["", "Identity-removed landmarks (`lmk_norm.npy`) are coded in this basis (`pca.npy`):", "",
                  "![mean shape and the first PCA modes at +-2 standard deviations](card/shape_modes.png)"]
-    from ..qa.card_figures import write_card_figures  # contact sheet, histograms, rejects (card/*.png)
+    from .card_figures import write_card_figures  # matplotlib: only when a card is written
 
-    body += write_card_figures(out, manifest, index_rows)
+    body += write_card_figures(out, manifest, stats)  # contact sheet, histograms, rejects (card/*.png)
     body += ["", "## License", "", f"{recipe['license']}" + (f" (see {recipe['homepage']})" if recipe.get("homepage")
                                                               else ": the clips are the builder's own; state their "
                                                               "license here before sharing this dataset."),

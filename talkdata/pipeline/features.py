@@ -1,9 +1,10 @@
 """The types of a build's sample fields, for readers that need them declared up front.
 
-:func:`field_types` reads the ``json`` of every sample and one sample of every other field and
-returns a small type tree per field; :func:`hub_features_yaml` writes it as the card's
-``dataset_info.features`` (Hugging Face ``datasets`` then loads without inferring types from the
-first samples) and ``talkdata.pipeline.croissant`` as Croissant fields.
+:class:`FieldTypes` takes the members of every sample as the pack writes them (each ``json``, and
+the first member of every other field) and gives a small type tree per field;
+:func:`hub_features_yaml` writes it as the card's ``dataset_info.features`` (Hugging Face
+``datasets`` then loads without inferring types from the first samples) and
+``talkdata.pipeline.croissant`` as Croissant fields.
 
 Type trees: ``("value", dtype)`` with a ``datasets`` dtype (``string``, ``int64``, ``float64``,
 ``bool``, ``float32``..., ``null`` when every sample has null), ``("list", item)``,
@@ -14,11 +15,8 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import numpy as np
-
-from ..shards import split_member
 
 Tree = tuple
 
@@ -79,34 +77,43 @@ def _member_type(field: str, data: bytes) -> Tree:
     return ("binary",)
 
 
-def _shard_members(out: Path, shard: str):
-    """``(key, field, member, tar)`` for every file member of a shard, in order."""
-    import tarfile
+class FieldTypes:
+    """The types of the samples added so far: each ``json``'s tree merged in order, and the type of
+    the first member of every other field. Mergeable shard by shard; a field seen with two types is
+    kept as a conflict that :meth:`types` reports."""
 
-    with tarfile.open(Path(out) / shard) as tar:
-        for member in tar:
-            if member.isfile():
-                yield (*split_member(member.name), member, tar)
+    def __init__(self) -> None:
+        self.json: Tree = ("value", "null")
+        self.fields: dict[str, Tree] = {}
+        self.conflict: str | None = None
 
+    def _merge_json(self, tree: Tree) -> None:
+        if self.conflict is None:
+            try:
+                self.json = merge(self.json, tree)
+            except ValueError as err:
+                self.conflict = str(err)
 
-def field_types(out: str | Path, rows: list[dict]) -> dict[str, Tree]:
-    """``{field: type}`` of the build's samples (``rows``: its index rows), fields in name order.
+    def add(self, files: dict[str, bytes]) -> None:
+        """One sample's members (``{field: bytes}``, as written to its shard)."""
+        for name, data in files.items():
+            if name == "json":
+                self._merge_json(_json_type(json.loads(data)))
+            elif name not in self.fields:
+                self.fields[name] = _member_type(name, data)
 
-    Every shard is read once: each sample's ``json``, and the first member of every other field.
-    """
-    wanted = {row["key"] for row in rows}
-    json_type: Tree = ("value", "null")
-    types: dict[str, Tree] = {}
-    for shard in sorted({row["shard"] for row in rows}):
-        for key, field, member, tar in _shard_members(Path(out), shard):
-            if key not in wanted:
-                continue
-            if field == "json":
-                json_type = merge(json_type, _json_type(json.loads(tar.extractfile(member).read())))
-            elif field not in types:
-                types[field] = _member_type(field, tar.extractfile(member).read())
-    types["json"] = json_type
-    return dict(sorted(types.items()))
+    def merge(self, other: FieldTypes) -> None:
+        """Then ``other``'s samples (in order, as if added one by one after these)."""
+        self.conflict = self.conflict or other.conflict
+        self._merge_json(other.json)
+        for name, tree in other.fields.items():
+            self.fields.setdefault(name, tree)
+
+    def types(self) -> dict[str, Tree]:
+        """``{field: type}``, fields in name order (ValueError when a field holds two types)."""
+        if self.conflict is not None:
+            raise ValueError(self.conflict)
+        return dict(sorted({**self.fields, "json": self.json}.items()))
 
 
 def _yaml_tree(tree: Tree, indent: str) -> list[str]:

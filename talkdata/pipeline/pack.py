@@ -6,9 +6,11 @@
    ``meta.json``). The rule is ``ShardWriter``'s, so the shards are the ones a single writer would
    make.
 2. ``write_shard``: an executor task that reads its samples from the cache, computes
-   ``lmk_norm``/``pca``, writes one shard (sha256 while writing) and returns its index rows.
-3. The driver takes shard results in plan order and streams the rows into ``index.parquet``
-   (``TableWriter``: row groups of ``ROW_GROUP`` rows); the same for ``rejects.parquet``.
+   ``lmk_norm``/``pca``, writes one shard (sha256 while writing) and returns its index rows and
+   the card's statistics of its samples (:class:`~talkdata.pipeline.pack_stats.PackStats`).
+3. The driver takes shard results in plan order, streams the rows into ``index.parquet``
+   (``TableWriter``: row groups of ``ROW_GROUP`` rows) and merges the statistics (the card is
+   written from them, without reading a shard back); the same for ``rejects.parquet``.
 
 Output bytes do not depend on the number of workers or the order shards finish in.
 """
@@ -31,6 +33,7 @@ from ..sample_meta import normalize as normalize_meta
 from ..shards import ShardFile, ShardInfo, sample_hash, starts_new_shard
 from .cache import ClipCache
 from .clip import npy_bytes
+from .pack_stats import PackStats
 from .shape_fit import shape_fields
 
 ROW_GROUP = 65536
@@ -67,6 +70,7 @@ class ShardPlan:
 class ShardResult:
     info: ShardInfo
     rows: list[dict] = field(repr=False)
+    stats: PackStats = field(repr=False, default_factory=PackStats)  # what the card needs of these samples
 
 
 def meta_columns(meta: dict) -> dict:
@@ -160,13 +164,15 @@ def plan_shards(members: Iterable[tuple[str, Member]], max_samples: int, max_byt
 
 
 def write_shard(out: str, name: str, work_dir: str, model, shape: ShapeRef, plan: ShardPlan) -> ShardResult:
-    """Executor task: write one planned shard from the cache; returns its manifest entry and index rows."""
+    """Executor task: write one planned shard from the cache; returns its manifest entry, its index rows
+    and the card's statistics of its samples."""
     from .executor import cap_blas_threads
 
     cap_blas_threads()
     cache = ClipCache(work_dir)
     shard = ShardFile(Path(out), name, plan.split, plan.index)
     rows = []
+    stats = PackStats()
     try:
         for member in plan.members:
             files = cache.files(member.cache_key)
@@ -183,10 +189,11 @@ def write_shard(out: str, name: str, work_dir: str, model, shape: ShapeRef, plan
                                    "during the build?)")
             shard.write(member.key, files)
             rows.append(index_row(json_meta, plan.split, shard.relpath, sample_hash(files)))
+            stats.add(plan.split, rows[-1], files)
     except BaseException:
         shard.abort()
         raise
-    return ShardResult(shard.close(), rows)
+    return ShardResult(shard.close(), rows, stats)
 
 
 class ColumnTypes:

@@ -1,5 +1,11 @@
-"""Visual quality control of a built dataset: figures of one sample, contact sheets, the dataset
-card's figures and a self-contained HTML page per sample (``talkdata inspect``)."""
+"""Visual quality control of a built dataset (``talkdata inspect``): the figure of one sample, its
+self-contained HTML page, and the contact sheet, read from the shards.
+
+The drawing is :mod:`talkdata.figures` (shared with the dataset card, which the build writes from
+statistics collected while packing and never through this package). May import ``talkdata.figures``,
+``talkdata.media`` (the ``video.mp4`` decoder), ``talkdata.store``, ``talkdata.manifest`` and
+``talkdata.shards``; never the build (``talkdata.pipeline``), training or the download code.
+"""
 
 from .inspection import inspect_dataset
 

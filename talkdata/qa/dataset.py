@@ -1,16 +1,14 @@
 """Read what the QA figures need from a finished dataset (a folder or an fsspec URL, through
-:class:`talkdata.store.Store`): the index, single samples, chosen fields of many samples, and a few
-decoded frames.
+:class:`talkdata.store.Store`): the index, single samples and chosen fields of many samples.
 
 Samples are read straight from their shard: tar members are visited in order and only the wanted
-ones are read (an uncompressed tar skips the others by seeking), and video is decoded only up
-to the last frame asked for.
+ones are read (an uncompressed tar skips the others by seeking). ``video.mp4`` stays encoded; it is
+decoded by :func:`talkdata.media.mp4_frames.decode_video`, the loader's decoder.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import io
 import json
 import tarfile
@@ -91,11 +89,6 @@ def find_row(rows: list[dict], key: str, out: str | Path | Store) -> dict:
     raise UserError(f"no sample with key {key!r} in {where}{hint}")
 
 
-def hash_order(keys: Iterable[str], seed: int) -> list[str]:
-    """``keys`` in a seeded pseudo-random order that depends only on the keys themselves."""
-    return sorted(keys, key=lambda k: (hashlib.sha256(f"{seed}:{k}".encode()).hexdigest(), k))
-
-
 def read_fields(out: str | Path | Store, rows: list[dict], fields: Iterable[str]) -> dict[str, dict[str, bytes]]:
     """``{key: {field: bytes}}`` for the samples of ``rows``, reading only ``fields`` of each.
 
@@ -151,28 +144,3 @@ def load_sample(out: str | Path | Store, key: str) -> Sample:
     return Sample(key=key, meta=json.loads(files["json"]), video=files["video.mp4"], lmk=npy(files["lmk.npy"]),
                   pose=npy(files["pose.npy"]), blink=npy(files["blink.npy"]), pca=npy(files["pca.npy"]),
                   mfcc=npy(files["mfcc.npy"]), audio=audio, sample_rate=rate)
-
-
-def decode_frames(video: bytes, indices: Iterable[int]) -> dict[int, np.ndarray]:
-    """``{index: (H, W, 3) uint8 RGB}`` for the wanted frame indices of mp4 bytes.
-
-    Decoding stops at the last wanted frame, so asking for frame 0 decodes one frame.
-    """
-    import av
-
-    wanted = set(int(i) for i in indices)
-    if not wanted:
-        return {}
-    last = max(wanted)
-    frames: dict[int, np.ndarray] = {}
-    number = -1
-    with av.open(io.BytesIO(video)) as container:
-        for number, frame in enumerate(container.decode(video=0)):
-            if number in wanted:
-                frames[number] = frame.to_ndarray(format="rgb24")
-            if number >= last:
-                break
-    if len(frames) != len(wanted):
-        missing = sorted(wanted - set(frames))
-        raise ValueError(f"the video has no frame {missing[0]} (it ends after frame {number})")
-    return frames

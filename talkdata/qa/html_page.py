@@ -18,7 +18,7 @@ import json
 import numpy as np
 
 from .dataset import Sample
-from .render import png_bytes
+from ..figures.render import png_bytes
 from .sample_figure import SampleFigure
 
 
@@ -159,7 +159,7 @@ show(0);
 
 def sample_html(sample: Sample, figure: SampleFigure, video: bytes | None = None) -> str:
     """The page for ``sample`` (``video``: the mp4 to embed, by default the clip with its audio)."""
-    from .render import landmark_colours
+    from ..figures.render import landmark_colours
 
     if video is None:
         video = video_with_audio(sample.video, sample.audio, sample.sample_rate)

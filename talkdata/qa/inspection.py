@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
+from ..figures.render import png_bytes
+from ..figures.sheet import PER_SPLIT
 from ..files import write_atomic
-from .contact_sheet import PER_SPLIT, contact_sheet
-from .dataset import check_dataset, decode_frames, load_sample
-from .render import png_bytes
+from ..media.mp4_frames import decode_video
+from .contact_sheet import contact_sheet
+from .dataset import check_dataset, load_sample
 from .sample_figure import render_sample, strip_indices
 
 
@@ -44,7 +46,7 @@ def inspect_dataset(out: str | Path, key: str | None = None, png: str | Path | N
         return lines
     sample = load_sample(out, key)
     indices = strip_indices(sample.frames, frames)
-    figure = render_sample(sample, decode_frames(sample.video, indices), len(indices))
+    figure = render_sample(sample, dict(zip(indices, decode_video(sample.video, indices))), len(indices))
     size = f"{figure.image.shape[1]}x{figure.image.shape[0]} px"
     if png is not None:
         path = _write(png, png_bytes(figure.image))

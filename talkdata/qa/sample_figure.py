@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dataset import Sample
-from .render import figure_style, figure_to_rgb, frame_strip, new_figure, pixel_axes
+from ..figures.render import figure_style, figure_to_rgb, frame_strip, new_figure, pixel_axes
 
 #: analysis window of the MFCC rows (the sample contract's 25 ms)
 MFCC_WINDOW_S = 0.025

@@ -1,5 +1,5 @@
-"""Drawing primitives shared by the QA figures: landmarks on frames, frame strips, matplotlib
-figures rendered to numpy RGB, and deterministic PNG bytes.
+"""Drawing primitives shared by the dataset card and `talkdata inspect`: landmarks on frames, frame
+strips, matplotlib figures rendered to numpy RGB, and deterministic PNG bytes.
 
 Every function here is pure: arrays in, a new ``uint8`` RGB array (H, W, 3) out. Figures are made
 with matplotlib's Agg canvas directly (no pyplot state, no global backend switch), under
