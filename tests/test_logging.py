@@ -216,3 +216,15 @@ def test_training_follows_quiet_and_verbose(grid_dataset, tmp_path):
     assert f"step 2: saved {tmp_path / 'verbose' / 'checkpoint.pt'}" in debug
     assert any(line.startswith("step 3/3 loss ") for line in debug) and "loss=" not in verbose.stderr
     assert not any("saved" in line and "step" in line for line in lines(loud.stderr))
+
+
+def test_build_follows_verbose_and_quiet(tmp_path):
+    out = tmp_path / "out"
+    args = ["build", "grid", "--source", str(DATA / "grid"), "--out", str(out), "--limit", "1"]
+    verbose = cli("--verbose", *args, "--no-progress")
+    assert verbose.exit_code == 0, verbose.output
+    assert f"grid: 1 clips indexed in {DATA / 'grid'}, 1 to process into {out}" in lines(verbose.stderr)
+    assert "\r" not in verbose.stderr
+    again = cli("--quiet", *args)  # everything is cached: nothing to process, nothing to say
+    assert again.exit_code == 0, again.output
+    assert again.stderr == "" and again.stdout == verbose.stdout != ""
