@@ -85,7 +85,8 @@ def test_quiet_hides_messages_and_progress_bars_but_not_the_result(tmp_path, mon
     assert [re.sub(r" in [0-9.]+ s, .*", "", line) for line in lines(quiet.stdout)] == [
         line.replace(str(tmp_path / "talkdata-home"), str(tmp_path / "second")) for line in untimed]
     assert "downloaded: 2 file(s), 453.0 kB" in untimed
-    assert (tmp_path / "second" / "grid" / "s1" / "bbaf2n.mpg").read_bytes() == (DATA / "grid" / "s1" / "bbaf2n.mpg").read_bytes()
+    extracted = tmp_path / "second" / "grid" / "s1" / "bbaf2n.mpg"
+    assert extracted.read_bytes() == (DATA / "grid" / "s1" / "bbaf2n.mpg").read_bytes()
 
 
 def test_quiet_still_prints_warnings_and_the_error_line():

@@ -137,7 +137,8 @@ def has_download(recipe: Recipe) -> bool:
 
 
 def download(recipe, only: list[str] | None = None, mirror: str | None = None, jobs_n: int = DEFAULT_JOBS,
-             env: Mapping[str, str] | None = None, keep_archives: bool = True, dry_run: bool = False, retry_skipped: bool = True) -> Report:
+             env: Mapping[str, str] | None = None, keep_archives: bool = True, dry_run: bool = False,
+             retry_skipped: bool = True) -> Report:
     """Fetch, verify and extract what ``recipe`` needs (restricted by ``only``) into ``DATA_ROOT/NAME``.
 
     Optional files that failed before are tried again only with ``retry_skipped`` (``talkdata
@@ -227,7 +228,8 @@ def _exclusive(root: Path, name: str):
 
 
 def _fetch_and_extract(recipe, spec: Mapping, root: Path, todo: list[Unit], mirror: str | None,
-                       jobs_n: int, env: Mapping[str, str] | None, keep_archives: bool, retry_skipped: bool, report: Report) -> None:
+                       jobs_n: int, env: Mapping[str, str] | None, keep_archives: bool, retry_skipped: bool,
+                       report: Report) -> None:
     needed = [f for u in todo for f in u.files if not is_complete(root, f)
               and (retry_skipped or not marker_path(root, "skipped", f.dest).exists())
               and not _check_in_place(root, f)]
@@ -240,7 +242,7 @@ def _fetch_and_extract(recipe, spec: Mapping, root: Path, todo: list[Unit], mirr
         work = jobs(needed, root, access, mirror)
         known = sum(f.size or 0 for f in needed)
         logger.info(f"{recipe.name}: downloading {len(needed)} file(s)" + (f", {human(known)}" if known else "")
-            + f" into {root}")
+                    + f" into {root}")
 
         def done(job: http.Job, fetched: http.Fetched) -> None:
             rel = str(job.dest.relative_to(root))

@@ -29,6 +29,7 @@ from .http import (DEFAULT_POLICY, DownloadError, Job, RetryPolicy, Verification
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class ModelFile:
     name: str  # registry key
@@ -52,7 +53,8 @@ REGISTRY = {
 }
 
 
-def fetch(model: ModelFile, folder: Path | None = None, *, url: str | None = None, policy: RetryPolicy = DEFAULT_POLICY, timeout: float = 60.0) -> Path:
+def fetch(model: ModelFile, folder: Path | None = None, *, url: str | None = None,
+          policy: RetryPolicy = DEFAULT_POLICY, timeout: float = 60.0) -> Path:
     """Download ``model`` into ``folder`` (the torch hub cache) and verify it; ``url`` replaces the
     official URL (a mirror, or a test server). Returns the verified file's path."""
     folder = folder or torch_hub_checkpoints()

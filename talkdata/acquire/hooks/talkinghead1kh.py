@@ -119,7 +119,8 @@ def _cut_tubes(root: Path, split_dir: Path, video_id: str, tubes: list[Tube], le
         ledger["tubes"][tube.official_name] = record
 
 
-def download(recipe, root: str | Path, only: list[str] | None = None, mirror: str | None = None, *, limit: int | None = None, retry_unavailable: bool = False) -> DownloadReport:
+def download(recipe, root: str | Path, only: list[str] | None = None, mirror: str | None = None, *,
+             limit: int | None = None, retry_unavailable: bool = False) -> DownloadReport:
     """Fetch the tube lists' videos with yt-dlp (video + audio), cut the 1-minute chunks and the tubes.
 
     The hook of ``talkdata download talkinghead-1kh`` (see :mod:`talkdata.acquire.hooks`). ``recipe`` is
