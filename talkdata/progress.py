@@ -64,15 +64,18 @@ def hide_bars() -> None:
 @contextlib.contextmanager
 def terminal(level: int = logging.INFO) -> Iterator[None]:
     """For the duration of a command: talkdata's messages from ``level`` up on stderr, and progress
-    bars when ``level`` lets INFO through. Handlers and levels are restored afterwards."""
+    bars when ``level`` lets INFO through. Messages are printed once, by this handler (not passed on to
+    handlers of the root logger that another library may have set up). Everything is restored afterwards."""
     root, progress = logging.getLogger(ROOT), logging.getLogger(PROGRESS)
-    saved = root.level, progress.level
+    saved = root.level, root.propagate, progress.level
     handler = TerminalHandler()
     root.addHandler(handler)
     root.setLevel(level)
+    root.propagate = False
     try:
         yield
     finally:
         root.removeHandler(handler)
         root.setLevel(saved[0])
-        progress.setLevel(saved[1])
+        root.propagate = saved[1]
+        progress.setLevel(saved[2])

@@ -136,13 +136,27 @@ def test_quiet_and_verbose_together_is_one_error_line():
     assert lines(result.output) == ["error: --quiet and --verbose cannot be used together"]
 
 
-def test_the_cli_leaves_logging_as_it_found_it():
+class StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (click's runner swaps it in)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(self.format(record) + "\n")
+
+
+def test_the_cli_prints_each_message_once_and_leaves_logging_as_it_found_it(home):
     root = logging.getLogger("talkdata")
-    before = (list(root.handlers), root.level, logging.getLogger("talkdata.progress").level)
-    assert cli("-v", "recipes").exit_code == 0
-    assert cli("recipes", "grid").exit_code == 0
-    assert (list(root.handlers), root.level, logging.getLogger("talkdata.progress").level) == before
+    before = (list(root.handlers), root.level, root.propagate, logging.getLogger("talkdata.progress").level)
     assert [type(h) for h in root.handlers] == [logging.NullHandler]
+    elsewhere = StderrHandler()  # another library's handler on the root logger
+    logging.getLogger().addHandler(elsewhere)
+    try:
+        result = cli("-v", "download", "grid", "--only", "s1", "--dry-run")
+    finally:
+        logging.getLogger().removeHandler(elsewhere)
+    assert result.exit_code == 0, result.output
+    assert lines(result.stderr) == [f"grid: 2 unit(s) planned in {home / 'grid'}, 2 not extracted yet"]
+    assert cli("recipes", "grid", "--no-progress").exit_code == 2  # an error line, then the same clean-up
+    assert (list(root.handlers), root.level, root.propagate, logging.getLogger("talkdata.progress").level) == before
 
 
 LIBRARY_USE = """
