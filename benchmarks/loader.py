@@ -90,7 +90,7 @@ def default_dataset(copies: int) -> Path:
         from talkdata.pipeline.build import build
 
         print(f"building the GRID samples into {base} (once)")
-        build("grid", REPO / "tests" / "data" / "grid", base, progress=False)
+        build("grid", REPO / "tests" / "data" / "grid", base)
     return replicate(base, copies) if copies > 1 else base
 
 

@@ -160,7 +160,7 @@ def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_c
     if not (work / "clips").exists():
         synth_entries(records, keys, work, frames, video_kb * 1000)
     cache = ClipCache(work)
-    with Executor(workers, None, progress=False) as executor:
+    with Executor(workers, None) as executor:
         if not executor.local:
             stage("cluster start", executor._connect)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 from importlib import resources
@@ -12,6 +13,7 @@ import click
 
 from .config import list_keys, parse_set_options
 from .errors import DISK_FULL_ERRNOS, UserError, disk_full_error
+from .progress import hide_bars, terminal
 
 
 class _Command(click.Command):
@@ -64,8 +66,19 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="talkdata")
-def main() -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Print only warnings and errors (no progress bars).")
+@click.option("-v", "--verbose", is_flag=True, help="Print debug messages too.")
+@click.pass_context
+def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
     """Turn talking-face corpora into versioned, training-ready WebDataset shards."""
+    if quiet and verbose:
+        raise UserError("--quiet and --verbose cannot be used together")
+    ctx.with_resource(terminal(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO))
+
+
+def _no_progress(_ctx, _param, value):
+    if value:
+        hide_bars()
 
 
 @main.command()
@@ -98,10 +111,6 @@ def recipes(name: str | None) -> None:
         click.echo(line)
 
 
-def _echo_err(text: str) -> None:
-    click.echo(text, err=True)
-
-
 @main.command()
 @click.argument("recipe")
 @click.option("--only", default=None, metavar="A,B",
@@ -112,8 +121,8 @@ def _echo_err(text: str) -> None:
 @click.option("--jobs", type=click.IntRange(min=1), default=4, show_default=True, help="Parallel downloads.")
 @click.option("--delete-archives", is_flag=True, help="Remove downloaded archives once they are extracted.")
 @click.option("--dry-run", is_flag=True, help="Show what would be downloaded, and exit.")
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def download(recipe, only, mirror, jobs, delete_archives, dry_run, no_progress):
+@click.option("--no-progress", is_flag=True, expose_value=False, callback=_no_progress, help="Hide progress bars.")
+def download(recipe, only, mirror, jobs, delete_archives, dry_run):
     """Download, verify and extract corpus RECIPE into $TALKDATA_HOME/RECIPE (default ~/.cache/talkdata/RECIPE).
 
     Interrupted downloads resume; finished ones are skipped. Credentials come from the environment
@@ -123,8 +132,8 @@ def download(recipe, only, mirror, jobs, delete_archives, dry_run, no_progress):
     from .acquire.download import download as run_download
     from .acquire.plan import parse_only
 
-    report = run_download(load_recipe(recipe), parse_only(only), mirror, jobs, progress=not no_progress, log=_echo_err,
-                          keep_archives=not delete_archives, dry_run=dry_run)
+    report = run_download(load_recipe(recipe), parse_only(only), mirror, jobs, keep_archives=not delete_archives,
+                          dry_run=dry_run)
     click.echo(report.summary())
 
 
@@ -150,7 +159,8 @@ def _build_options(func):
         click.option("--keep-cache", is_flag=True,
                      help="Keep a full copy of every sample in OUT/.work (by default the cache points into the "
                           "shards after a build: the dataset is stored once)."),
-        click.option("--no-progress", is_flag=True, help="Hide progress bars."),
+        click.option("--no-progress", is_flag=True, expose_value=False, callback=_no_progress,
+                     help="Hide progress bars."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -225,7 +235,7 @@ def _check_shape_model(_ctx, _param, value):
 @click.option("--list-keys", is_flag=True, expose_value=False, is_eager=True, callback=_list_keys,
               help="List every config key with its default, type, range or choices and help, and exit.")
 def build(recipe, source, only, mirror, out, workers, scheduler, sets, limit, retry_failed, clip_timeout, no_isolation,
-          shape_model, keep_cache, no_progress):
+          shape_model, keep_cache):
     """Build WebDataset shards from the corpus RECIPE found in --source (or downloaded into the data root)."""
     from .config import resolve
     from .pipeline.build import build as run_build
@@ -236,11 +246,11 @@ def build(recipe, source, only, mirror, out, workers, scheduler, sets, limit, re
     loaded = load_recipe(recipe)
     overrides = parse_set_options(sets)
     resolve(loaded.defaults, loaded.name, overrides)  # every value checked before anything is downloaded or run
-    source = resolve_source(loaded, source, parse_only(only), mirror, progress=not no_progress, log=_echo_err)
+    source = resolve_source(loaded, source, parse_only(only), mirror)
 
     report = run_build(recipe, source, out, overrides, workers=workers, scheduler=scheduler,
-                       limit=limit, retry_failed=retry_failed, shape_model=shape_model, progress=not no_progress,
-                       isolate=not no_isolation, clip_timeout=clip_timeout, keep_cache=keep_cache)
+                       limit=limit, retry_failed=retry_failed, shape_model=shape_model, isolate=not no_isolation,
+                       clip_timeout=clip_timeout, keep_cache=keep_cache)
     click.echo(report.summary())
 
 
@@ -248,8 +258,8 @@ def build(recipe, source, only, mirror, out, workers, scheduler, sets, limit, re
 @click.option("--out", type=click.Path(file_okay=False), default="talkdata-demo", show_default=True,
               callback=_check_out, help="Folder for the demo datasets.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def demo(out, workers, no_progress):
+@click.option("--no-progress", is_flag=True, expose_value=False, callback=_no_progress, help="Hide progress bars.")
+def demo(out, workers):
     """Build the real sample clips bundled with talkdata (GRID, CREMA-D) into --out."""
     from .pipeline.build import build as run_build
 
@@ -257,7 +267,7 @@ def demo(out, workers, no_progress):
     for recipe, folder in (("grid", "grid"), ("crema-d", "crema_d")):
         target = Path(out) / recipe
         click.echo(f"== {recipe}: {samples / folder} -> {target}")
-        report = run_build(recipe, str(samples / folder), target, workers=workers, progress=not no_progress)
+        report = run_build(recipe, str(samples / folder), target, workers=workers)
         click.echo(report.summary())
 
 
@@ -382,15 +392,16 @@ def _list_training_keys(ctx, _param, value):
               help="Override a training setting, e.g. --set batch_size=8 (repeatable; --list-keys shows all).")
 @click.option("--list-keys", is_flag=True, expose_value=False, is_eager=True, callback=_list_training_keys,
               help="List every training setting of each loop with its default, type, range and help, and exit.")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar (print the loss about ten times instead).")
+@click.option("--no-progress", is_flag=True, expose_value=False, callback=_no_progress,
+              help="Hide the progress bar (print the loss about ten times instead).")
 @_storage_option
-def train(name, data, steps, device, out, resume, seed, sets, no_progress, storage_options):
+def train(name, data, steps, device, out, resume, seed, sets, storage_options):
     """Run the reference training loop NAME (atnet, facial-pose) on a built dataset."""
     from .train import run_training
 
     result = run_training(name, data, steps=steps, device=device, out=out, seed=seed,
-                          overrides=parse_set_options(sets), log=click.echo, progress=not no_progress,
-                          resume=True if resume else None, storage_options=_store_options(storage_options))
+                          overrides=parse_set_options(sets), resume=True if resume else None,
+                          storage_options=_store_options(storage_options))
     click.echo(result.summary())
 
 

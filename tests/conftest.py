@@ -21,7 +21,7 @@ def grid_dataset(tmp_path_factory) -> Path:
     from talkdata.pipeline.build import build
 
     out = tmp_path_factory.mktemp("session-grid") / "grid"
-    build("grid", DATA / "grid", out, progress=False)
+    build("grid", DATA / "grid", out)
     return out
 
 
@@ -31,7 +31,7 @@ def crema_dataset(tmp_path_factory) -> Path:
     from talkdata.pipeline.build import build
 
     out = tmp_path_factory.mktemp("session-crema") / "crema"
-    build("crema-d", DATA / "crema_d", out, progress=False)
+    build("crema-d", DATA / "crema_d", out)
     return out
 
 
@@ -53,7 +53,7 @@ def crema_heldout_dataset(tmp_path_factory) -> Path:
         for emotion in emotions:
             shutil.copy(flv / f"1001_DFA_{emotion}_XX.flv", root / "source" / folder)
     out = root / "out"
-    build("videos", root / "source", out, sets={"split.train": 0.5, "split.val": 0.5, "split.test": 0.0}, progress=False)
+    build("videos", root / "source", out, sets={"split.train": 0.5, "split.val": 0.5, "split.test": 0.0})
     splits = {row["key"]: row["split"] for row in pq.read_table(out / "index.parquet").to_pylist()}
     assert splits == {"actor1001_train/1001_DFA_ANG_XX": "train", "actor1001_train/1001_DFA_HAP_XX": "train",
                       "actor1001_train/1001_DFA_NEU_XX": "train", "actor1001_val/1001_DFA_SAD_XX": "val"}

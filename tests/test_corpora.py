@@ -117,7 +117,7 @@ def vox_source(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def vox_out(vox_source, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("vox2-out") / "voxceleb2"
-    report = build("voxceleb2", vox_source, out, progress=False)
+    report = build("voxceleb2", vox_source, out)
     assert report.samples == {"train": 1, "val": 0, "test": 1} and not report.rejects
     return out
 
@@ -224,7 +224,7 @@ def lrw_source(tmp_path_factory) -> Path:
 
 def test_lrw_build_splits_and_word_metadata(lrw_source, tmp_path):
     out = tmp_path / "lrw-out"
-    report = build("lrw", lrw_source, out, progress=False)
+    report = build("lrw", lrw_source, out)
     assert report.samples == {"train": 2, "val": 1, "test": 1} and not report.rejects
     samples = samples_of(out)
     assert sorted(samples) == ["BIN/test_BIN_00001", "BIN/train_BIN_00001", "BIN/train_BIN_00003", "BIN/val_BIN_00001"]
@@ -530,7 +530,7 @@ def test_th1kh_second_download_fetches_nothing_again(th_downloaded, fake_youtube
                 path.unlink()
     before = len(_FakeYouTube.requests)
     report = th_download.download(parse_recipe((resources.files("talkdata.recipes") / "talkinghead-1kh.toml").read_text(), "t"),
-                         th_downloaded, None, fake_youtube, progress=False)
+                         th_downloaded, None, fake_youtube)
     assert len(_FakeYouTube.requests) == before  # done videos are on disk, the unavailable one is in the ledger
     assert report.videos == {"ok": 2, "unavailable": 1}
     assert report.tubes == {"ok": 2, "tube_out_of_range": 2, "unavailable": 1}
@@ -538,7 +538,7 @@ def test_th1kh_second_download_fetches_nothing_again(th_downloaded, fake_youtube
 
 def test_th1kh_build_turns_failures_into_rejects(th_downloaded, tmp_path):
     out = tmp_path / "th-out"
-    report = build("talkinghead-1kh", th_downloaded, out, progress=False)
+    report = build("talkinghead-1kh", th_downloaded, out)
     assert report.samples == {"train": 1, "val": 1, "test": 0}
     assert report.rejects == {"tube_out_of_range": 2, "unavailable": 1}
     rejects = {r["key"]: r for r in pq.read_table(out / "rejects.parquet").to_pylist()}
@@ -572,7 +572,7 @@ def test_th1kh_recipe_url_and_margin(fake_youtube, tmp_path):
     text = text.replace("tube_margin = 0.0", "tube_margin = 0.25")
     recipe = parse_recipe(text, "test recipe")
     root = _th_root(tmp_path)
-    report = th_download.download(recipe, root, ["train"], None, progress=False, limit=1)
+    report = th_download.download(recipe, root, ["train"], None, limit=1)
     assert report.videos == {"ok": 1}
     # the index: val was never downloaded (left out); the second train video not yet (missing_source)
     records = {r.key: r for r in th.index(root, {})}
@@ -588,7 +588,7 @@ def test_th1kh_recipe_url_and_margin(fake_youtube, tmp_path):
     hint = cut["face_box"]
     assert hint[0] - 0.02 <= found[0] and found[2] <= hint[2] + 0.02 and hint[1] - 0.02 <= found[1] and found[3] <= hint[3] + 0.02
     with pytest.raises(UserError, match=r"--only takes split names \(train, val\), not test"):
-        th_download.download(recipe, root, ["test"], None, progress=False)
+        th_download.download(recipe, root, ["test"], None)
 
 
 @pytest.mark.parametrize("setup, message", [

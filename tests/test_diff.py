@@ -48,7 +48,7 @@ def crop128(tmp_path_factory) -> Path:
     from talkdata.pipeline.build import build
 
     out = tmp_path_factory.mktemp("diff-crop") / "crop128"
-    build("grid", DATA / "grid", out, sets={"crop.size": 128}, progress=False)
+    build("grid", DATA / "grid", out, sets={"crop.size": 128})
     return out
 
 
@@ -58,7 +58,7 @@ def limit2(tmp_path_factory) -> Path:
     from talkdata.pipeline.build import build
 
     out = tmp_path_factory.mktemp("diff-limit") / "limit2"
-    build("grid", DATA / "grid", out, limit=2, progress=False)
+    build("grid", DATA / "grid", out, limit=2)
     return out
 
 

@@ -621,16 +621,16 @@ def test_credentials_come_from_env_or_netrc_and_are_never_shown(tmp_path):
 def test_module_download_hook_gets_the_keywords_it_declares(tmp_path):
     calls = []
 
-    def hook(root, recipe, progress=True):
-        calls.append((root, recipe, progress))
+    def hook(root, recipe):
+        calls.append((root, recipe))
 
-    call_hook(hook, root=tmp_path, recipe={"name": "x"}, only=None, mirror=None, progress=False)
-    assert calls == [(tmp_path, {"name": "x"}, False)]
+    call_hook(hook, root=tmp_path, recipe={"name": "x"}, only=None, mirror=None)
+    assert calls == [(tmp_path, {"name": "x"})]
     with pytest.raises(UserError, match="--only is not supported by .*hook"):
-        call_hook(hook, root=tmp_path, recipe={}, only=["val"], mirror=None, progress=False)
+        call_hook(hook, root=tmp_path, recipe={}, only=["val"], mirror=None)
 
-    def full(root, recipe, only, mirror, progress):
+    def full(root, recipe, only, mirror):
         calls.append((only, mirror))
 
-    call_hook(full, root=tmp_path, recipe={}, only=["val"], mirror="http://m", progress=False)
+    call_hook(full, root=tmp_path, recipe={}, only=["val"], mirror="http://m")
     assert calls[-1] == (["val"], "http://m")

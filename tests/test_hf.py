@@ -45,7 +45,7 @@ def videos_dataset(tmp_path_factory) -> Path:
     shutil.copy(DATA / "voxceleb2_like" / "00473.mp4", source / "anna" / "talk.mp4")
     shutil.copy(DATA / "grid" / "s1" / "bbaf2n.mpg", source / "bob" / "clip.mpg")
     out = root / "out"
-    build("videos", source, out, progress=False)
+    build("videos", source, out)
     return out
 
 

@@ -267,7 +267,7 @@ def test_build_from_a_relative_source_with_a_colon(tmp_path, monkeypatch):
     (tmp_path / "cam:1" / "spk").mkdir(parents=True)
     shutil.copy(mf.GRID_S1, tmp_path / "cam:1" / "spk" / "bbaf2n.mpg")
     monkeypatch.chdir(tmp_path)
-    build("videos", "cam:1", "out", sets={"split.train": 1.0, "split.val": 0.0, "split.test": 0.0}, progress=False,
+    build("videos", "cam:1", "out", sets={"split.train": 1.0, "split.val": 0.0, "split.test": 0.0},
           isolate=False)
     assert pq.read_table(tmp_path / "out" / "rejects.parquet").num_rows == 0
     assert pq.read_table(tmp_path / "out" / "index.parquet").column("key").to_pylist() == ["spk/bbaf2n"]

@@ -236,7 +236,7 @@ def test_card_embeds_the_figures_and_two_builds_give_the_same_bytes(grid_dataset
 
     again = tmp_path / "grid"
     shutil.copytree(grid_dataset / ".work", again / ".work")  # resume from the per-clip cache
-    build("grid", DATA / "grid", again, progress=False)
+    build("grid", DATA / "grid", again)
     names = sorted(p.name for p in (grid_dataset / "card").iterdir())
     assert names == sorted(p.name for p in (again / "card").iterdir())
     for name in names:
@@ -250,7 +250,7 @@ def test_card_of_a_build_with_rejects_has_the_reject_chart(tmp_path):
     shutil.copy(DATA / "grid" / "s1" / "bbaf2n.mpg", source / "good.mpg")
     (source / "broken.mp4").write_bytes(bytes(range(256)) * 20)  # not media at all
     out = tmp_path / "out"
-    build("videos", tmp_path / "videos", out, progress=False)
+    build("videos", tmp_path / "videos", out)
     assert pq.read_table(out / "rejects.parquet").column("reason").to_pylist() == ["unreadable"]
     card = (out / "README.md").read_text()
     assert "## Rejected clips" in card and "](card/rejects.png)" in card

@@ -39,7 +39,7 @@ def deepspeech_grid(tmp_path_factory) -> Path:
 
         model = _linear_onnx(tmp_path_factory.mktemp("ds-model") / "deepspeech.onnx")
         out = tmp_path_factory.mktemp("ds-grid") / "grid"
-        build("grid", DATA / "grid", out, {"audio.deepspeech_model": str(model)}, progress=False)
+        build("grid", DATA / "grid", out, {"audio.deepspeech_model": str(model)})
         _BUILT["grid"] = out
     return _BUILT["grid"]
 

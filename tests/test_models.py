@@ -35,8 +35,8 @@ def test_download_verifies_and_lands_in_the_folder(tmp_path, monkeypatch):
     monkeypatch.setitem(models.REGISTRY, "stand-in", model)
     with hf.FixtureServer() as srv:
         srv.add("/stand_in.zip", BODY)
-        path = models.ensure("stand-in", tmp_path, url=srv.url + "/stand_in.zip", progress=False, policy=FAST)
-        again = models.ensure("stand-in", tmp_path, url=srv.url + "/stand_in.zip", progress=False, policy=FAST)
+        path = models.ensure("stand-in", tmp_path, url=srv.url + "/stand_in.zip", policy=FAST)
+        again = models.ensure("stand-in", tmp_path, url=srv.url + "/stand_in.zip", policy=FAST)
         hits = srv.hits_for("/stand_in.zip")
     assert path == again == tmp_path / model.file
     assert path.read_bytes() == BODY
@@ -49,7 +49,7 @@ def test_wrong_checksum_is_moved_aside_and_reported(tmp_path):
     with hf.FixtureServer() as srv:
         srv.add("/stand_in.zip", BODY)
         with pytest.raises(VerificationError) as info:
-            models.fetch(model, tmp_path, url=srv.url + "/stand_in.zip", progress=False, policy=FAST)
+            models.fetch(model, tmp_path, url=srv.url + "/stand_in.zip", policy=FAST)
     message = str(info.value)
     assert "expected a sha256 starting 0000000000" in message and hashlib.sha256(BODY).hexdigest() in message
     assert not (tmp_path / model.file).exists()
@@ -61,7 +61,7 @@ def test_interrupted_transfer_resumes_with_range(tmp_path):
     model = _stand_in()
     with hf.FixtureServer() as srv:
         srv.add("/stand_in.zip", BODY, drop_after=300_000)
-        path = models.fetch(model, tmp_path, url=srv.url + "/stand_in.zip", progress=False, policy=FAST)
+        path = models.fetch(model, tmp_path, url=srv.url + "/stand_in.zip", policy=FAST)
         hits = srv.hits_for("/stand_in.zip")
     assert path.read_bytes() == BODY
     assert len(hits) == 2 and hits[0].range is None and hits[1].range == f"bytes={hits[0].sent}-"
@@ -74,7 +74,7 @@ def test_offline_error_names_the_file_and_the_folder(tmp_path):
         port = s.getsockname()[1]
     fan = models.REGISTRY["fan-2d"]
     with pytest.raises(UserError) as info:
-        models.fetch(fan, tmp_path, url=f"http://127.0.0.1:{port}/{fan.file}", progress=False, policy=FAST, timeout=2)
+        models.fetch(fan, tmp_path, url=f"http://127.0.0.1:{port}/{fan.file}", policy=FAST, timeout=2)
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"FAN weights not found: {tmp_path / fan.file}")

@@ -415,7 +415,7 @@ def test_rebuilding_a_used_folder_leaves_nothing_of_the_old_version(grid_dataset
     shutil.copytree(grid_dataset, used, ignore=shutil.ignore_patterns(".work"))
     fresh = tmp_path / "fresh"
     for out in (used, fresh):
-        build("grid", GRID, out, sets={"video.min_frames": 1000}, progress=False)  # 75-frame clips: too_short
+        build("grid", GRID, out, sets={"video.min_frames": 1000})  # 75-frame clips: too_short
     assert verify(used) == []
     strip = {name: data for name, data in versioned_files(used).items() if not name.startswith("card/")}
     assert strip == {name: data for name, data in versioned_files(fresh).items() if not name.startswith("card/")}

@@ -126,7 +126,7 @@ def _pack(synthetic: dict, out: Path, workers: int, keep_cache: bool) -> dict:
 
     shutil.copytree(synthetic["root"] / "cache", out)
     mark_output(out / ".work")
-    with Executor(workers, None, progress=False) as executor:
+    with Executor(workers, None) as executor:
         manifest, _ = pack(out, synthetic["recipe"], synthetic["config"], synthetic["records"], synthetic["keys"],
                            ClipCache(out / ".work"), None, executor, keep_cache)
     return manifest
@@ -159,7 +159,7 @@ def test_fit_and_shards_identical_for_0_1_2_workers_and_stored_once(synthetic, t
 
     config = json.loads(json.dumps(synthetic["config"]))
     config["shards"]["max_samples"] = 7
-    with Executor(0, None, progress=False) as executor:
+    with Executor(0, None) as executor:
         manifest, _ = pack(out, synthetic["recipe"], config, synthetic["records"], synthetic["keys"],
                            ClipCache(out / ".work"), None, executor, False)
     assert [s["samples"] for s in manifest["shards"]] == [7, 7, 7, 7, 2]

@@ -45,6 +45,7 @@ RULES: list[tuple[str, tuple[str, ...], str]] = [
     ("talkdata.manifest", ("talkdata.pipeline", "talkdata.loader", "talkdata.qa", "talkdata.train"),
      "the manifest is below the build"),
     ("talkdata.errors", ("talkdata.",), "errors is a leaf"),
+    ("talkdata.progress", ("talkdata.",), "progress bars and the log handler are a leaf (logging and tqdm only)"),
     ("talkdata.declare", ("talkdata.config", "talkdata.pipeline", "talkdata.loader", "talkdata.train",
                           "talkdata.cli"),
      "the declaration mechanism is a leaf (errors only)"),

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Callable, Mapping
+import logging
+from typing import Mapping
 
 from . import http
 from .access import mirror_credential
 from .plan import mirror_url
+
+logger = logging.getLogger(__name__)
 
 
 def parse_zenodo_record(data: bytes) -> dict[str, dict]:
@@ -32,7 +35,7 @@ def parse_zenodo_record(data: bytes) -> dict[str, dict]:
 CHECKSUM_FORMATS = {"zenodo": ("the Zenodo record API", parse_zenodo_record)}
 
 
-def remote_checksums(spec: Mapping, mirror: str | None, log: Callable[[str], None]) -> tuple[dict, str]:
+def remote_checksums(spec: Mapping, mirror: str | None) -> tuple[dict, str]:
     source = spec.get("checksums")
     if not source:
         return {}, ""
@@ -43,7 +46,7 @@ def remote_checksums(spec: Mapping, mirror: str | None, log: Callable[[str], Non
         headers = {"Authorization": login.basic_header()} if login is not None else None
         table = parse(http.get_bytes(url, url, headers, label="checksum list", policy=http.DEFAULT_POLICY))
     except (http.DownloadError, ValueError, KeyError, TypeError) as err:
-        log(f"note: could not read the checksums from {url} ({err}); using the values in the recipe")
+        logger.warning(f"note: could not read the checksums from {url} ({err}); using the values in the recipe")
         return {}, ""
     return table, f"{origin} ({url})"
 

@@ -26,16 +26,17 @@ asks for them), files are fetched in parallel (:mod:`.http`) and each unit is ex
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 from urllib.parse import urlsplit
 
 from ..corpora.lfs import is_lfs_pointer
 from ..errors import UserError
+from ..progress import bar
 from ..recipe import Recipe
 from . import archives, http
 from .access import Access, choose_access, credential_hint, jobs
@@ -46,6 +47,8 @@ from .root import corpus_root, writable_root
 from .state import STATE_DIR, is_complete, is_extracted, mark_complete, marker_path, read_json, write_json
 
 DEFAULT_JOBS = 4
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,36 +93,34 @@ def _part_size(root: Path, f: RemoteFile) -> int:
     return part.stat().st_size if part.exists() else 0
 
 
-def _check_in_place(root: Path, f: RemoteFile, log: Callable[[str], None]) -> bool:
+def _check_in_place(root: Path, f: RemoteFile) -> bool:
     """A file already at its destination without a marker: verify it and mark it, or move it aside."""
     target = root / f.dest
     if not target.is_file() or target.stat().st_size == 0:
         return False
     if is_lfs_pointer(target):
-        log(f"{f.name}: a git-lfs pointer file, not the data; downloading the real file")
+        logger.warning(f"{f.name}: a git-lfs pointer file, not the data; downloading the real file")
         http.move_aside(target, "lfs-pointer")
         return False
     try:
         fetched = http.check_file(target, f.name, f.size, f.checksum)
     except http.VerificationError as err:
-        log(f"found {f.dest} but it does not verify ({err}); downloading it again")
+        logger.warning(f"found {f.dest} but it does not verify ({err}); downloading it again")
         return False
     if f.checksum is None and f.size is None:
-        log(f"found {f.dest}: kept as it is (nothing is published to verify it against)")
+        logger.info(f"found {f.dest}: kept as it is (nothing is published to verify it against)")
     mark_complete(root, f, fetched, "(found in place)")
     return True
 
 
-def _extract_unit(root: Path, unit: Unit, progress: bool, keep_archives: bool, report: Report) -> None:
-    from tqdm import tqdm
-
+def _extract_unit(root: Path, unit: Unit, keep_archives: bool, report: Report) -> None:
     if unit.kind is None:
         return  # a plain file: its completion marker is all there is to record
     paths = [root / f.dest for f in unit.files]
     total = archives.uncompressed_size(paths, unit.kind)
-    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"extract {unit.name}",
-              disable=not progress, leave=False, file=sys.stderr) as bar:
-        result = archives.extract(paths, root / unit.into, unit.kind, bar.update, unit.name)
+    with bar(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"extract {unit.name}",
+             leave=False) as extracting:
+        result = archives.extract(paths, root / unit.into, unit.kind, extracting.update, unit.name)
     report.extracted.append(f"{unit.name} ({result.files} files)")
     write_json(marker_path(root, "extracted", unit.name), {
         "unit": unit.name, "into": unit.into or ".",
@@ -136,8 +137,8 @@ def has_download(recipe: Recipe) -> bool:
 
 
 def download(recipe, only: list[str] | None = None, mirror: str | None = None, jobs_n: int = DEFAULT_JOBS,
-             progress: bool = True, log: Callable[[str], None] = print, env: Mapping[str, str] | None = None,
-             keep_archives: bool = True, dry_run: bool = False, retry_skipped: bool = True) -> Report:
+             env: Mapping[str, str] | None = None, keep_archives: bool = True, dry_run: bool = False,
+             retry_skipped: bool = True) -> Report:
     """Fetch, verify and extract what ``recipe`` needs (restricted by ``only``) into ``DATA_ROOT/NAME``.
 
     Optional files that failed before are tried again only with ``retry_skipped`` (``talkdata
@@ -154,7 +155,7 @@ def download(recipe, only: list[str] | None = None, mirror: str | None = None, j
             report.notes.append(f"download by {hook.__module__}.download (dry run: nothing fetched)")
             return report
         writable_root(root, STATE_DIR)
-        result = call_hook(hook, recipe=recipe, root=root, only=only, mirror=mirror, progress=progress)
+        result = call_hook(hook, recipe=recipe, root=root, only=only, mirror=mirror)
         report.notes.append(f"downloaded by {hook.__module__}.download")
         if callable(getattr(result, "summary", None)):
             report.notes.append(result.summary())
@@ -166,11 +167,12 @@ def download(recipe, only: list[str] | None = None, mirror: str | None = None, j
     planned = units(files)
     todo = [u for u in planned if not is_extracted(root, u)]
     report.already = [u.name for u in planned if u not in todo]
+    logger.debug(f"{recipe.name}: {len(planned)} unit(s) planned in {root}, {len(todo)} not extracted yet")
     if not todo:
         return report
     if not dry_run:
         writable_root(root, STATE_DIR)
-    table, origin = ({}, "") if dry_run else remote_checksums(spec, mirror, log)
+    table, origin = ({}, "") if dry_run else remote_checksums(spec, mirror)
     if table:
         files = apply_checksums(files, table, origin)
         todo = [u for u in units(files) if u.name in {t.name for t in todo}]
@@ -178,8 +180,7 @@ def download(recipe, only: list[str] | None = None, mirror: str | None = None, j
         report.notes.extend(_plan_lines(root, todo, spec))
         return report
     with _exclusive(root, recipe.name):
-        _fetch_and_extract(recipe, spec, root, todo, mirror, jobs_n, progress, log, env, keep_archives,
-                           retry_skipped, report)
+        _fetch_and_extract(recipe, spec, root, todo, mirror, jobs_n, env, keep_archives, retry_skipped, report)
     return report
 
 
@@ -227,11 +228,11 @@ def _exclusive(root: Path, name: str):
 
 
 def _fetch_and_extract(recipe, spec: Mapping, root: Path, todo: list[Unit], mirror: str | None,
-                       jobs_n: int, progress: bool, log: Callable[[str], None], env: Mapping[str, str] | None,
-                       keep_archives: bool, retry_skipped: bool, report: Report) -> None:
+                       jobs_n: int, env: Mapping[str, str] | None, keep_archives: bool, retry_skipped: bool,
+                       report: Report) -> None:
     needed = [f for u in todo for f in u.files if not is_complete(root, f)
               and (retry_skipped or not marker_path(root, "skipped", f.dest).exists())
-              and not _check_in_place(root, f, log)]
+              and not _check_in_place(root, f)]
     report.unverified = [f.name for u in todo for f in u.files if f.checksum is None]
     if needed:
         _check_space(root, recipe.name, needed, todo)
@@ -240,8 +241,8 @@ def _fetch_and_extract(recipe, spec: Mapping, root: Path, todo: list[Unit], mirr
         by_dest = {f.dest: f for f in needed}
         work = jobs(needed, root, access, mirror)
         known = sum(f.size or 0 for f in needed)
-        log(f"{recipe.name}: downloading {len(needed)} file(s)" + (f", {human(known)}" if known else "")
-            + f" into {root}")
+        logger.info(f"{recipe.name}: downloading {len(needed)} file(s)" + (f", {human(known)}" if known else "")
+                    + f" into {root}")
 
         def done(job: http.Job, fetched: http.Fetched) -> None:
             rel = str(job.dest.relative_to(root))
@@ -250,8 +251,7 @@ def _fetch_and_extract(recipe, spec: Mapping, root: Path, todo: list[Unit], mirr
 
         started = time.monotonic()
         try:
-            outcome = http.fetch_all(work, workers=jobs_n, progress=progress, desc=recipe.name, log=log,
-                                     on_done=done, policy=http.DEFAULT_POLICY)
+            outcome = http.fetch_all(work, workers=jobs_n, desc=recipe.name, on_done=done, policy=http.DEFAULT_POLICY)
         except http.HTTPStatusError as err:
             failed = next((f for f in needed if f.name == err.label), None)
             raise _explain_status(err, spec, mirror, access, recipe.name, failed, root) from None
@@ -263,7 +263,7 @@ def _fetch_and_extract(recipe, spec: Mapping, root: Path, todo: list[Unit], mirr
             write_json(marker_path(root, "skipped", needed[i].dest), {"name": needed[i].name, "reason": str(err)})
     for unit in todo:
         if all(is_complete(root, f) for f in unit.files):
-            _extract_unit(root, unit, progress, keep_archives, report)
+            _extract_unit(root, unit, keep_archives, report)
 
 
 def _explain_status(err: http.HTTPStatusError, spec: Mapping, mirror: str | None, access: Access | None,

@@ -23,8 +23,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import http.client
+import logging
 import socket
-import sys
 import threading
 import time
 import urllib.error
@@ -36,11 +36,14 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from ..errors import UserError
+from ..progress import bar as progress_bar
 
 CHUNK = 1 << 20
 TIMEOUT = 60.0
 USER_AGENT = "talkdata-downloader/0.1 (+https://github.com/talkdata)"
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -360,6 +363,7 @@ def fetch_one(job: Job, *, on_bytes: Callable[[int], None] = lambda n: None,
     if job.part.exists():
         _hash_prefix(job.part, state)
         on_bytes(state.offset)
+    logger.debug(f"{job.label}: fetching {job.public_url}" + (f" from byte {state.offset}" if state.offset else ""))
     failures = attempts = 0
     while True:
         before = state.offset
@@ -383,6 +387,7 @@ def fetch_one(job: Job, *, on_bytes: Callable[[int], None] = lambda n: None,
                               f"attempts ({_reason(last)}): check the network connection, or use --mirror URL; "
                               "running the same command again resumes the file") from None
         delay = policy.delay(max(1, failures))
+        logger.debug(f"{job.label}: attempt {attempts} failed ({_reason(last)}); trying again in {delay:g} s")
         if stop is not None:
             if stop.wait(delay):
                 raise Stopped()
@@ -404,8 +409,8 @@ class Outcome:
     skipped: dict[int, DownloadError] = field(default_factory=dict)  # optional files that failed
 
 
-def fetch_all(jobs: list[Job], *, workers: int = 4, progress: bool = True, desc: str = "download",
-              log: Callable[[str], None] = print, on_done: Callable[[Job, Fetched], None] | None = None,
+def fetch_all(jobs: list[Job], *, workers: int = 4, desc: str = "download",
+              on_done: Callable[[Job, Fetched], None] | None = None,
               policy: RetryPolicy = DEFAULT_POLICY, timeout: float = TIMEOUT) -> Outcome:
     """Fetch ``jobs`` with ``workers`` threads behind one progress bar.
 
@@ -413,24 +418,15 @@ def fetch_all(jobs: list[Job], *, workers: int = 4, progress: bool = True, desc:
     resumes) and is raised after the pool has drained; an optional file that fails is reported and
     skipped. ``on_done`` runs in the worker thread after each verified file.
     """
-    from tqdm import tqdm
-
     outcome = Outcome()
     if not jobs:
         return outcome
     known = sum(job.size or 0 for job in jobs)
-    bar = tqdm(total=known or None, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress,
-               dynamic_ncols=True, file=sys.stderr, leave=False)
+    bar = progress_bar(total=known or None, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+                       dynamic_ncols=True, leave=False)
     lock = threading.Lock()
     stop = threading.Event()
     errors: dict[int, BaseException] = {}
-
-    def say(text: str) -> None:
-        with lock:
-            if progress:
-                bar.write(text, file=sys.stderr)
-            else:
-                log(text)
 
     def add(n: int) -> None:
         with lock:
@@ -456,7 +452,7 @@ def fetch_all(jobs: list[Job], *, workers: int = 4, progress: bool = True, desc:
         except DownloadError as err:
             if job.optional:
                 outcome.skipped[index] = err
-                say(f"skipped optional {job.label}: {err}")
+                logger.warning(f"skipped optional {job.label}: {err}")
                 return
             errors[index] = err
             stop.set()
@@ -479,6 +475,6 @@ def fetch_all(jobs: list[Job], *, workers: int = 4, progress: bool = True, desc:
         first = min(errors)
         for index in sorted(errors)[1:]:
             if not isinstance(errors[index], Stopped):
-                log(f"also failed: {errors[index]}")
+                logger.error(f"also failed: {errors[index]}")
         raise errors[first]
     return outcome

@@ -17,14 +17,17 @@ file and the folder to copy it into.
 from __future__ import annotations
 
 import importlib.util
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
 from ..face.landmarks import FAN_WEIGHTS, torch_hub_checkpoints
+from ..progress import bar
 from .http import (DEFAULT_POLICY, DownloadError, Job, RetryPolicy, VerificationError, fetch_one,
                            move_aside)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,13 +53,7 @@ REGISTRY = {
 }
 
 
-def _progress(label: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=None, unit="B", unit_scale=True, desc=label, file=sys.stderr, disable=not enabled, leave=False)
-
-
-def fetch(model: ModelFile, folder: Path | None = None, *, url: str | None = None, progress: bool = True,
+def fetch(model: ModelFile, folder: Path | None = None, *, url: str | None = None,
           policy: RetryPolicy = DEFAULT_POLICY, timeout: float = 60.0) -> Path:
     """Download ``model`` into ``folder`` (the torch hub cache) and verify it; ``url`` replaces the
     official URL (a mirror, or a test server). Returns the verified file's path."""
@@ -65,19 +62,19 @@ def fetch(model: ModelFile, folder: Path | None = None, *, url: str | None = Non
     staging = folder / (model.file + ".download")  # resumable through ``.download.part``
     label = f"model {model.file}"
     job = Job(label=label, url=url or model.url, public_url=url or model.public_url, dest=staging)
-    bar = _progress(label, progress)
+    downloading = bar(total=None, unit="B", unit_scale=True, desc=label, leave=False)
 
     def on_total(total: int) -> None:
-        bar.total = total
-        bar.refresh()
+        downloading.total = total
+        downloading.refresh()
 
     try:
-        fetched = fetch_one(job, on_bytes=bar.update, on_total=on_total, policy=policy, timeout=timeout)
+        fetched = fetch_one(job, on_bytes=downloading.update, on_total=on_total, policy=policy, timeout=timeout)
     except DownloadError as err:
         raise UserError(f"{model.what} not found: {final}, and the download failed ({err}); copy {model.file} "
                         f"from a machine with internet into {folder} or set TORCH_HOME") from None
     finally:
-        bar.close()
+        downloading.close()
     if not fetched.hexdigest.startswith(model.sha256_prefix.lower()):
         kept = move_aside(staging, "sha256", final)
         raise VerificationError(f"checksum mismatch for {label}: expected a sha256 starting {model.sha256_prefix} "
@@ -93,7 +90,7 @@ def ensure(name: str, folder: Path | None = None, **options) -> Path:
     folder = folder or torch_hub_checkpoints()
     if (folder / model.file).is_file():
         return folder / model.file
-    print(f"downloading {model.file} from {options.get('url') or model.public_url} into {folder}", file=sys.stderr)
+    logger.info(f"downloading {model.file} from {options.get('url') or model.public_url} into {folder}")
     return fetch(model, folder, **options)
 
 

@@ -5,16 +5,18 @@ downloading what is missing), and the corpus module's own check of that folder.
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
-from typing import Callable
 
 from ..errors import UserError
 from ..recipe import Recipe
 from .download import DEFAULT_JOBS, download, has_download
 
+logger = logging.getLogger(__name__)
+
 
 def resolve_source(recipe: Recipe, source: str | None, only: list[str] | None = None, mirror: str | None = None,
-                   jobs_n: int = DEFAULT_JOBS, progress: bool = True, log: Callable[[str], None] = print) -> Path:
+                   jobs_n: int = DEFAULT_JOBS) -> Path:
     """``--source`` when given; else ``DATA_ROOT/NAME`` after downloading what is missing."""
     if source is not None:
         if only is not None or mirror is not None:
@@ -23,9 +25,9 @@ def resolve_source(recipe: Recipe, source: str | None, only: list[str] | None = 
     if not has_download(recipe):
         raise UserError(f"recipe {recipe.name} has no download: give the folder with --source FOLDER "
                         f"({recipe.data.get('access', '')})")
-    report = download(recipe, only, mirror, jobs_n, progress, log, retry_skipped=False)
+    report = download(recipe, only, mirror, jobs_n, retry_skipped=False)
     if report.fetched or report.extracted or report.skipped:
-        log(report.summary())
+        logger.info(report.summary())
     return report.root
 
 

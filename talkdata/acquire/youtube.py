@@ -15,6 +15,7 @@ rate limits, bot checks), which a later run tries again.
 from __future__ import annotations
 
 import heapq
+import logging
 import os
 import re
 import shutil
@@ -38,6 +39,8 @@ _GONE = re.compile(
 #: messages of failures that another run (later, or with cookies) can get past
 _TRANSIENT = re.compile(r"not a bot|rate-limit|try again later|captcha|confirm your age", re.IGNORECASE)
 
+logger = logging.getLogger(__name__)
+
 
 def require_yt_dlp():
     try:
@@ -56,23 +59,14 @@ class Fetched:
     formats: list[str] = field(default_factory=list)
 
 
-class _Log:
-    """yt-dlp logger that keeps warnings and errors instead of printing them."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
+class _YtDlpLog:
+    """yt-dlp's messages as debug messages (``--verbose``): its failures reach the user classified, in the
+    ledger and the summary, not as yt-dlp's own lines."""
 
     def debug(self, message: str) -> None:
-        pass
+        logger.debug(f"yt-dlp: {message}")
 
-    def info(self, message: str) -> None:
-        pass
-
-    def warning(self, message: str) -> None:
-        self.lines.append(message)
-
-    def error(self, message: str) -> None:
-        self.lines.append(message)
+    info = warning = error = debug
 
 
 def video_url(template: str, video_id: str) -> str:
@@ -158,9 +152,8 @@ def fetch_video(video_id: str, target: Path, url_template: str = DEFAULT_URL, fo
         return Fetched(video_id, "ok")  # already downloaded
     work = target.parent / f".partial-{video_id}"
     work.mkdir(parents=True, exist_ok=True)
-    log = _Log()
     params = {
-        "format": format_spec, "quiet": True, "no_warnings": True, "noprogress": True, "logger": log,
+        "format": format_spec, "quiet": True, "no_warnings": True, "noprogress": True, "logger": _YtDlpLog(),
         "noplaylist": True, "retries": retries, "fragment_retries": retries, "socket_timeout": socket_timeout,
         "continuedl": True, "cachedir": False,
     }

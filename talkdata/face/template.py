@@ -17,12 +17,15 @@ Provenance (regenerate with ``python -m talkdata.face.template tests/data``):
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from importlib import resources
 
 import numpy as np
 
 from .points import MIRROR
+
+logger = logging.getLogger(__name__)
 
 #: depth of each point in face widths, towards the camera positive (converted to camera z < 0 on load)
 _PROTRUSION = {
@@ -124,10 +127,11 @@ def main(folder: str) -> None:
     lines += [f"{x:.6f},{y:.6f},{z:.6f}" for (x, y), z in zip(mean, depth)]
     with open(str(target), "w") as handle:
         handle.write("\n".join(lines) + "\n")
-    print(f"wrote {target} from {len(shapes)} frames")
+    logger.info(f"wrote {target} from {len(shapes)} frames")
 
 
 if __name__ == "__main__":
     import sys
 
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     main(sys.argv[1] if len(sys.argv) > 1 else "tests/data")

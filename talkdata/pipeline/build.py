@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import platform
 import re
@@ -49,6 +50,8 @@ WORK_DIR = ".work"
 SHAPE_MODEL = "stats/shape_model.npz"
 #: written into OUT/.work at the first build: this folder is talkdata's to manage
 MARKER = "talkdata-output"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -175,7 +178,7 @@ def index_clips(recipe: Recipe, source: Path, config: dict, exclude: tuple[Path,
 
 def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | None = None, workers: int = 0,
           scheduler: str | None = None, limit: int | None = None, retry_failed: bool = False,
-          shape_model: str | None = None, progress: bool = True, isolate: bool = True,
+          shape_model: str | None = None, isolate: bool = True,
           clip_timeout: float = 120.0, keep_cache: bool = False) -> BuildReport:
     """``isolate``/``clip_timeout``: clips run in a supervised child process, rejected as
     ``decoder_crash`` when it dies and ``decode_timeout`` after ``clip_timeout`` seconds without
@@ -207,7 +210,8 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
         return isinstance(outcome, Done) and cache.damage(keys[i]) is not None  # damaged entry: process again
 
     todo = [i for i in range(len(records)) if needs_processing(i)]  # clip numbers (8 bytes each)
-    with Executor(workers, scheduler, progress) as executor:
+    logger.debug(f"{recipe.name}: {len(records)} clips indexed in {source}, {len(todo)} to process into {out}")
+    with Executor(workers, scheduler) as executor:
         for _ in run_clips(executor, ((records[i].to_dict(), keys[i]) for i in todo), len(todo), config, str(work),
                            isolate=isolate, stall_timeout=clip_timeout):
             pass

@@ -22,9 +22,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from tqdm import tqdm
-
 from ..errors import UserError
+from ..progress import bar as progress_bar
 from .cache import ClipCache
 from .isolation import IsolatedWorker
 from .outcome import Interrupted, Outcome, decoder_crash
@@ -87,8 +86,8 @@ def _quiet_worker_logs() -> None:
 class Executor:
     """Where tasks run: ``workers=0`` (this process), a local cluster of ``workers`` processes, or ``scheduler``."""
 
-    def __init__(self, workers: int = 0, scheduler: str | None = None, progress: bool = True):
-        self.workers, self.scheduler, self.progress = workers, scheduler, progress
+    def __init__(self, workers: int = 0, scheduler: str | None = None):
+        self.workers, self.scheduler = workers, scheduler
         self._client = self._cluster = None
 
     @property
@@ -155,7 +154,7 @@ class Executor:
         neither the futures nor the buffered results grow with the number of items. ``on_error``
         turns an exception of a task (a dead worker, ...) into a result, or re-raises.
         """
-        bar = tqdm(total=total, desc=desc, unit=unit, disable=not self.progress or total == 0, dynamic_ncols=True)
+        bar = progress_bar(total=total, desc=desc, unit=unit, hide=total == 0, dynamic_ncols=True)
         try:
             if self.local:
                 for item in items:

@@ -9,7 +9,7 @@ evaluation batches, the read-ahead thread), ``task`` (a loop's model-specific pa
 run returns) and ``fit`` (the loop and its run folder).
 
 May import: the loader (built datasets are read only through it), ``talkdata.declare``,
-``talkdata.errors``, ``talkdata.store``, torch, numpy and tqdm; never the build
+``talkdata.errors``, ``talkdata.progress``, ``talkdata.store``, torch, numpy and tqdm; never the build
 (``talkdata.pipeline``), ``talkdata.qa``, the download machinery (``talkdata.acquire``) or the
 corpora. torch is imported only when a loop runs (extra ``talkdata[train]``): ``import talkdata``
 and the loader work without it.
@@ -21,7 +21,7 @@ and the loader work without it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import UserError
 from .device import pick_device, require_torch, torch_threads
@@ -34,12 +34,12 @@ LOOPS = {"atnet": "atnet", "facial-pose": "facial_pose"}
 
 
 def run_training(name: str, data: str, *, steps: int | None = None, device: str = "cpu", out: str | Path | None = None,
-                 seed: int = 0, overrides: dict[str, Any] | None = None,
-                 log: Callable[[str], None] | None = None, progress: bool = True,
-                 resume: bool | None = None, storage_options: dict | None = None) -> RunResult:
+                 seed: int = 0, overrides: dict[str, Any] | None = None, resume: bool | None = None,
+                 storage_options: dict | None = None) -> RunResult:
     """Train loop ``name`` on the dataset ``data``; writes the run folder ``out`` (default ``runs/NAME``).
 
-    ``progress``: a tqdm bar with the loss on stderr. ``resume``: ``None`` continues from
+    Messages go to the ``talkdata.train`` loggers; the progress bar (the loss, on stderr) follows
+    :func:`talkdata.progress.shown`. ``resume``: ``None`` continues from
     ``out/checkpoint.pt`` when there is one, ``True`` requires one, ``False`` starts afresh.
     ``storage_options``: fsspec's options when ``data`` is a URL (endpoint, credentials).
     """
@@ -58,8 +58,8 @@ def run_training(name: str, data: str, *, steps: int | None = None, device: str 
 
     with fsspec_defaults(str(data), storage_options), torch_threads():  # neither outlives the run
         open_dataset(str(data))  # an unreachable or denied store: one error before the run starts
-        return module.train(str(data), Path(out) if out else Path("runs") / name, settings, device, int(seed), log,
-                            progress=progress, resume=resume)
+        return module.train(str(data), Path(out) if out else Path("runs") / name, settings, device, int(seed),
+                            resume=resume)
 
 
 def training_keys() -> list[str]:

@@ -135,7 +135,6 @@ def setup(data: str, settings: Settings, device, seed: int):
     return PoseTask(eval_sets, device, settings.batch_size), model, optimizer, train_set, config
 
 
-def train(data: str, out, settings: Settings, device, seed: int, log, progress: bool = True,
-          resume: bool | None = None) -> RunResult:
+def train(data: str, out, settings: Settings, device, seed: int, resume: bool | None = None) -> RunResult:
     task, model, optimizer, train_set, config = setup(data, settings, device, seed)
-    return fit(task, model, optimizer, train_set, settings, config, out, device, seed, log, progress, resume)
+    return fit(task, model, optimizer, train_set, settings, config, out, device, seed, resume)

@@ -3,7 +3,7 @@
 Run folder (``--out``, default ``runs/NAME``):
 
 * ``config.json``: the resolved configuration (loop, data and its version, seed, device, torch
-  version, every setting, loop-specific values), also printed at the start;
+  version, every setting, loop-specific values), also logged at the start;
 * ``metrics.csv``: one row per training step (``phase`` = ``train``: ``step``, ``epoch``, the
   batch's ``loss``) and one row per evaluation (``phase`` = ``eval``, ``split``, the loss on that
   split and the loop's metric columns); columns in :func:`csv_columns`;
@@ -25,13 +25,15 @@ may differ from the checkpoint's settings.
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..errors import UserError
+from ..progress import bar as progress_bar
+from ..progress import shown as bar_shown
 from .batches import training_batches
 from .checkpoint import CHECKPOINT, check_resumable, load_checkpoint, save_checkpoint
 from .metrics import METRICS, MetricsCSV, csv_columns, read_metrics, tensorboard_writer
@@ -40,6 +42,8 @@ from .seeding import rng_state, set_rng_state
 from .settings import eval_split_names
 from .task import Task, train_step
 
+logger = logging.getLogger(__name__)
+
 
 def every(steps: int, parts: int = 10) -> Callable[[int], bool]:
     """True on about ``parts`` evenly spaced steps and on the last one (progress lines)."""
@@ -47,20 +51,14 @@ def every(steps: int, parts: int = 10) -> Callable[[int], bool]:
     return lambda step: step % interval == 0 or step == steps
 
 
-def _print_config(config: dict, path: Path, log) -> None:
-    if log:
-        log(f"config (saved to {path}):\n" + json.dumps(config, indent=2, sort_keys=True))
-
-
 def fit(task: Task, model, optimizer, train_set, settings, config: dict, out, device, seed: int,
-        log: Callable[[str], None] | None, progress: bool = True, resume: bool | None = None) -> RunResult:
+        resume: bool | None = None) -> RunResult:
     """Train ``model`` for ``settings.steps`` steps, evaluating, checkpointing and resuming.
 
     ``resume=None`` resumes when ``out`` has a checkpoint; ``True`` requires one; ``False`` starts
-    afresh (the folder's files are replaced).
+    afresh (the folder's files are replaced). Messages (the config, evaluations, and about ten loss
+    lines when no progress bar is shown) go to this module's logger at INFO.
     """
-    from tqdm import tqdm
-
     run = Path(out)
     config = json.loads(json.dumps(config))  # plain JSON types (the checkpoint loads with weights_only=True)
     checkpoint_path = run / CHECKPOINT
@@ -74,9 +72,8 @@ def fit(task: Task, model, optimizer, train_set, settings, config: dict, out, de
 
     start_step, position = 0, (0, 0)
     if checkpoint is not None and int(checkpoint["step"]) >= settings.steps and (run / "metrics.json").is_file():
-        if log:
-            log(f"{run} already holds step {checkpoint['step']} (asked for {settings.steps}): nothing to train "
-                "(raise --steps to continue)")
+        logger.info(f"{run} already holds step {checkpoint['step']} (asked for {settings.steps}): nothing to train "
+                    "(raise --steps to continue)")
         metrics_rows = read_metrics(run / METRICS) if (run / METRICS).is_file() else []
         return RunResult(run, int(checkpoint["step"]),
                          [row["loss"] for row in metrics_rows if row["phase"] == "train"],
@@ -95,21 +92,18 @@ def fit(task: Task, model, optimizer, train_set, settings, config: dict, out, de
         metrics = MetricsCSV(run / METRICS, csv_columns(task), start_step if checkpoint is not None else None)
     except OSError as err:
         raise UserError(f"cannot write the run folder {run}: {err.strerror or err}") from None
-    _print_config(config, run / "config.json", log)
-    if checkpoint is not None and log:
-        log(f"resuming from {checkpoint_path}: step {start_step}, epoch {position[0]}, batch {position[1]} of it")
+    logger.info(f"config (saved to {run / 'config.json'}):\n" + json.dumps(config, indent=2, sort_keys=True))
+    if checkpoint is not None:
+        logger.info(f"resuming from {checkpoint_path}: step {start_step}, epoch {position[0]}, "
+                    f"batch {position[1]} of it")
     losses = [float(row["loss"]) for row in metrics.kept if row["phase"] == "train"]
     writer = tensorboard_writer(run / "tensorboard", start_step + 1 if checkpoint is not None else None)
 
     steps = settings.steps
-    bar = tqdm(total=steps, initial=min(start_step, steps), desc=f"train {task.name}", unit="step",
-               disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    bar = progress_bar(total=steps, initial=min(start_step, steps), desc=f"train {task.name}", unit="step",
+                       dynamic_ncols=True)
     show = every(steps)
-
-    def say(message: str) -> None:
-        if log:
-            with tqdm.external_write_mode(file=sys.stdout):
-                log(message)
+    loss_lines = not bar_shown()  # the bar shows the loss; without one, about ten lines do
 
     def state(step: int, epoch: int, batch_in_epoch: int) -> dict:
         return {"format": 1, "loop": task.name, "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
@@ -125,7 +119,7 @@ def fit(task: Task, model, optimizer, train_set, settings, config: dict, out, de
             if writer is not None:
                 for key, value in values.items():
                     writer.add_scalar(f"eval_{split}/{key}", value, step)
-            say(f"step {step} {split}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+            logger.info(f"step {step} {split}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
         return results
 
     evaluation: dict[str, dict] = {}
@@ -149,14 +143,15 @@ def fit(task: Task, model, optimizer, train_set, settings, config: dict, out, de
                 consistent = True
                 bar.set_postfix(loss=f"{loss:.4g}", epoch=epoch, refresh=False)
                 bar.update(1)
-                if not progress and show(step):
-                    say(f"step {step}/{steps} loss {loss:.5g}")
+                if loss_lines and show(step):
+                    logger.info(f"step {step}/{steps} loss {loss:.5g}")
                 if settings.checkpoint_every > 0 and step % settings.checkpoint_every == 0 and step < steps:
                     save_checkpoint(checkpoint_path, state(step, epoch, batch_in_epoch))
+                    logger.debug(f"step {step}: saved {checkpoint_path}")
         except KeyboardInterrupt:
             if consistent and step > start_step:  # between two steps: the state is consistent, keep it
                 save_checkpoint(checkpoint_path, state(step, epoch, batch_in_epoch))
-                say(f"interrupted after step {step}; saved {checkpoint_path}")
+                logger.warning(f"interrupted after step {step}; saved {checkpoint_path}")
             raise
         finally:
             bar.close()

@@ -3,7 +3,7 @@
 A corpus whose files are not a list of archives (TalkingHead-1KH: YouTube videos cut into tubes)
 has a module here named like its corpus module. Its hook:
 
-``download(recipe, root: Path, only: list[str] | None, mirror: str | None, progress: bool)``
+``download(recipe, root: Path, only: list[str] | None, mirror: str | None)``
     Called when the recipe has no ``[download]`` table, or one with ``method = "module"``, by
     ``talkdata download NAME`` (and ``talkdata build NAME`` without ``--source``), **with keyword
     arguments**, passing only the parameters the function declares (all of them to a ``**kwargs``
@@ -15,13 +15,13 @@ has a module here named like its corpus module. Its hook:
       ``index`` reads;
     - ``only``: the parsed ``--only`` values or None; validate them and raise
       :class:`talkdata.errors.UserError` listing the valid ones;
-    - ``mirror``: the ``--mirror`` URL or None (apply it with :func:`talkdata.acquire.plan.mirror_url`);
-    - ``progress``: whether to show progress bars.
+    - ``mirror``: the ``--mirror`` URL or None (apply it with :func:`talkdata.acquire.plan.mirror_url`).
 
     A hook that does not declare ``only`` (or ``mirror``) makes ``--only`` (``--mirror``) an error
     rather than being silently ignored. The hook skips what is already complete and raises
     ``UserError`` (one line) for anything the user must fix; a returned object with a ``summary()``
-    method is printed.
+    method is printed. Messages go to the hook module's logger, progress bars through
+    :func:`talkdata.progress.bar` (shown or hidden by the command line's ``--quiet`` / ``--no-progress``).
 
 Hooks may import :mod:`talkdata.corpora` (the layout they write is the one the index reads) and the
 rest of :mod:`talkdata.acquire`; nothing in ``corpora`` imports them.

@@ -14,8 +14,8 @@ which :func:`talkdata.corpora.talkinghead1kh.index` reads.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +24,13 @@ import av
 from ...corpora.talkinghead1kh import LEDGER, SPLITS, Tube, find_tube_lists, read_ledger, read_tubes
 from ...errors import UserError
 from ...files import write_atomic
+from ...progress import bar
 from ..plan import mirror_login, mirror_url
 from ..tubes import (TubeRangeError, box_in_region, chunk_name, crop_region, cut_tube, probe, rescale_box,
                      split_chunks)
 from ..youtube import DEFAULT_FORMAT, DEFAULT_URL, fetch_video, require_yt_dlp
+
+logger = logging.getLogger(__name__)
 
 
 def write_ledger(split_dir: Path, ledger: dict, video_id: str) -> None:
@@ -116,8 +119,8 @@ def _cut_tubes(root: Path, split_dir: Path, video_id: str, tubes: list[Tube], le
         ledger["tubes"][tube.official_name] = record
 
 
-def download(recipe, root: str | Path, only: list[str] | None = None, mirror: str | None = None,
-             progress: bool = True, *, limit: int | None = None, retry_unavailable: bool = False) -> DownloadReport:
+def download(recipe, root: str | Path, only: list[str] | None = None, mirror: str | None = None, *,
+             limit: int | None = None, retry_unavailable: bool = False) -> DownloadReport:
     """Fetch the tube lists' videos with yt-dlp (video + audio), cut the 1-minute chunks and the tubes.
 
     The hook of ``talkdata download talkinghead-1kh`` (see :mod:`talkdata.acquire.hooks`). ``recipe`` is
@@ -129,8 +132,6 @@ def download(recipe, root: str | Path, only: list[str] | None = None, mirror: st
     raw video and chunks were deleted), and does not ask again for videos recorded as unavailable
     unless ``retry_unavailable``.
     """
-    from tqdm import tqdm
-
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"source folder not found: {root}")
@@ -152,7 +153,7 @@ def download(recipe, root: str | Path, only: list[str] | None = None, mirror: st
         for tube in read_tubes(list_path):
             by_video.setdefault(tube.video_id, []).append(tube)
         todo = list(by_video)[:limit] if limit is not None else list(by_video)
-        for video_id in tqdm(todo, desc=f"fetch {split}", unit="video", disable=not progress):
+        for video_id in bar(iterable=todo, desc=f"fetch {split}", unit="video"):
             entry = ledger["videos"].setdefault(video_id, {})
             if entry.get("status") == "unavailable" and not retry_unavailable:
                 videos["unavailable"] = videos.get("unavailable", 0) + 1
@@ -180,6 +181,5 @@ def download(recipe, root: str | Path, only: list[str] | None = None, mirror: st
                 status = cut.get("status") or ledger["videos"][video_id]["status"]
                 tube_counts[status] = tube_counts.get(status, 0) + 1
     report = DownloadReport(videos, tube_counts)
-    if progress:
-        tqdm.write(report.summary(), file=sys.stderr)
+    logger.info(report.summary())
     return report
