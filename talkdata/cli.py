@@ -316,15 +316,9 @@ def verify(dataset, storage_options):
 def push(out, url, replace, storage_options):
     """Publish the build in folder OUT to URL (s3://bucket/prefix, gs://..., any fsspec URL or a folder):
     OUT is verified first, dataset.json is uploaded last, and a second run resumes an interrupted push."""
-    from tqdm import tqdm
+    from .publish import describe, push as run_push
 
-    from .publish import dataset_files, describe, push as run_push
-
-    total = sum((Path(out) / f).stat().st_size for f in dataset_files(Path(out))) if Path(out).is_dir() else 0
-    with tqdm(total=total, unit="B", unit_scale=True, desc="push", disable=None, leave=False) as bar:
-        pushed = run_push(out, url, _store_options(storage_options), replace=replace,
-                          on_file=lambda _name, size: bar.update(size))
-    click.echo(describe(pushed))
+    click.echo(describe(run_push(out, url, _store_options(storage_options), replace=replace)))
 
 
 @main.command()

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .manifest import MANIFEST, load_manifest, verify
+from .progress import bar
 from .store import Store, is_url
 
 log = logging.getLogger(__name__)
@@ -108,18 +109,19 @@ def push(out: str | Path, url: str, storage_options: dict | None = None, replace
         dest.remove(MANIFEST)  # readers now see no dataset rather than a manifest whose files change
 
     files = dataset_files(out)
+    sizes = {relative: (out / relative).stat().st_size for relative in files}
     present = dest.sizes() if resuming else {}
     uploaded = skipped = sent = 0
-    for relative in files:
-        size = (out / relative).stat().st_size
-        if relative != MANIFEST and present.get(relative) == size:
-            skipped += 1
-            continue
-        dest.put_file(out / relative, relative)
-        uploaded += 1
-        sent += size
-        if on_file:
-            on_file(relative, size)
+    with bar(total=sum(sizes.values()), unit="B", unit_scale=True, desc="push", leave=False) as shown:
+        for relative, size in sizes.items():
+            if relative == MANIFEST or present.get(relative) != size:
+                dest.put_file(out / relative, relative)
+                uploaded, sent = uploaded + 1, sent + size
+                if on_file:
+                    on_file(relative, size)
+            else:
+                skipped += 1
+            shown.update(size)
 
     removed = 0
     for relative in sorted(stale - set(files)):
@@ -129,7 +131,7 @@ def push(out: str | Path, url: str, storage_options: dict | None = None, replace
     dest.remove(MARKER)
 
     landed = dest.sizes()
-    wrong = [f for f in files if landed.get(f) != (out / f).stat().st_size]
+    wrong = [f for f in files if landed.get(f) != sizes[f]]
     if wrong:
         raise UserError(f"{len(wrong)} file(s) at {url} do not have the local size after the upload (first: "
                         f"{wrong[0]}); run the same push again")
