@@ -73,6 +73,11 @@ class _Timer:
 REGION_HALF = 1.6
 
 
+#: whole frames with fewer pixels are converted to RGB whole for the crop (cheap, and the crops'
+#: bytes are those of warping the whole frame); larger ones (HD, 4K) only where the crop reads
+REGION_MIN_PIXELS = 1280 * 720
+
+
 @dataclass
 class KeptFrame:
     """A decoded frame kept between the two passes: all of it, or the region around the face."""
@@ -132,11 +137,12 @@ def _covers(kept: KeptFrame, affine: np.ndarray, size: int) -> bool:
 
 def _crop_source(kept: KeptFrame, affine: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The RGB pixels a crop is warped from (:func:`_covers` holds) and ``affine`` re-expressed for
-    them: only the region the crop reads is converted, except in a whole frame the crop reads most
-    of (small frames: the same pixels and transform as ever)."""
+    them: only the region the crop reads is converted, except in whole frames below
+    ``REGION_MIN_PIXELS`` or that the crop reads most of (the same pixels and transform as ever; a
+    region's shifted transform may round a sample differently, by one grey level at most)."""
     fw, fh = kept.frame_size
     x0, y0, x1, y1 = _needed(affine, size, kept.frame_size)
-    if kept.whole and 2 * (x1 - x0) * (y1 - y0) >= fw * fh:
+    if kept.whole and (fw * fh < REGION_MIN_PIXELS or 2 * (x1 - x0) * (y1 - y0) >= fw * fh):
         return kept.picture.rgb(), affine
     ox, oy = kept.origin
     lx0, ly0 = (x0 - ox) & ~1, (y0 - oy) & ~1  # a region of a yuv420p picture starts on even coordinates
