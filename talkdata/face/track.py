@@ -72,6 +72,21 @@ class Frame:
             return self._picture.rgb_region(x0, y0, x1, y1)
         return self.rgb[y0:y1, x0:x1]
 
+    def near(self, reach: tuple[int, int, int, int], gray: bool) -> tuple[np.ndarray, tuple[int, int]]:
+        """The pixels within ``reach`` (clamped to the frame; grayscale or RGB) and their origin; the whole
+        frame when that is most of it. The detector's window search reads the same pixels from either
+        (it replicates the frame's edges, which are the region's edges where the reach leaves the frame)."""
+        h, w = self.shape
+        x0, y0 = min(max(reach[0], 0), w) & ~1, min(max(reach[1], 0), h) & ~1
+        x1, y1 = max(min(reach[2], w), x0), max(min(reach[3], h), y0)
+        if x1 - x0 < 2 or y1 - y0 < 2 or 2 * (x1 - x0) * (y1 - y0) >= w * h:
+            return (self.gray if gray else self.rgb), (0, 0)
+        if gray:
+            if self._gray is not None:
+                return self._gray[y0:y1, x0:x1], (x0, y0)
+            return cv2.cvtColor(self._rgb_region(x0, y0, x1, y1), cv2.COLOR_RGB2GRAY), (x0, y0)
+        return self._rgb_region(x0, y0, x1, y1), (x0, y0)
+
     def gray_near(self, box: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         """Grayscale pixels within ``GRAY_HALF`` box sizes of ``box``'s centre and their origin
         ``(x, y)`` in the frame (even, so that rounding a box shifted by it is unchanged); the whole
@@ -216,10 +231,14 @@ class FaceTracker:
 
     def _detect(self, frame: Frame, t: int, near: np.ndarray | None = None) -> list[Detection]:
         self.n_detector_runs += 1
-        image = self.detector.pick(frame.gray if self.detector.backend.gray else None, frame.rgb)
         if near is not None:
-            found = self.detector.detect_near(image, near, self.state.roll)
+            # only the pixels the window search reads, so that an HD frame is not converted whole
+            image, (x0, y0) = frame.near(self.detector.near_reach(near), self.detector.backend.gray)
+            shift = np.array([x0, y0, x0, y0], dtype=np.float64)
+            found = self.detector.detect_near(image, near - shift, self.state.roll)
+            found = [Detection(d.box + shift, d.roll, d.score) for d in found]
         else:
+            image = self.detector.pick(frame.gray if self.detector.backend.gray else None, frame.rgb)
             # searching every scale and tilt of a large frame is the expensive call: while no face is
             # tracked it runs on key frames, the coarsest upright level on the frames between
             fine = self._full_search_at is None or t - self._full_search_at >= self.detect_every
