@@ -73,8 +73,9 @@ class _Timer:
 REGION_HALF = 1.6
 
 
-#: whole frames with fewer pixels are converted to RGB whole for the crop (cheap, and the crops'
-#: bytes are those of warping the whole frame); larger ones (HD, 4K) only where the crop reads
+#: frames with fewer pixels are converted to RGB whole, once, for both passes (cheap, and the crops'
+#: bytes are those of warping the whole frame); larger ones (HD, 4K) only where the tracker and the
+#: crop read them
 REGION_MIN_PIXELS = 1280 * 720
 
 
@@ -167,7 +168,10 @@ def track_face(path: str, config: dict, stats: VideoStats,
     used = 0
     regions = False
     for picture in iter_frames(path, config["video"]["fps"], "picture", stats):
-        tracker.step(None, None, picture)  # converted only where the detector and landmarks read it
+        h, w = picture.shape
+        if w * h < REGION_MIN_PIXELS:
+            picture.rgb()  # small frames: converted whole once, read by both passes
+        tracker.step(None, None, picture)  # else converted only where the detector and landmarks read it
         if kept is None:
             continue
         if regions:
