@@ -410,3 +410,48 @@ def test_decoding_memory_is_bounded(tmp_path):
     _, rss_leak = _peak_rss_kb(path, 10**9, keep_every=10)
     print(f"peak RSS 60 s keeping 150 frames: {rss_leak / 1024:.0f} MB")
     assert (rss_leak - rss_long) / 1024.0 > 300
+
+
+# --------------------------------------------------------------------------- pictures (decode by region)
+
+
+@pytest.mark.parametrize("path", [mf.GRID_S1, mf.CREMA_ANG, mf.DATA / "voxceleb2_like" / "00473.mp4"],
+                         ids=["grid_mpg", "crema_flv", "vox_mp4"])
+def test_pictures_give_any_region_exactly_as_the_whole_frames_rgb(path):
+    """``iter_frames(..., "picture")`` keeps yuv420p frames as planes (half the bytes of RGB) and
+    converts to RGB only the region asked for: every region, odd bounds included, equals the same
+    slice of the ``rgb24`` frame, and so does a kept copy of a region (which starts on even pixels)."""
+    frames = list(iter_frames(path, FPS, "rgb24"))
+    pictures = list(iter_frames(path, FPS, "picture"))
+    assert len(pictures) == len(frames)
+    rng = np.random.default_rng(0)
+    for frame, picture in zip(frames[::5], pictures[::5]):
+        h, w = frame.shape[:2]
+        assert picture.shape == (h, w)
+        assert picture.nbytes == frame.nbytes // 2  # not converted yet
+        for _ in range(6):
+            x0, x1 = sorted(int(v) for v in rng.integers(0, w + 1, 2))
+            y0, y1 = sorted(int(v) for v in rng.integers(0, h + 1, 2))
+            np.testing.assert_array_equal(picture.rgb_region(x0, y0, x1, y1), frame[y0:y1, x0:x1])
+            region, (ox, oy) = picture.crop(x0, y0, x1, y1)
+            assert ox % 2 == 0 and oy % 2 == 0 and ox <= x0 and oy <= y0
+            rh, rw = region.shape
+            assert ox + rw >= x1 and oy + rh >= y1
+            np.testing.assert_array_equal(region.rgb(), frame[oy:oy + rh, ox:ox + rw])
+        np.testing.assert_array_equal(picture.rgb(), frame)
+
+
+def test_pictures_of_other_pixel_formats_hold_rgb(tmp_path):
+    """An MJPEG clip with odd sides (not yuv420p with even sides) gives pictures holding the RGB
+    frames themselves: regions and crops are slices of the ``rgb24`` frames."""
+    path = mf.write_mjpeg(tmp_path / "odd.avi", 97, 61, n_frames=3)
+    frames = list(iter_frames(path, FPS, "rgb24"))
+    pictures = list(iter_frames(path, FPS, "picture"))
+    assert len(frames) == len(pictures) > 0
+    for frame, picture in zip(frames, pictures):
+        assert picture.nbytes == frame.nbytes
+        np.testing.assert_array_equal(picture.rgb(), frame)
+        np.testing.assert_array_equal(picture.rgb_region(3, 5, 96, 60), frame[5:60, 3:96])
+        region, origin = picture.crop(3, 5, 96, 60)
+        assert origin == (3, 5)
+        np.testing.assert_array_equal(region.rgb(), frame[5:60, 3:96])

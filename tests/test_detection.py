@@ -18,6 +18,7 @@ from talkdata.errors import ClipError, UserError
 from talkdata.face.detect import FaceDetector, detector_backend, make_detector
 from talkdata.face.landmarks import landmark_backend
 from talkdata.face.track import FaceTracker
+from talkdata.media.decode import iter_frames
 from talkdata.pipeline.clip import process_clip
 from talkdata.corpora.records import ClipRecord
 
@@ -197,13 +198,15 @@ def test_hd_clip_is_decoded_once_and_region_crops_match_full_frames(tmp_path, mo
     # before encoding, a crop from the region is the crop from the whole frame (bilinear rounding aside)
     affines = np.load(__import__("io").BytesIO(outputs[4096].files["affine.npy"])).astype(np.float64)
     boxes = np.load(__import__("io").BytesIO(outputs[4096].files["bbox.npy"])).astype(np.float64)
-    for t, rgb in enumerate(mf.read_frames(path, "rgb24")[:10]):
-        kept = clip_module._face_region(rgb, boxes[t])
-        assert kept.pixels.size < rgb.size / 2  # a region, not the frame
-        shifted = clip_module._region_affine(kept, affines[t], 256)
-        assert shifted is not None
+    for t, picture in enumerate(list(iter_frames(path, 25.0, "picture"))[:10]):
+        rgb = picture.rgb()
+        kept = clip_module._face_region(picture, boxes[t])
+        assert kept.picture.nbytes < rgb.nbytes / 4  # a region of the yuv420p planes, not the frame
+        assert clip_module._covers(kept, affines[t], 256)
+        pixels, shifted = clip_module._crop_source(kept, affines[t], 256)
+        assert pixels.size < rgb.size / 4  # only what the crop reads is converted to RGB
         full = clip_module.warp_crop(rgb, affines[t], 256)
-        part = clip_module.warp_crop(kept.pixels, shifted, 256)
+        part = clip_module.warp_crop(pixels, shifted, 256)
         assert np.abs(full.astype(int) - part).max() <= 1
 
 

@@ -286,6 +286,15 @@ class FaceDetector:
                     return _merge(found)
         return []
 
+    @staticmethod
+    def near_reach(box: np.ndarray, margin: float = 0.5) -> tuple[int, int, int, int]:
+        """The pixels ``(x0, y0, x1, y1)`` :meth:`detect_near` may read around ``box`` at any tilt: the
+        square circumscribing its window turned by any angle, plus bilinear sampling's reach."""
+        size = max(box[2] - box[0], box[3] - box[1], 1.0)
+        cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+        half = size * (0.5 + margin) * np.sqrt(2.0) + 2.0
+        return (int(np.floor(cx - half)), int(np.floor(cy - half)), int(np.ceil(cx + half)), int(np.ceil(cy + half)))
+
     def detect_near(self, image: np.ndarray, box: np.ndarray, roll: float = 0.0, margin: float = 0.5) -> list[Detection]:
         """Faces in a window reaching ``margin`` box sizes beyond ``box`` on every side, upright to
         the tracked face's ``roll`` first, then at the other tilts."""

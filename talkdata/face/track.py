@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from ..errors import ClipError
+from ..media.decode import Picture
 from .detect import Detection, box_iou, invert_affine, map_points, rotation_about
 
 
@@ -42,22 +43,49 @@ GRAY_HALF = 2.0
 
 
 class Frame:
-    """One frame's pixels for the tracker: RGB as decoded (or None), grayscale given or converted on
-    demand, whole or (:meth:`gray_near`) only around a face, so that HD frames are not converted
-    whole on every frame."""
+    """One frame's pixels for the tracker: RGB as decoded (or None) or a decoded
+    :class:`~talkdata.media.decode.Picture`, grayscale given or converted on demand, whole or
+    (:meth:`gray_near`) only around a face, so that HD frames are not converted whole on every frame."""
 
-    def __init__(self, gray: np.ndarray | None, rgb: np.ndarray | None):
-        if gray is None and rgb is None:
-            raise ValueError("a frame needs gray or rgb pixels")
-        self.rgb = rgb
+    def __init__(self, gray: np.ndarray | None, rgb: np.ndarray | None, picture: Picture | None = None):
+        if gray is None and rgb is None and picture is None:
+            raise ValueError("a frame needs gray, rgb or picture pixels")
+        self._rgb = rgb
+        self._picture = picture
         self._gray = gray
-        self.shape = (gray if gray is not None else rgb).shape[:2]
+        self.shape = (gray if gray is not None else rgb).shape[:2] if picture is None else picture.shape
+
+    @property
+    def rgb(self) -> np.ndarray | None:
+        if self._rgb is None and self._picture is not None:
+            self._rgb = self._picture.rgb()
+        return self._rgb
 
     @property
     def gray(self) -> np.ndarray:
         if self._gray is None:
             self._gray = cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY)
         return self._gray
+
+    def _rgb_region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        if self._rgb is None and self._picture is not None:
+            return self._picture.rgb_region(x0, y0, x1, y1)
+        return self.rgb[y0:y1, x0:x1]
+
+    def near(self, reach: tuple[int, int, int, int], gray: bool) -> tuple[np.ndarray, tuple[int, int]]:
+        """The pixels within ``reach`` (clamped to the frame; grayscale or RGB) and their origin; the whole
+        frame when that is most of it. The detector's window search reads the same pixels from either
+        (it replicates the frame's edges, which are the region's edges where the reach leaves the frame)."""
+        h, w = self.shape
+        x0, y0 = min(max(reach[0], 0), w) & ~1, min(max(reach[1], 0), h) & ~1
+        x1, y1 = max(min(reach[2], w), x0), max(min(reach[3], h), y0)
+        if x1 - x0 < 2 or y1 - y0 < 2 or 2 * (x1 - x0) * (y1 - y0) >= w * h:
+            return (self.gray if gray else self.rgb), (0, 0)
+        if gray:
+            if self._gray is not None:
+                return self._gray[y0:y1, x0:x1], (x0, y0)
+            return cv2.cvtColor(self._rgb_region(x0, y0, x1, y1), cv2.COLOR_RGB2GRAY), (x0, y0)
+        return self._rgb_region(x0, y0, x1, y1), (x0, y0)
 
     def gray_near(self, box: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         """Grayscale pixels within ``GRAY_HALF`` box sizes of ``box``'s centre and their origin
@@ -71,7 +99,7 @@ class Frame:
             y0 = min(max(int(np.floor(cy - half)), 0), h) & ~1
             x1, y1 = max(min(int(np.ceil(cx + half)), w), x0), max(min(int(np.ceil(cy + half)), h), y0)
             if x1 - x0 >= 2 and y1 - y0 >= 2 and 2 * (x1 - x0) * (y1 - y0) < w * h:
-                return cv2.cvtColor(self.rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY), (x0, y0)
+                return cv2.cvtColor(self._rgb_region(x0, y0, x1, y1), cv2.COLOR_RGB2GRAY), (x0, y0)
         return self.gray, (0, 0)
 
 
@@ -203,10 +231,14 @@ class FaceTracker:
 
     def _detect(self, frame: Frame, t: int, near: np.ndarray | None = None) -> list[Detection]:
         self.n_detector_runs += 1
-        image = self.detector.pick(frame.gray if self.detector.backend.gray else None, frame.rgb)
         if near is not None:
-            found = self.detector.detect_near(image, near, self.state.roll)
+            # only the pixels the window search reads, so that an HD frame is not converted whole
+            image, (x0, y0) = frame.near(self.detector.near_reach(near), self.detector.backend.gray)
+            shift = np.array([x0, y0, x0, y0], dtype=np.float64)
+            found = self.detector.detect_near(image, near - shift, self.state.roll)
+            found = [Detection(d.box + shift, d.roll, d.score) for d in found]
         else:
+            image = self.detector.pick(frame.gray if self.detector.backend.gray else None, frame.rgb)
             # searching every scale and tilt of a large frame is the expensive call: while no face is
             # tracked it runs on key frames, the coarsest upright level on the frames between
             fine = self._full_search_at is None or t - self._full_search_at >= self.detect_every
@@ -228,12 +260,14 @@ class FaceTracker:
         self.state.box_from_landmarks = calibrate(found.box, points, self.state.roll)
         return points
 
-    def step(self, gray: np.ndarray | None, rgb: np.ndarray | None = None) -> None:
+    def step(self, gray: np.ndarray | None, rgb: np.ndarray | None = None, picture: Picture | None = None) -> None:
         """One frame: ``rgb`` when the detector or the landmark backend reads colour; ``gray`` when
-        at hand (None: converted from ``rgb`` where the detector or the predictor needs it)."""
+        at hand (None: converted from ``rgb`` where the detector or the predictor needs it); or the
+        decoded ``picture``, converted only where something reads it (the whole frame on key frames
+        and for tilted faces, the region around an upright face otherwise)."""
         t = len(self.landmarks)
         state = self.state
-        frame = Frame(gray, rgb)
+        frame = Frame(gray, rgb, picture)
         points = None
         box = None
         if state.last_landmarks is None:

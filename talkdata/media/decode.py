@@ -113,6 +113,88 @@ def _to_array(frame, fmt: str, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+class Picture:
+    """One decoded frame kept in its decoded form: the yuv420p planes (converted to RGB whole or only
+    by region, on demand), or RGB pixels for sources that are not yuv420p with even sides or that
+    are rotated. ``rgb_region`` of a yuv420p picture equals the same slice of ``rgb()`` exactly:
+    OpenCV's I420 conversion reads one chroma sample per 2 x 2 block, and regions start on even
+    coordinates, so an HD frame need not be converted whole to read the face in it."""
+
+    def __init__(self, rgb: np.ndarray | None = None, planes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None):
+        if (rgb is None) == (planes is None):
+            raise ValueError("a picture holds either RGB pixels or yuv420p planes")
+        self._rgb = rgb
+        self._planes = planes
+        self.shape = (rgb if rgb is not None else planes[0]).shape[:2]  # (height, width)
+
+    @property
+    def nbytes(self) -> int:
+        held = [self._rgb] if self._rgb is not None else []
+        return sum(a.nbytes for a in held + list(self._planes or ()))
+
+    def rgb(self) -> np.ndarray:
+        """The whole frame as contiguous RGB (converted once, then cached)."""
+        if self._rgb is None:
+            h, w = self.shape
+            self._rgb = self.rgb_region(0, 0, w, h)
+        return self._rgb
+
+    def _even(self, x0: int, y0: int, x1: int, y1: int) -> tuple[int, int, int, int]:
+        h, w = self.shape
+        x0, y0 = min(max(x0, 0), w) & ~1, min(max(y0, 0), h) & ~1
+        return x0, y0, max(min(x1 + (x1 & 1), w), x0), max(min(y1 + (y1 & 1), h), y0)
+
+    def rgb_region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        """``rgb()[y0:y1, x0:x1]`` (clamped to the frame), converting only that region."""
+        h, w = self.shape
+        x0, y0, x1, y1 = min(max(x0, 0), w), min(max(y0, 0), h), min(max(x1, x0), w), min(max(y1, y0), h)
+        if self._rgb is not None:
+            return self._rgb[y0:y1, x0:x1]
+        ex0, ey0, ex1, ey1 = self._even(x0, y0, x1, y1)
+        rw, rh = ex1 - ex0, ey1 - ey0
+        if rw == 0 or rh == 0:
+            return np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
+        y, u, v = self._planes
+        i420 = np.empty((rh * 3 // 2, rw), np.uint8)
+        flat = i420.reshape(-1)
+        flat[: rw * rh].reshape(rh, rw)[:] = y[ey0:ey1, ex0:ex1]
+        quarter = (rw // 2) * (rh // 2)
+        flat[rw * rh : rw * rh + quarter].reshape(rh // 2, rw // 2)[:] = u[ey0 // 2 : ey1 // 2, ex0 // 2 : ex1 // 2]
+        flat[rw * rh + quarter :].reshape(rh // 2, rw // 2)[:] = v[ey0 // 2 : ey1 // 2, ex0 // 2 : ex1 // 2]
+        rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+        if (ex0, ey0, ex1, ey1) != (x0, y0, x1, y1):
+            rgb = np.ascontiguousarray(rgb[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0])
+        return rgb
+
+    def crop(self, x0: int, y0: int, x1: int, y1: int) -> tuple["Picture", tuple[int, int]]:
+        """A copy of the region (as yuv420p planes when decoded so, widened to even coordinates) and
+        its origin ``(x, y)``."""
+        if self._planes is None:
+            h, w = self.shape
+            x0, y0, x1, y1 = min(max(x0, 0), w), min(max(y0, 0), h), min(max(x1, x0), w), min(max(y1, y0), h)
+            return Picture(rgb=np.ascontiguousarray(self._rgb[y0:y1, x0:x1])), (x0, y0)
+        x0, y0, x1, y1 = self._even(x0, y0, x1, y1)
+        y, u, v = self._planes
+        return Picture(planes=(np.ascontiguousarray(y[y0:y1, x0:x1]),
+                               np.ascontiguousarray(u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]),
+                               np.ascontiguousarray(v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]))), (x0, y0)
+
+
+def _to_picture(frame, rotation: int) -> Picture:
+    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0 and not (rotation // 90) % 4:
+        w, h = frame.width, frame.height
+        sizes = ((h, w), (h // 2, w // 2), (h // 2, w // 2))
+        # views of the decoder's planes (rows padded to ``line_size``); ``Picture.crop`` copies what is kept
+        planes = tuple(np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: rows, : cols]
+                       for plane, (rows, cols) in zip(frame.planes, sizes))
+        return Picture(planes=planes)
+    return Picture(rgb=_to_array(frame, "rgb24", rotation))
+
+
+def _convert(frame, fmt: str, rotation: int):
+    return _to_picture(frame, rotation) if fmt == "picture" else _to_array(frame, fmt, rotation)
+
+
 def _check_size(width: int, height: int, path: str | Path) -> None:
     if width * height > MAX_PIXELS:
         raise ClipError("too_large", f"{Path(path).name}: {width}x{height} frames ({width * height / 1e6:.1f} "
@@ -121,7 +203,8 @@ def _check_size(width: int, height: int, path: str | Path) -> None:
 
 
 def iter_frames(path: str | Path, fps: float, fmt: str = "rgb24", stats: VideoStats | None = None) -> Iterator[np.ndarray]:
-    """Yield frames ``t = 0, 1, ...`` at ``fps`` as numpy arrays (``fmt``: rgb24 or gray)."""
+    """Yield frames ``t = 0, 1, ...`` at ``fps`` as numpy arrays (``fmt``: rgb24, bgr24 or gray), or
+    as :class:`Picture` objects (``fmt="picture"``: converted to RGB only where they are read)."""
     stats = stats if stats is not None else VideoStats()
     with open_media(path) as container:
         if not container.streams.video:
@@ -156,7 +239,7 @@ def iter_frames(path: str | Path, fps: float, fmt: str = "rgb24", stats: VideoSt
                 relative = time - stats.start_time
                 while previous is not None and t / fps < relative - TIME_EPSILON:
                     if previous[2] is None:
-                        previous = (previous[0], None, _to_array(previous[1], fmt, stats.rotation))
+                        previous = (previous[0], None, _convert(previous[1], fmt, stats.rotation))
                     stats.frame_times.append(previous[0])
                     yield previous[2]
                     t += 1
@@ -176,7 +259,7 @@ def iter_frames(path: str | Path, fps: float, fmt: str = "rgb24", stats: VideoSt
         stats.duration = previous[0] + nominal
         while t / fps < stats.duration - TIME_EPSILON:
             if previous[2] is None:
-                previous = (previous[0], None, _to_array(previous[1], fmt, stats.rotation))
+                previous = (previous[0], None, _convert(previous[1], fmt, stats.rotation))
             stats.frame_times.append(previous[0])
             yield previous[2]
             t += 1

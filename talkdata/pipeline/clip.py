@@ -36,7 +36,7 @@ from ..face.landmarks import landmark_backend
 from ..face.pose import estimate_pose
 from ..face.template import crop_template
 from ..face.track import FaceTracker, fill_missing
-from ..media.decode import VideoStats, align_audio, decode_audio, iter_frames, report_progress
+from ..media.decode import Picture, VideoStats, align_audio, decode_audio, iter_frames, report_progress
 from ..files import sha256_file
 from ..media.encode import H264Writer, encode_wav
 from ..corpora.records import ClipRecord
@@ -73,56 +73,89 @@ class _Timer:
 REGION_HALF = 1.6
 
 
+#: frames with fewer pixels are converted to RGB whole, once, for both passes (cheap, and the crops'
+#: bytes are those of warping the whole frame); larger ones (HD, 4K) only where the tracker and the
+#: crop read them
+REGION_MIN_PIXELS = 1280 * 720
+
+
 @dataclass
 class KeptFrame:
     """A decoded frame kept between the two passes: all of it, or the region around the face."""
 
-    pixels: np.ndarray
-    origin: tuple[int, int] = (0, 0)  # (x, y) of ``pixels[0, 0]`` in the frame
+    picture: Picture
+    origin: tuple[int, int] = (0, 0)  # (x, y) of the picture's pixel (0, 0) in the frame
     frame_size: tuple[int, int] = (0, 0)  # (width, height) of the whole frame
 
+    @property
+    def whole(self) -> bool:
+        return self.origin == (0, 0) and self.picture.shape == self.frame_size[::-1]
 
-def _face_region(rgb: np.ndarray, box: np.ndarray | None) -> KeptFrame:
-    h, w = rgb.shape[:2]
+
+def _face_region(picture: Picture, box: np.ndarray | None) -> KeptFrame:
+    h, w = picture.shape
     if box is None or not np.isfinite(box).all():
-        return KeptFrame(rgb, (0, 0), (w, h))
+        return KeptFrame(picture, (0, 0), (w, h))
     size = max(box[2] - box[0], box[3] - box[1])
     cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
     half = REGION_HALF * size
     x0, y0 = max(int(np.floor(cx - half)), 0), max(int(np.floor(cy - half)), 0)
     x1, y1 = min(int(np.ceil(cx + half)), w), min(int(np.ceil(cy + half)), h)
     if x1 - x0 < 2 or y1 - y0 < 2:
-        return KeptFrame(rgb, (0, 0), (w, h))
-    return KeptFrame(np.ascontiguousarray(rgb[y0:y1, x0:x1]), (x0, y0), (w, h))
+        return KeptFrame(picture, (0, 0), (w, h))
+    region, origin = picture.crop(x0, y0, x1, y1)
+    return KeptFrame(region, origin, (w, h))
 
 
-def _region_affine(kept: KeptFrame, affine: np.ndarray, size: int) -> np.ndarray | None:
-    """``affine`` re-expressed for ``kept``'s pixels, or None when the crop reads pixels outside them."""
-    h, w = kept.pixels.shape[:2]
-    if kept.origin == (0, 0) and (w, h) == kept.frame_size:
-        return affine
+def _needed(affine: np.ndarray, size: int, frame_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The frame pixels ``(x0, y0, x1, y1)`` the ``size`` x ``size`` crop under ``affine`` reads
+    (bilinear sampling and the frame's replicated border included), clamped to the frame."""
     corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64)
     inverse = cv2.invertAffineTransform(affine)
     source = corners @ inverse[:, :2].T + inverse[:, 2]
-    fw, fh = kept.frame_size
-    # the pixels bilinear sampling (and the frame's replicated border) needs, clamped to the frame
-    need_x0 = min(max(int(np.floor(source[:, 0].min())) - 2, 0), fw - 1)
-    need_y0 = min(max(int(np.floor(source[:, 1].min())) - 2, 0), fh - 1)
-    need_x1 = max(min(int(np.ceil(source[:, 0].max())) + 3, fw), 1)
-    need_y1 = max(min(int(np.ceil(source[:, 1].max())) + 3, fh), 1)
-    x0, y0 = kept.origin
-    if need_x0 < x0 or need_y0 < y0 or need_x1 > x0 + w or need_y1 > y0 + h:
-        return None
+    fw, fh = frame_size
+    return (min(max(int(np.floor(source[:, 0].min())) - 2, 0), fw - 1),
+            min(max(int(np.floor(source[:, 1].min())) - 2, 0), fh - 1),
+            max(min(int(np.ceil(source[:, 0].max())) + 3, fw), 1),
+            max(min(int(np.ceil(source[:, 1].max())) + 3, fh), 1))
+
+
+def _shift(affine: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
+    """``affine`` re-expressed for pixels whose (0, 0) is ``origin`` in the frame."""
     shifted = affine.astype(np.float64).copy()
-    shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    shifted[:, 2] += shifted[:, :2] @ np.array(origin, dtype=np.float64)
     return shifted
+
+
+def _covers(kept: KeptFrame, affine: np.ndarray, size: int) -> bool:
+    """True when every pixel the crop under ``affine`` reads was kept."""
+    if kept.whole:
+        return True
+    x0, y0, x1, y1 = _needed(affine, size, kept.frame_size)
+    (ox, oy), (h, w) = kept.origin, kept.picture.shape
+    return x0 >= ox and y0 >= oy and x1 <= ox + w and y1 <= oy + h
+
+
+def _crop_source(kept: KeptFrame, affine: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The RGB pixels a crop is warped from (:func:`_covers` holds) and ``affine`` re-expressed for
+    them: only the region the crop reads is converted, except in whole frames below
+    ``REGION_MIN_PIXELS`` or that the crop reads most of (the same pixels and transform as ever; a
+    region's shifted transform may round a sample differently, by one grey level at most)."""
+    fw, fh = kept.frame_size
+    x0, y0, x1, y1 = _needed(affine, size, kept.frame_size)
+    if kept.whole and (fw * fh < REGION_MIN_PIXELS or 2 * (x1 - x0) * (y1 - y0) >= fw * fh):
+        return kept.picture.rgb(), affine
+    ox, oy = kept.origin
+    lx0, ly0 = (x0 - ox) & ~1, (y0 - oy) & ~1  # a region of a yuv420p picture starts on even coordinates
+    return kept.picture.rgb_region(lx0, ly0, x1 - ox, y1 - oy), _shift(affine, (ox + lx0, oy + ly0))
 
 
 def track_face(path: str, config: dict, stats: VideoStats,
                hint: list[float] | None = None) -> tuple[FaceTracker, list[KeptFrame] | None]:
     """Pass 1: follow the face through every output frame; keep frames for pass 2 if they fit the budget.
 
-    Frames are kept whole while they fit ``video.cache_budget_mb``; past it (HD and 4K clips) every
+    Frames are decoded to :class:`Picture` objects (yuv420p planes converted to RGB only where read).
+    They are kept whole while they fit ``video.cache_budget_mb``; past it (HD and 4K clips) every
     kept frame is cut down to the region around its tracked face (``REGION_HALF`` box sizes each
     way), so that pass 2 does not decode the clip again. ``hint`` is the corpus's face box as
     fractions of the frame (``record.meta["face_box"]``)."""
@@ -134,17 +167,24 @@ def track_face(path: str, config: dict, stats: VideoStats,
     kept: list[KeptFrame] | None = []
     used = 0
     regions = False
-    for rgb in iter_frames(path, config["video"]["fps"], "rgb24", stats):
-        tracker.step(None, rgb)  # the tracker converts to grayscale only what the detector and landmarks read
+    for picture in iter_frames(path, config["video"]["fps"], "picture", stats):
+        h, w = picture.shape
+        if w * h < REGION_MIN_PIXELS:
+            picture.rgb()  # small frames: converted whole once, read by both passes
+        tracker.step(None, None, picture)  # else converted only where the detector and landmarks read it
         if kept is None:
             continue
-        frame = _face_region(rgb, tracker.boxes[-1]) if regions else KeptFrame(rgb, (0, 0), (rgb.shape[1], rgb.shape[0]))
+        if regions:
+            frame = _face_region(picture, tracker.boxes[-1])
+        else:
+            h, w = picture.shape
+            frame = KeptFrame(picture, (0, 0), (w, h))
         kept.append(frame)
-        used += frame.pixels.nbytes
+        used += frame.picture.nbytes
         if used > budget and not regions:
             regions = True  # cut what is kept so far down to the face regions
-            kept = [_face_region(k.pixels, b) for k, b in zip(kept, tracker.boxes)]
-            used = sum(k.pixels.nbytes for k in kept)
+            kept = [_face_region(k.picture, b) for k, b in zip(kept, tracker.boxes)]
+            used = sum(k.picture.nbytes for k in kept)
         if used > budget:
             kept = None  # too long even as face regions: pass 2 decodes again
     return tracker, kept
@@ -155,12 +195,12 @@ def render_crops(path: str, frames: list[KeptFrame] | None, affines: np.ndarray,
     when every crop lies inside what was kept, else from a second decoding)."""
     crop, fps = config["crop"], config["video"]["fps"]
     source = None
-    if frames is not None and len(frames) >= len(affines):
-        shifted = [_region_affine(k, a, crop["size"]) for k, a in zip(frames, affines)]
-        if all(m is not None for m in shifted):
-            source = [(k.pixels, m) for k, m in zip(frames, shifted)]
+    if frames is not None and len(frames) >= len(affines) and all(
+            _covers(k, a, crop["size"]) for k, a in zip(frames, affines)):
+        source = (_crop_source(k, a, crop["size"]) for k, a in zip(frames, affines))
     if source is None:
-        source = ((rgb, a) for rgb, a in zip(iter_frames(path, fps, "rgb24"), affines))
+        whole = (KeptFrame(p, (0, 0), p.shape[::-1]) for p in iter_frames(path, fps, "picture"))
+        source = (_crop_source(k, a, crop["size"]) for k, a in zip(whole, affines))
     writer = H264Writer(crop["size"], crop["size"], fps, crop["crf"], crop["preset"])
     for rgb, matrix in source:
         report_progress()
