@@ -295,7 +295,7 @@ def resolve(recipe_defaults: dict[str, Any], recipe_name: str, sets: dict[str, A
 
 @dataclass(frozen=True)
 class Pinned:
-    """A configuration for the manifest and cache key: models by sha256; their paths apart."""
+    """The configuration for the per-clip cache key: models by sha256; their paths apart."""
 
     config: dict[str, Any]
     models: dict[str, dict[str, str]]
