@@ -31,7 +31,6 @@ Ends with ``GOAL ... met`` when the default detector finds >= 95 % of the frames
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 import time
@@ -43,12 +42,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import face_placements as fp  # noqa: E402
-from talkdata.config import DEFAULTS  # noqa: E402
+from talkdata.config import Face  # noqa: E402
 from talkdata.face.detect import DETECTORS, make_detector  # noqa: E402
 
 
 def evaluate(name: str, placement: fp.Placement, n: int) -> dict:
-    face = dict(copy.deepcopy(DEFAULTS["face"]), detector=name)
+    face = Face(detector=name)
     _, centres, native_found = fp.truth(placement, n)
     hits, centre_err, size_err, ms, near_ms = 0, [], [], [], []
     counted = 0
@@ -86,8 +85,8 @@ def track(placement: fp.Placement, n: int) -> tuple[float, float, float]:
     from talkdata.face.landmarks import landmark_backend
     from talkdata.face.track import FaceTracker
 
-    face = copy.deepcopy(DEFAULTS["face"])
-    tracker = FaceTracker(make_detector(face), landmark_backend("dlib"), face["detect_every"], face["redetect_iou"])
+    face = Face()
+    tracker = FaceTracker(make_detector(face), landmark_backend("dlib"), face.detect_every, face.redetect_iou)
     start = time.perf_counter()
     for rgb in fp.canvas_frames(placement, n):
         tracker.step(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), rgb)
@@ -108,7 +107,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs, {args.frames} frames per placement")
-    default = DEFAULTS["face"]["detector"]
+    default = Face().detector
     summary: dict[str, list[dict]] = {name: [] for name in args.detectors}
     print(f"{'placement':38s} " + " ".join(f"{name:>34s}" for name in args.detectors))
     print(f"{'':38s} " + " ".join(f"{'recall ctr  size   ms/call  near':>34s}" for _ in args.detectors))

@@ -88,12 +88,13 @@ def rss_bytes() -> int:
 def child(root: str) -> None:
     import gc
 
+    from talkdata.config import BuildConfig
     from talkdata.corpora import voxceleb2
 
     gc.collect()
     before = rss_bytes()
     started = time.perf_counter()
-    records = voxceleb2.index(Path(root), {})
+    records = voxceleb2.index(Path(root), BuildConfig())
     seconds = time.perf_counter() - started
     gc.collect()
     after = rss_bytes()

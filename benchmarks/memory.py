@@ -19,7 +19,6 @@ a 10-minute 720p clip in < 2 GB RSS per worker.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import resource
@@ -107,15 +106,15 @@ def generate(minutes: float) -> Path:
 def child(path: str) -> None:
     """Runs in the subprocess: load models, process the clip, print one JSON line."""
     started = time.perf_counter()
-    from talkdata.config import DEFAULTS
+    from talkdata.config import BuildConfig
     from talkdata.face.detect import _dlib_detector
     from talkdata.face.landmarks import landmark_backend
     from talkdata.pipeline.clip import process_clip
     from talkdata.corpora.records import ClipRecord
 
-    config = copy.deepcopy(DEFAULTS)
+    config = BuildConfig()
     _dlib_detector()
-    landmark_backend(config["face"]["backend"])
+    landmark_backend(config.face.backend)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     record = ClipRecord(dataset="videos", speaker="synthetic", clip=Path(path).stem, path=path,
                         relpath=Path(path).name)

@@ -45,7 +45,6 @@ The machine's CPU count matters: PyAV decodes with threads and OpenCV uses its o
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib.util
 import os
 import platform
@@ -62,7 +61,7 @@ import dlib
 import numpy as np
 import python_speech_features
 
-from talkdata.config import DEFAULTS
+from talkdata.config import BuildConfig
 from talkdata.errors import ClipError
 from talkdata.face.align import similarity_transform
 from talkdata.face.detect import make_detector
@@ -208,11 +207,11 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(kind: str, root: Path, repeat: int, naive: NaivePipeline | None, config: dict) -> Result:
+def measure(kind: str, root: Path, repeat: int, naive: NaivePipeline | None, config: BuildConfig) -> Result:
     records = [r for r in INDEXERS[kind](root, config) if not r.skip]
     label = LABELS[kind] if kind != "videos" else f"{root.name}"
     result = Result(label=label)
-    face = config["face"]
+    face = config.face
 
     # warm-up (model loading, decoder and encoder start-up), and drop clips the pipeline rejects
     usable = []
@@ -253,10 +252,10 @@ def measure(kind: str, root: Path, repeat: int, naive: NaivePipeline | None, con
                     rep.naive_cpu += cpu_seconds() - c0
 
             t0 = clock()
-            frames = [f for f in iter_frames(record.path, config["video"]["fps"])]
+            frames = [f for f in iter_frames(record.path, config.video.fps)]
             rep.blocks["decode"] += clock() - t0
             grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-            images = [detector.pick(g, f) for g, f in zip(grays[:: face["detect_every"]], frames[:: face["detect_every"]])]
+            images = [detector.pick(g, f) for g, f in zip(grays[:: face.detect_every], frames[:: face.detect_every])]
             del frames
             box = None
             t0 = clock()
@@ -279,8 +278,7 @@ def measure(kind: str, root: Path, repeat: int, naive: NaivePipeline | None, con
         # shard writing of this repetition's outputs
         with tempfile.TemporaryDirectory() as tmp:
             t0 = clock()
-            writer = ShardWriter(Path(tmp), "bench", "train", config["shards"]["max_samples"],
-                                 config["shards"]["max_bytes"])
+            writer = ShardWriter(Path(tmp), "bench", "train", config.shards.max_samples, config.shards.max_bytes)
             for key, files in outputs:
                 writer.write(key, files)
             writer.close()
@@ -343,7 +341,7 @@ def report(results: list[Result]) -> None:
         ("talkdata write (ShardWriter)", out_frames, lambda p: p.write),
         ("talkdata end to end", out_frames, lambda p: p.e2e),
         ("block: decode (iter_frames 25 fps)", out_frames, lambda p: p.blocks["decode"]),
-        (f"block: detect ({DEFAULTS['face']['detector']}, every 10th frame)", out_frames, lambda p: p.blocks["detect"]),
+        (f"block: detect ({BuildConfig().face.detector}, every 10th frame)", out_frames, lambda p: p.blocks["detect"]),
         ("block: landmarks (dlib 68, every frame)", out_frames, lambda p: p.blocks["landmarks"]),
         ("block: decode+detect+landmarks", out_frames, lambda p: sum(p.blocks.values())),
     ]
@@ -373,7 +371,7 @@ def report(results: list[Result]) -> None:
     print()
     for text, value, ok in goals:
         print(f"  {text}: {value:.2f} -> {'met' if ok else 'not met'}")
-    print(f"GOAL (one worker, face.detector={DEFAULTS['face']['detector']}, load average {os.getloadavg()[0]:.1f} on "
+    print(f"GOAL (one worker, face.detector={BuildConfig().face.detector}, load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} CPUs): {'met' if goals and all(ok for _, _, ok in goals) else 'not met'} "
           f"({sum(ok for _, _, ok in goals)} of {len(goals)} goals)")
 
@@ -406,11 +404,11 @@ def main(argv=None) -> int:
                         help="also measure the sample 00473 placed on these canvases, face ~110 px (default all)")
     parser.add_argument("--hd-frames", type=int, default=75, help="frames of each HD clip (default 75)")
     args = parser.parse_args(argv)
-    config = copy.deepcopy(DEFAULTS)
+    config = BuildConfig()
     print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
           f"dlib {dlib.__version__}, opencv {cv2.__version__}, av {av.__version__}; "
           f"OpenCV threads {cv2.getNumThreads()}; repeat {args.repeat}")
-    naive = NaivePipeline(config["crop"]["size"], config["crop"]["stable_points"])
+    naive = NaivePipeline(config.crop.size, config.crop.stable_points)
     results = []
     hd_dir = tempfile.TemporaryDirectory()
     clips = list(args.clips) + (make_hd_clips(Path(hd_dir.name), args.hd_frames, args.hd) if args.hd else [])

@@ -136,7 +136,7 @@ def _noop(config: dict, item) -> int:
 
 def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_cache: bool, max_frames: int) -> dict:
     """Index, submit, fit, pack, manifest and card for n synthetic clips with ``workers`` (in this process)."""
-    from talkdata.config import resolve
+    from talkdata.config import pinned, resolve
     from talkdata.pipeline.build import index_clips, pack
     from talkdata.pipeline.cache import ClipCache, cache_key
     from talkdata.pipeline.executor import Executor
@@ -155,7 +155,7 @@ def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_c
         return result
 
     records = stage("index", lambda: index_clips(recipe, tree, config))
-    keys = [cache_key(r, config) for r in records]
+    keys = [cache_key(r, pinned(config).config) for r in records]
     work = out / ".work"
     if not (work / "clips").exists():
         synth_entries(records, keys, work, frames, video_kb * 1000)

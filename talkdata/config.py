@@ -2,32 +2,29 @@
 
 Each section is a frozen dataclass (:class:`Video`, :class:`Audio`, :class:`Face`, :class:`Crop`,
 :class:`Mfcc`, :class:`Pose`, :class:`Shape`, :class:`Split`, :class:`Shards`); each key carries
-its type, its range or choices and a one-line help (:func:`talkdata.declare.setting`). From that
-declaration come
+its type, its range or choices and a one-line help (:func:`talkdata.declare.setting`). The build
+and every stage read the typed :class:`BuildConfig` by attribute (``config.face.detector``), so a
+misspelt key is an ``AttributeError`` (and a type checker's error), never a silent default. From
+the declaration come
 
-* ``--set key=value`` and a recipe's ``[defaults]``: :func:`resolve` / :func:`resolve_config`
-  (unknown keys get a did-you-mean; every value is checked, then the cross-key rules in
-  :func:`cross_checks`, before any clip runs);
+* ``--set key=value`` and a recipe's ``[defaults]``: :func:`resolve` (unknown keys get a
+  did-you-mean; every value is checked, then the cross-key rules in :func:`cross_checks`, before
+  any clip runs);
 * ``--list-keys``: :func:`list_keys` (type, default, range or choices, help);
 * the cache key: a section whose class has ``per_clip = False`` (split, shards, shape) acts at the
   dataset level and stays out of the per-clip cache key (:func:`dataset_level_sections`,
   :func:`processing_config`);
-* the manifest: :func:`pinned` (below).
+* the manifest: :func:`to_dict` and :func:`pinned` (below); :func:`stored` reads a built
+  dataset's ``config`` back as a typed object (the loader, the training loops).
 
-Two views of one resolved configuration:
-
-* **runtime dict** — :func:`resolve` returns the nested plain dict that the stages read
-  (``config["face"]["backend"]``), lists as lists, model keys holding the user's *path*. This is
-  the dict the build has always passed around; its values are unchanged.
-* **pinned dict** — :func:`pinned` returns ``Pinned(config, models)``: ``config`` is the same dict
-  with every model key (declared ``model=True``; today ``audio.deepspeech_model``) replaced by
-  ``"sha256:<hex>"`` of the file's bytes ('' stays ''), for the manifest's ``config``, the version
-  id and the per-clip cache key, so they follow the model's content and not where it lies;
-  ``models`` maps each used model key to ``{"path": ..., "sha256": ...}``, to be recorded outside
-  the version (build info). A configuration without models pins to the runtime dict unchanged.
-
-The typed object (:class:`BuildConfig`, via :func:`resolve_config` or :func:`from_dict`) is there
-for code that wants attributes (``cfg.crop.size``) instead of string keys.
+Where JSON is needed (the manifest's ``config``, the per-clip cache key, the version id), the dict
+is derived in one place, :func:`to_dict`: sections and keys in declaration order, tuples as lists,
+model keys holding the user's *path*. :func:`pinned` returns ``Pinned(config, models)``:
+``config`` is that dict with every model key (declared ``model=True``; today
+``audio.deepspeech_model``) replaced by ``"sha256:<hex>"`` of the file's bytes ('' stays ''), for
+the per-clip cache key, so it follows the model's content and not where it lies; ``models`` maps
+each used model key to ``{"path": ..., "sha256": ...}``. A configuration without models pins to
+:func:`to_dict` unchanged.
 """
 
 from __future__ import annotations
@@ -44,9 +41,9 @@ from .declare import Declared, check_value, declared, did_you_mean, listing, par
 from .errors import UserError
 from .files import sha256_file
 
-__all__ = ["BuildConfig", "DEFAULTS", "Pinned", "apply_overrides", "config_hash", "cross_checks",
-           "dataset_level_sections", "from_dict", "list_keys", "parse_set_options", "parse_value", "pinned",
-           "processing_config", "resolve", "resolve_config", "set_value", "to_dict"]
+__all__ = ["BuildConfig", "Pinned", "config_hash", "cross_checks", "dataset_level_sections", "list_keys",
+           "model_paths", "parse_set_options", "parse_value", "pinned", "processing_config", "resolve", "stored",
+           "to_dict"]
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                 "placebo")
@@ -199,7 +196,7 @@ def dataset_level_sections() -> tuple[str, ...]:
 
 
 def processing_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The sections of a runtime or pinned dict that change per-clip results (the cache key's)."""
+    """The sections of a :func:`to_dict` or pinned dict that change per-clip results (the cache key's)."""
     level = dataset_level_sections()
     return {k: v for k, v in config.items() if k not in level}
 
@@ -209,12 +206,22 @@ def _plain(value: Any) -> Any:
 
 
 def to_dict(cfg: BuildConfig) -> dict[str, Any]:
-    """The runtime dict of a typed configuration (tuples as lists)."""
+    """The JSON form of a typed configuration (tuples as lists): the manifest's ``config``, and the
+    one place a dict is derived from it."""
     return {name: {d.name: _plain(getattr(getattr(cfg, name), d.name)) for d in declared(cls)}
             for name, cls in sections().items()}
 
 
-DEFAULTS: dict[str, Any] = to_dict(BuildConfig())
+def stored(config: dict[str, Any]) -> BuildConfig:
+    """The typed configuration a built dataset records (its manifest's ``config``, a :func:`to_dict`):
+    lists become tuples; a key the dataset's build did not have yet takes its declared default, and
+    a key no longer declared is left out. Values are taken as written (the build checked them)."""
+    parts = {}
+    for name, cls in sections().items():
+        values = config.get(name) or {}
+        parts[name] = cls(**{d.name: tuple(values[d.name]) if isinstance(values[d.name], list) else values[d.name]
+                             for d in declared(cls) if d.name in values})
+    return BuildConfig(**parts)
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -234,39 +241,6 @@ def _check_key(key: str, value: Any) -> Any:
         raise UserError(f"unknown config key {key!r}{did_you_mean(key, keys)} (talkdata build --list-keys lists them)")
     d = keys[key]
     return check_value(key, d.type, d.spec, value)
-
-
-def set_value(config: dict[str, Any], key: str, value: Any) -> None:
-    """Set dotted ``key`` in the runtime dict ``config`` in place, checked against its declaration."""
-    section, leaf = key.split(".", 1) if "." in key else ("", key)
-    value = _check_key(key, value)
-    config[section][leaf] = _plain(value)
-
-
-def apply_overrides(config: dict[str, Any], overrides: dict[str, Any], origin: str) -> None:
-    """Apply a nested table of overrides (a recipe's ``[defaults]``); ``origin`` names it in errors."""
-    for key, value in _flatten(overrides).items():
-        try:
-            set_value(config, key, value)
-        except UserError as err:
-            raise UserError(f"{origin}: {err}") from None
-
-
-def from_dict(config: dict[str, Any]) -> BuildConfig:
-    """The typed configuration of a complete runtime dict, every value and cross-key rule checked."""
-    parts = {}
-    for name, cls in sections().items():
-        if not isinstance(config.get(name), dict):
-            raise UserError(f"bad config: section {name!r} is missing")
-        extra = sorted(set(config[name]) - {d.name for d in declared(cls)})
-        if extra:
-            _check_key(f"{name}.{extra[0]}", None)
-        values = config[name]
-        parts[name] = cls(**{d.name: check_value(f"{name}.{d.name}", d.type, d.spec, values.get(d.name, d.default))
-                             for d in declared(cls)})
-    cfg = BuildConfig(**parts)
-    cross_checks(cfg)
-    return cfg
 
 
 def cross_checks(cfg: BuildConfig) -> None:
@@ -295,45 +269,64 @@ def cross_checks(cfg: BuildConfig) -> None:
             raise UserError(f"bad config: {message}")
 
 
-def resolve_config(recipe_defaults: dict[str, Any], recipe_name: str, sets: dict[str, Any]) -> BuildConfig:
-    """Defaults, then the recipe's ``[defaults]``, then ``--set`` values; every value checked."""
-    config = to_dict(BuildConfig())
-    apply_overrides(config, recipe_defaults, f"recipe {recipe_name!r}")
+def resolve(recipe_defaults: dict[str, Any], recipe_name: str, sets: dict[str, Any]) -> BuildConfig:
+    """Defaults, then the recipe's ``[defaults]`` (a nested table), then ``--set`` values (dotted
+    keys); every value checked against its declaration, then the cross-key rules."""
+    changes: dict[str, dict[str, Any]] = {}
+
+    def put(key: str, value: Any) -> None:
+        value = _check_key(key, value)
+        section, leaf = key.split(".", 1)
+        changes.setdefault(section, {})[leaf] = value
+
+    for key, value in _flatten(recipe_defaults).items():
+        try:
+            put(key, value)
+        except UserError as err:
+            raise UserError(f"recipe {recipe_name!r}: {err}") from None
     for key, value in sets.items():
-        set_value(config, key, value)
-    return from_dict(config)
-
-
-def resolve(recipe_defaults: dict[str, Any], recipe_name: str, sets: dict[str, Any]) -> dict[str, Any]:
-    """The runtime dict (see the module docstring) of :func:`resolve_config`."""
-    return to_dict(resolve_config(recipe_defaults, recipe_name, sets))
+        put(key, value)
+    defaults = BuildConfig()
+    cfg = BuildConfig(**{name: dataclasses.replace(getattr(defaults, name), **changes.get(name, {}))
+                         for name in sections()})
+    cross_checks(cfg)
+    return cfg
 
 
 @dataclass(frozen=True)
 class Pinned:
-    """A configuration for the manifest and cache key: models by sha256; their paths apart."""
+    """The configuration for the per-clip cache key: models by sha256; their paths apart."""
 
     config: dict[str, Any]
     models: dict[str, dict[str, str]]
 
 
 def model_keys() -> list[str]:
+    """The dotted keys declared ``model=True`` (a model file's path)."""
     return [key for key, d in _keys().items() if d.spec.model]
 
 
-def pinned(config: dict[str, Any]) -> Pinned:
-    """The runtime dict with each model path replaced by ``sha256:<hex>``, and the paths apart."""
-    out = {section: dict(values) for section, values in config.items()}
-    models = {}
+def model_paths(cfg: BuildConfig) -> dict[str, str]:
+    """Dotted model key -> the configured path ('' : no model)."""
+    paths = {}
     for key in model_keys():
         section, leaf = key.split(".", 1)
-        path = config[section][leaf]
+        paths[key] = getattr(getattr(cfg, section), leaf)
+    return paths
+
+
+def pinned(cfg: BuildConfig) -> Pinned:
+    """:func:`to_dict` with each model path replaced by ``sha256:<hex>``, and the paths apart."""
+    out = to_dict(cfg)
+    models = {}
+    for key, path in model_paths(cfg).items():
         if not path:
             continue
         try:
             digest = sha256_file(path)
         except OSError as err:
             raise UserError(f"{key}: cannot read model file {path}: {err.strerror or err}") from None
+        section, leaf = key.split(".", 1)
         out[section][leaf] = f"sha256:{digest}"
         models[key] = {"path": str(path), "sha256": digest}
     return Pinned(out, models)

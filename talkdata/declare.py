@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import re
 import tomllib
@@ -107,13 +108,17 @@ class Declared:
 
 def declared(cls) -> list[Declared]:
     """The fields of settings dataclass ``cls`` (class or instance), in declaration order."""
-    cls = cls if isinstance(cls, type) else type(cls)
-    hints = typing.get_type_hints(cls)
+    return list(_declared(cls if isinstance(cls, type) else type(cls)))
+
+
+@functools.cache
+def _declared(cls: type) -> tuple[Declared, ...]:
+    hints = typing.get_type_hints(cls)  # evaluates the annotations: once per class
     out = []
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         out.append(Declared(f.name, hints[f.name], default, f.metadata.get("spec", Spec())))
-    return out
+    return tuple(out)
 
 
 def type_name(tp: Any) -> str:

@@ -25,6 +25,7 @@ import json
 from importlib import metadata
 from pathlib import Path
 
+from .config import BuildConfig, model_keys, model_paths
 from .errors import UserError
 from .files import sha256_file, write_atomic
 from .shards import split_member
@@ -43,7 +44,7 @@ FAN_DEPENDENCIES = ("face-alignment", "torch")
 RECIPE_CONTENT = ("name", "index", "protocols", "defaults")
 
 #: config keys that hold a model's path: the version takes the model's sha256 (``models``) instead
-MODEL_PATH_KEYS = (("audio", "deepspeech_model"),)
+MODEL_PATH_KEYS = tuple(tuple(key.split(".", 1)) for key in model_keys())
 
 #: manifest fields every talkdata manifest has (verify checks them before anything else)
 REQUIRED = {"format": str, "name": str, "version": str, "recipe": dict, "config": dict, "splits": dict,
@@ -53,10 +54,10 @@ REQUIRED = {"format": str, "name": str, "version": str, "recipe": dict, "config"
 UNVERSIONED = {".work", "build_info.json", "README.md", MANIFEST, "card", "croissant.json"}
 
 
-def dependency_versions(config: dict | None = None) -> dict[str, str]:
+def dependency_versions(config: BuildConfig | None = None) -> dict[str, str]:
     """Versions of the packages that compute the data (with ``config``: the landmark backend's too)."""
     names = DEPENDENCIES
-    if config and config.get("face", {}).get("backend") == "fan":
+    if config is not None and config.face.backend == "fan":
         names += FAN_DEPENDENCIES
     versions = {}
     for name in names:
@@ -112,33 +113,28 @@ def _whole_manifest_id(manifest: dict) -> str:
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()[:16]
 
 
-def model_files(config: dict) -> dict[str, dict]:
+def model_files(config: BuildConfig) -> dict[str, dict]:
     """``{name: {"path", "sha256"}}`` of the model files the build uses (``path`` as configured;
     the version takes only the sha256)."""
     models = {}
-    backend = config.get("face", {}).get("backend", "dlib")
-    if backend == "dlib":
+    if config.face.backend == "dlib":
         from .face.landmarks import DLIB_MODEL_NAME, dlib_model_path
 
         models["dlib_landmarks"] = {"path": DLIB_MODEL_NAME, "sha256": sha256_file(dlib_model_path())}
-    elif backend == "fan":
+    elif config.face.backend == "fan":
         from .face.landmarks import fan_weights_path
 
         weights = fan_weights_path()
         models["fan_landmarks"] = {"path": weights.name, "sha256": sha256_file(weights)}
-    for section, key in MODEL_PATH_KEYS:
-        path = config.get(section, {}).get(key)
-        if isinstance(path, dict) and "sha256" in path:
-            models[key] = {"path": path.get("path", ""), "sha256": path["sha256"]}
-        elif isinstance(path, str) and path.startswith("sha256:"):  # a config already pinned to the content
-            models[key] = {"path": "", "sha256": path[len("sha256:"):]}
-        elif isinstance(path, str) and path:
-            models[key] = {"path": path, "sha256": sha256_file(path)}
+    for key, path in model_paths(config).items():
+        if path:
+            models[key.rsplit(".", 1)[-1]] = {"path": path, "sha256": sha256_file(path)}
     return models
 
 
-def write_manifest(out: Path, manifest: dict) -> dict:
-    config = manifest.get("config", {})
+def write_manifest(out: Path, manifest: dict, config: BuildConfig) -> dict:
+    """Write ``manifest`` (its ``config`` is ``to_dict(config)``) with the format, versions, models and
+    version id added."""
     manifest = dict(manifest, format=FORMAT, toolkit={"talkdata": __version__},
                     dependencies=dependency_versions(config), models=model_files(config))
     manifest["version"] = version_id(manifest)

@@ -4,6 +4,7 @@ worker count or shard size."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import io
 import json
@@ -82,7 +83,7 @@ def test_the_card_is_written_without_reading_a_shard_back(grid_dataset, tmp_path
     shutil.copytree(grid_dataset, out)  # its cache points into its shards: the pack reads the samples from them
     for name in CARD_FILES + ("croissant.json",):
         (out / name).unlink()
-    build("grid", DATA / "grid", out, progress=False)
+    build("grid", DATA / "grid", out)
     assert calls == [3]
     assert json.loads((out / "build_info.json").read_text())["clips_processed_now"] == 0
     assert card_bytes(out) == card_bytes(grid_dataset)
@@ -132,7 +133,7 @@ def _bench():
 def synthetic(tmp_path_factory) -> dict:
     """24 synthetic VoxCeleb2 clips of 30 frames (cache entries only, as benchmarks/scale.py writes them)."""
     bench = _bench()
-    from talkdata.config import resolve
+    from talkdata.config import pinned, resolve
     from talkdata.pipeline.build import index_clips
     from talkdata.pipeline.cache import cache_key
     from talkdata.recipe import load_recipe
@@ -142,7 +143,7 @@ def synthetic(tmp_path_factory) -> dict:
     recipe = load_recipe("voxceleb2")
     config = resolve(recipe.defaults, recipe.name, {"shape.max_frames": 200})
     records = index_clips(recipe, root / "tree", config)
-    keys = [cache_key(r, config) for r in records]
+    keys = [cache_key(r, pinned(config).config) for r in records]
     bench.synth_entries(records, keys, root / "cache" / ".work", 30, 20_000)
     return {"root": root, "recipe": recipe, "config": config, "records": records, "keys": keys}
 
@@ -154,9 +155,9 @@ def _pack(synthetic: dict, out: Path, workers: int, max_samples: int) -> dict:
 
     shutil.copytree(synthetic["root"] / "cache", out)
     mark_output(out / ".work")
-    config = json.loads(json.dumps(synthetic["config"]))
-    config["shards"]["max_samples"] = max_samples
-    with Executor(workers, None, progress=False) as executor:
+    config = dataclasses.replace(synthetic["config"],
+                                 shards=dataclasses.replace(synthetic["config"].shards, max_samples=max_samples))
+    with Executor(workers, None) as executor:
         manifest, _ = pack(out, synthetic["recipe"], config, synthetic["records"], synthetic["keys"],
                            ClipCache(out / ".work"), None, executor, True)
     return manifest

@@ -3,9 +3,11 @@ any clip runs, the cache sections, models pinned by sha256; and the CLI's input 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -14,10 +16,11 @@ import pytest
 from click.testing import CliRunner
 
 from talkdata.cli import main
-from talkdata.config import (DEFAULTS, BuildConfig, dataset_level_sections, list_keys, pinned, processing_config,
-                             resolve, resolve_config)
+from talkdata.config import (BuildConfig, Pinned, dataset_level_sections, list_keys, pinned, processing_config,
+                             resolve, stored, to_dict)
 from talkdata.errors import UserError
 
+ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 RECIPES = Path(__file__).parents[1] / "recipes"
 
@@ -54,37 +57,97 @@ def one_error_line(result) -> str:
     return lines[0]
 
 
-# ------------------------------------------------------------------------------ the runtime dict
+# ------------------------------------------------------------------------------ the typed config and its JSON form
 
 
-def test_defaults_and_resolved_dict_are_the_historic_ones():
-    assert DEFAULTS == DEFAULTS_0_2
-    config = resolve({}, "grid", {})
+def test_defaults_and_their_json_are_the_historic_ones():
+    assert to_dict(BuildConfig()) == DEFAULTS_0_2
+    config = to_dict(resolve({}, "grid", {}))
     assert json.dumps(config, sort_keys=True) == json.dumps(DEFAULTS_0_2, sort_keys=True)
+    assert list(config) == list(DEFAULTS_0_2) and all(list(config[s]) == list(DEFAULTS_0_2[s]) for s in config)
     assert type(config["crop"]["stable_points"]) is list and type(config["video"]["fps"]) is float
 
 
 def test_overrides_keep_the_types_the_stages_read():
-    config = resolve({"shape": {"scale": 5, "project_identity": True}}, "grid",
-                     {"crop.size": 128, "video.fps": 30, "crop.stable_points": [36, 45], "shape.regions": ["lips"]})
-    assert config["shape"]["scale"] == 5.0 and type(config["shape"]["scale"]) is float
-    assert config["video"]["fps"] == 30.0 and type(config["video"]["fps"]) is float
-    assert config["crop"]["stable_points"] == [36, 45] and config["shape"]["regions"] == ["lips"]
-    assert config["crop"]["size"] == 128 and config["shape"]["project_identity"] is True
+    cfg = resolve({"shape": {"scale": 5, "project_identity": True}}, "grid",
+                  {"crop.size": 128, "video.fps": 30, "crop.stable_points": [36, 45], "shape.regions": ["lips"]})
+    assert cfg.shape.scale == 5.0 and type(cfg.shape.scale) is float
+    assert cfg.video.fps == 30.0 and type(cfg.video.fps) is float
+    assert cfg.crop.stable_points == (36, 45) and cfg.shape.regions == ("lips",)
+    assert cfg.crop.size == 128 and cfg.shape.project_identity is True
+    assert to_dict(cfg)["crop"]["stable_points"] == [36, 45] and to_dict(cfg)["shape"]["regions"] == ["lips"]
 
 
 def test_typed_object_reads_by_attribute_and_is_frozen():
-    cfg = resolve_config({}, "grid", {"crop.size": 128, "face.backend": "fan"})
+    cfg = resolve({}, "grid", {"crop.size": 128, "face.backend": "fan"})
     assert isinstance(cfg, BuildConfig)
     assert cfg.crop.size == 128 and cfg.face.backend == "fan" and cfg.crop.stable_points == (33, 36, 39, 42, 45)
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.crop.size = 64  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="detectr"):
+        cfg.face.detectr  # a misspelt key fails loudly instead of reading a default
+    assert resolve({}, "grid", {}) == BuildConfig()
+
+
+def test_a_stored_config_reads_back_typed():
+    cfg = resolve({}, "grid", {"crop.size": 128, "shape.regions": ["lips"], "face.detect_rotations": [10]})
+    assert stored(json.loads(json.dumps(to_dict(cfg)))) == cfg
+    # a dataset built before a key existed gets the key's default; a key no longer declared is left out
+    older = json.loads(json.dumps(to_dict(cfg)))
+    del older["face"]["detector"]
+    older["crop"]["retired_key"] = 1
+    back = stored(older)
+    assert back.face.detector == "blazeface" and back.crop.size == 128 and not hasattr(back.crop, "retired_key")
 
 
 def test_cache_sections_come_from_the_declaration():
     assert dataset_level_sections() == ("shape", "split", "shards")
     per_clip = processing_config(DEFAULTS_0_2)
     assert sorted(per_clip) == ["audio", "crop", "face", "mfcc", "pose", "video"]
+
+
+#: modules that may index a config by name: the declaration (it derives the one JSON form, ``to_dict``)
+DICT_PLACES = {"talkdata/config.py", "talkdata/declare.py"}
+_CONFIG_LIKE = re.compile(r"(cfg|config)\W*$")  # config, face_config, cfg, manifest['config'], ...
+
+
+def config_string_reads(source: str) -> list[str]:
+    """``x["face"]``, ``x.get("face")``, ``face_config["detector"]``, ``manifest["config"]["video"]``: reads
+    of a section or a declared key by string from an expression named like a config."""
+    sections = {f.name for f in dataclasses.fields(BuildConfig)}
+    keys = {f.name for section in dataclasses.fields(BuildConfig) for f in dataclasses.fields(section.default_factory)}
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Subscript):
+            target, name = node.value, node.slice
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+              and node.args):
+            target, name = node.func.value, node.args[0]
+        else:
+            continue
+        if (isinstance(name, ast.Constant) and name.value in sections | keys
+                and _CONFIG_LIKE.search(ast.unparse(target))):
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_source_check_finds_string_reads():
+    assert config_string_reads('fps = config["video"]["fps"]') == ["1: config['video']"]
+    assert config_string_reads('b = face_config["detector"]\nc = cfg.get("face", {})') == [
+        "1: face_config['detector']", "2: cfg.get('face', {})"]
+    assert config_string_reads('w = ds.manifest["config"]["crop"]["face_width"]') != []
+    assert config_string_reads('x = config.face.detector\ny = batch["audio"]\nz = row["split"]') == []
+
+
+def test_no_module_reads_the_config_by_string_keys():
+    """The build and every reader use the typed config's attributes (a misspelt key is an
+    AttributeError, not a silent default); only the declaration derives and indexes the dict."""
+    found = []
+    for path in sorted((ROOT / "talkdata").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel not in DICT_PLACES:
+            found += [f"{rel}:{hit}" for hit in config_string_reads(path.read_text(encoding="utf-8"))]
+    assert found == []
 
 
 # ------------------------------------------------------------------------------ bad values
@@ -145,7 +208,7 @@ GOOD_VALUES = [
 
 @pytest.mark.parametrize("sets", GOOD_VALUES, ids=[json.dumps(s) for s in GOOD_VALUES])
 def test_good_values_are_accepted(sets):
-    config = resolve({}, "grid", sets)
+    config = to_dict(resolve({}, "grid", sets))
     for key, value in sets.items():
         section, leaf = key.split(".")
         assert config[section][leaf] == value
@@ -196,12 +259,12 @@ def test_models_enter_the_manifest_by_sha256_and_their_paths_apart(tmp_path):
     model.write_bytes(b"not really a graph, but bytes with a digest\n" * 100)
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
     config = resolve({}, "grid", {"audio.deepspeech_model": str(model)})
-    assert config["audio"]["deepspeech_model"] == str(model)  # the stages get the path
+    assert config.audio.deepspeech_model == str(model)  # the stages get the path
     first = pinned(config)
     assert first.config["audio"]["deepspeech_model"] == f"sha256:{digest}"
     assert str(tmp_path) not in json.dumps(first.config)
     assert first.models == {"audio.deepspeech_model": {"path": str(model), "sha256": digest}}
-    assert config["audio"]["deepspeech_model"] == str(model), "pinning must not change the runtime dict"
+    assert config.audio.deepspeech_model == str(model) and to_dict(config)["audio"]["deepspeech_model"] == str(model)
 
     moved = tmp_path / "b" / "renamed.onnx"
     moved.parent.mkdir()
@@ -215,9 +278,9 @@ def test_models_enter_the_manifest_by_sha256_and_their_paths_apart(tmp_path):
         pinned(resolve({}, "grid", {"audio.deepspeech_model": str(tmp_path / "none.onnx")}))
 
 
-def test_without_models_the_pinned_config_is_the_runtime_dict():
+def test_without_models_the_pinned_config_is_the_json_form():
     config = resolve({}, "grid", {})
-    assert pinned(config) == type(pinned(config))(DEFAULTS_0_2, {})
+    assert pinned(config) == Pinned(DEFAULTS_0_2, {})
 
 
 # ------------------------------------------------------------------------------ CLI input errors

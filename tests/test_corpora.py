@@ -34,6 +34,7 @@ from click.testing import CliRunner
 
 import media_factory as mf
 from talkdata.cli import main
+from talkdata.config import BuildConfig
 from talkdata.errors import REASONS, UserError
 from talkdata.face.detect import FaceDetector, box_iou, detector_backend
 from talkdata.pipeline.build import build
@@ -172,7 +173,7 @@ def test_vox2_index_unlisted_speaker_and_duplicates(tmp_path):
         folder.mkdir(parents=True)
         (folder / "00001.mp4").write_bytes(b"not read by the index")
     (tmp_path / "vox2_meta.csv").write_bytes((VOX / "vox2_meta.csv").read_bytes())
-    records = {r.key: r for r in voxceleb2.index(tmp_path, {})}
+    records = {r.key: r for r in voxceleb2.index(tmp_path, BuildConfig())}
     assert records["id00012/21Uxsk56VDQ_00001"].split == "train"
     unlisted = records["id99999/abcdefghijk_00001"]
     assert unlisted.split == "" and unlisted.meta["gender"] is None and unlisted.meta["vox2_set"] is None
@@ -180,7 +181,7 @@ def test_vox2_index_unlisted_speaker_and_duplicates(tmp_path):
     copy.mkdir(parents=True)
     (copy / "00001.mp4").write_bytes(b"x")
     with pytest.raises(UserError, match="two copies of the VoxCeleb2 clip id00012/21Uxsk56VDQ/00001"):
-        voxceleb2.index(tmp_path, {})
+        voxceleb2.index(tmp_path, BuildConfig())
 
 
 # =========================================================================== LRW
@@ -575,7 +576,7 @@ def test_th1kh_recipe_url_and_margin(fake_youtube, tmp_path):
     report = th_download.download(recipe, root, ["train"], None, limit=1)
     assert report.videos == {"ok": 1}
     # the index: val was never downloaded (left out); the second train video not yet (missing_source)
-    records = {r.key: r for r in th.index(root, {})}
+    records = {r.key: r for r in th.index(root, BuildConfig())}
     assert {r.split for r in records.values()} == {"train"} and len(records) == 4
     pending = records[f"{TRAIN_GONE}/0000_S0_E30_L560_T80_R1088_B608"]
     assert pending.skip == "missing_source" and "talkdata download talkinghead-1kh" in pending.skip_message
@@ -634,7 +635,7 @@ def test_sample_schema_documents_every_corpus_field(vox_source, lrw_source, th_d
     documented = set(load_schema("sample")["properties"])
     emitted = {"txt_word"}  # LRW, only when the txt names another word than its folder
     for module, root in ((voxceleb2, vox_source), (lrw, lrw_source), (th, th_downloaded)):
-        for record in module.index(root, {}):
+        for record in module.index(root, BuildConfig()):
             emitted |= set(record.meta)
     assert len(emitted) >= 30 and emitted - documented == set()  # 30: VoxCeleb2 no longer copies track_boxes
     assert {"unavailable", "fetch_failed", "tube_out_of_range"} <= set(REASONS)

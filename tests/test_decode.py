@@ -8,7 +8,6 @@ with PyAV + ``scipy.signal.resample_poly``.
 
 from __future__ import annotations
 
-import copy
 import math
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 from scipy.signal import correlate
 
 import media_factory as mf
-from talkdata.config import DEFAULTS
+from talkdata.config import BuildConfig
 from talkdata.errors import ClipError
 from talkdata.media.decode import VideoStats, align_audio, decode_audio, iter_frames
 from talkdata.media.encode import decode_wav
@@ -40,8 +39,8 @@ CREMA_VIDEO_START = 0.027  # the FLV's video stream starts 27 ms after its audio
 
 
 @pytest.fixture(scope="module")
-def config() -> dict:
-    return copy.deepcopy(DEFAULTS)
+def config() -> BuildConfig:
+    return BuildConfig()
 
 
 @pytest.fixture(scope="module")

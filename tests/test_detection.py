@@ -5,7 +5,7 @@ frames without a face still rejected)."""
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 
 import cv2
 import numpy as np
@@ -13,7 +13,7 @@ import pytest
 
 import face_placements as fp
 import media_factory as mf
-from talkdata.config import DEFAULTS, resolve
+from talkdata.config import BuildConfig, Face, resolve
 from talkdata.errors import ClipError, UserError
 from talkdata.face.detect import FaceDetector, detector_backend, make_detector
 from talkdata.face.landmarks import landmark_backend
@@ -26,12 +26,12 @@ N = 20  # frames per placement
 
 
 @pytest.fixture(scope="module")
-def face_config() -> dict:
-    return copy.deepcopy(DEFAULTS["face"])
+def face_config() -> Face:
+    return Face()
 
 
-def _track(placement: fp.Placement, face: dict) -> FaceTracker:
-    tracker = FaceTracker(make_detector(face), landmark_backend("dlib"), face["detect_every"], face["redetect_iou"])
+def _track(placement: fp.Placement, face: Face) -> FaceTracker:
+    tracker = FaceTracker(make_detector(face), landmark_backend("dlib"), face.detect_every, face.redetect_iou)
     for rgb in fp.canvas_frames(placement, N):
         tracker.step(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), rgb)
     return tracker
@@ -97,7 +97,7 @@ def test_coarse_search_stops_at_the_first_level_with_a_face():
 
 @pytest.mark.parametrize("name", ["hog", "mmod"])
 def test_other_detectors_find_a_110px_face_in_720p(name, face_config):
-    face = dict(face_config, detector=name)
+    face = dataclasses.replace(face_config, detector=name)
     placement = fp.Placement("grid", "720p", 110)
     rgb = next(fp.canvas_frames(placement, N))
     detector = make_detector(face)
@@ -146,7 +146,7 @@ def _crema_on_canvas(canvas: tuple[int, int]) -> tuple[list[np.ndarray], np.ndar
 def test_clips_in_hd_are_not_rejected(clip, canvas, scale, tmp_path):
     """GRID at 0.88x on 720p, GRID at 2x on 1080p and CREMA-D at 1x on 720p were rejected no_face /
     face_missing before."""
-    config = copy.deepcopy(DEFAULTS)
+    config = BuildConfig()
     if clip == "grid":
         frames, audio = _grid_on_canvas(canvas, scale), mf.grid_audio()
     else:
@@ -166,7 +166,7 @@ def test_clips_in_hd_are_not_rejected(clip, canvas, scale, tmp_path):
 
 
 def test_hd_clip_without_a_face_is_rejected(tmp_path):
-    config = copy.deepcopy(DEFAULTS)
+    config = BuildConfig()
     frames = (np.full((720, 1280, 3), 128, np.uint8) for _ in range(30))
     path = mf.write_video(tmp_path / "empty_hd.mkv", frames, 25.0, audio=mf.grid_audio()[: 16000 * 30 // 25])
     with pytest.raises(ClipError) as info:
@@ -186,8 +186,7 @@ def test_hd_clip_is_decoded_once_and_region_crops_match_full_frames(tmp_path, mo
     monkeypatch.setattr(clip_module, "iter_frames", lambda *a, **k: decodes.append(a[0]) or original(*a, **k))
     outputs = {}
     for budget in (4096, 64, 0):  # all whole frames; regions (40 whole frames are 237 MiB); decoded again
-        config = copy.deepcopy(DEFAULTS)
-        config["video"]["cache_budget_mb"] = budget
+        config = resolve({}, "test", {"video.cache_budget_mb": budget})
         decodes.clear()
         outputs[budget] = process_clip(_record(path), config)
         assert len(decodes) == (2 if budget == 0 else 1), budget
@@ -223,7 +222,7 @@ def test_gray_around_the_face_gives_the_whole_frames_landmarks(placement, face_c
     original = type(predictor).predict
     monkeypatch.setattr(type(predictor), "predict",
                         lambda self, gray, rgb, box: shown.append(gray.shape) or original(self, gray, rgb, box))
-    regions = FaceTracker(make_detector(face_config), predictor, face_config["detect_every"], face_config["redetect_iou"])
+    regions = FaceTracker(make_detector(face_config), predictor, face_config.detect_every, face_config.redetect_iou)
     for rgb in frames:
         regions.step(None, rgb)
     a, b = whole.result(), regions.result()

@@ -7,7 +7,6 @@ GRID clip with ``media_factory`` and muxed with its audio (process_clip needs an
 
 from __future__ import annotations
 
-import copy
 import io
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from python_speech_features import mfcc
 
 import media_factory as mf
-from talkdata.config import DEFAULTS
+from talkdata.config import BuildConfig, Mfcc, resolve
 from talkdata.errors import ClipError
 from talkdata.face.align import apply_affine
 from talkdata.face.detect import FaceDetector, box_iou, detector_backend
@@ -48,8 +47,8 @@ def inter_ocular(points: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def config() -> dict:
-    return copy.deepcopy(DEFAULTS)
+def config() -> BuildConfig:
+    return BuildConfig()
 
 
 @pytest.fixture(scope="module")
@@ -157,9 +156,9 @@ def test_detect_near_finds_the_tracked_face_and_only_there(name):
 
 @pytest.mark.parametrize("which", ["grid", "crema"])
 def test_stable_points_sit_on_template(which, real_outputs, config):
-    crop = config["crop"]
-    template = crop_template(crop["size"], crop["face_width"], crop["face_center_y"])
-    assert crop["stable_points"] == STABLE
+    crop = config.crop
+    template = crop_template(crop.size, crop.face_width, crop.face_center_y)
+    assert list(crop.stable_points) == STABLE
     lmk = npy(real_outputs[which], "lmk.npy")
     distance = np.linalg.norm(lmk[:, STABLE] - template[STABLE], axis=-1)
     ratio = distance.mean() / inter_ocular(template)
@@ -369,7 +368,7 @@ def test_mfcc_chunks_and_fractional_hops_are_exact(monkeypatch):
     from talkdata.audio import mfcc as mfcc_module
 
     samples = decode_audio(mf.GRID_S1, RATE).samples
-    settings = DEFAULTS["mfcc"]
+    settings = Mfcc()
     whole = mfcc_module.mfcc_per_frame(samples, 75, FPS, RATE, settings)
     monkeypatch.setattr(mfcc_module, "CHUNK_ROWS", 7)
     np.testing.assert_array_equal(mfcc_module.mfcc_per_frame(samples, 75, FPS, RATE, settings), whole)
@@ -387,17 +386,18 @@ def test_mfcc_chunks_and_fractional_hops_are_exact(monkeypatch):
     assert int(np.floor(359 * RATE / 120 + 0.5)) - 359 * 133 == 120
 
 
-def test_corpus_face_box_seeds_the_tracker(config):
+def test_corpus_face_box_seeds_the_tracker():
     """VoxCeleb2's face box (record.meta["face_box"]) starts the track on the first frames of the real
     sample, where dlib's HOG finds no face, and the landmarks it gives there are the face's."""
     from talkdata.pipeline.clip import track_face
     from talkdata.corpora.voxceleb2 import FACE_BOX
 
     path = DATA / "voxceleb2_like" / "00002.mp4"
-    config = copy.deepcopy(config)
-    config["face"]["detector"] = "hog"  # BlazeFace (and HOG on rotated copies) find the turned faces of frames 0-2
-    config["face"]["detect_rotations"] = []
-    config["face"]["min_face_size"] = 80  # one HOG level, the padded frame at 1x, as before face.min_face_size existed
+    config = resolve({}, "test", {
+        "face.detector": "hog",  # BlazeFace (and HOG on rotated copies) find the turned faces of frames 0-2
+        "face.detect_rotations": [],
+        "face.min_face_size": 80,  # one HOG level, the padded frame at 1x, as before face.min_face_size existed
+    })
     plain, _ = track_face(str(path), config, VideoStats())
     hinted, _ = track_face(str(path), config, VideoStats(), FACE_BOX)
     plain_lmk, _, plain_found = plain.result()

@@ -206,7 +206,7 @@ def dlib_pose(rgb: np.ndarray) -> np.ndarray:
     from talkdata.face.pose import estimate_pose
 
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    detector = make_detector(resolve({}, "test", {"face.detector": "hog"})["face"])
+    detector = make_detector(resolve({}, "test", {"face.detector": "hog"}).face)
     box = detector.detect(detector.pick(gray, rgb))[0].box
     points = DlibLandmarks().predict(gray, None, box)
     return estimate_pose(points[None], rgb.shape[1], rgb.shape[0])[0, :3], points

@@ -11,6 +11,7 @@ import pytest
 
 import http_fixture as hf
 from talkdata.acquire import models
+from talkdata.config import BuildConfig, resolve
 from talkdata.errors import UserError
 from talkdata.acquire.http import RetryPolicy, VerificationError
 
@@ -88,12 +89,12 @@ def test_build_preflight_fetches_fan_weights_only_for_the_fan_backend(tmp_path, 
     calls = []
     monkeypatch.setattr(models, "ensure", lambda name, folder=None, **kw: calls.append((name, folder)))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    models.ensure_for_config({"face": {"backend": "dlib"}})
+    models.ensure_for_config(BuildConfig())
     assert calls == []
     monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: object())
-    models.ensure_for_config({"face": {"backend": "fan"}})
+    models.ensure_for_config(resolve({}, "test", {"face.backend": "fan"}))
     assert calls == [("fan-2d", tmp_path / "torch" / "hub" / "checkpoints")]
     (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
     (tmp_path / "torch" / "hub" / "checkpoints" / "2DFAN4-cd938726ad.zip").write_bytes(b"older copy")
-    models.ensure_for_config({"face": {"backend": "fan"}})
+    models.ensure_for_config(resolve({}, "test", {"face.backend": "fan"}))
     assert len(calls) == 1  # any of face-alignment's file names counts as present

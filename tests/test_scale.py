@@ -16,6 +16,7 @@ them; real H.264 video, every npy field), so the dataset-level stages run withou
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -104,7 +105,7 @@ def test_frame_sample_comes_from_counts_alone_and_is_bounded():
 def synthetic(tmp_path_factory) -> dict:
     """30 synthetic VoxCeleb2 clips of 40 frames (real H.264 video padded to 200 kB), cache entries only."""
     bench = _bench()
-    from talkdata.config import resolve
+    from talkdata.config import pinned, resolve
     from talkdata.pipeline.build import index_clips
     from talkdata.pipeline.cache import cache_key
     from talkdata.recipe import load_recipe
@@ -114,7 +115,7 @@ def synthetic(tmp_path_factory) -> dict:
     recipe = load_recipe("voxceleb2")
     config = resolve(recipe.defaults, recipe.name, {"shape.max_frames": 300, "shards.max_samples": 4})
     records = index_clips(recipe, root / "tree", config)
-    keys = [cache_key(r, config) for r in records]
+    keys = [cache_key(r, pinned(config).config) for r in records]
     bench.synth_entries(records, keys, root / "cache" / ".work", 40, 200_000)
     return {"root": root, "recipe": recipe, "config": config, "records": records, "keys": keys}
 
@@ -157,8 +158,7 @@ def test_fit_and_shards_identical_for_0_1_2_workers_and_stored_once(synthetic, t
     from talkdata.pipeline.cache import ClipCache
     from talkdata.pipeline.executor import Executor
 
-    config = json.loads(json.dumps(synthetic["config"]))
-    config["shards"]["max_samples"] = 7
+    config = dataclasses.replace(synthetic["config"], shards=dataclasses.replace(synthetic["config"].shards, max_samples=7))
     with Executor(0, None) as executor:
         manifest, _ = pack(out, synthetic["recipe"], config, synthetic["records"], synthetic["keys"],
                            ClipCache(out / ".work"), None, executor, False)
@@ -307,8 +307,7 @@ def test_planned_shards_are_the_ones_a_single_writer_makes(synthetic, tmp_path):
     from talkdata.shards import ShardWriter
 
     limit = 2_500_000  # about 5 samples of the synthetic corpus
-    config = json.loads(json.dumps(synthetic["config"]))
-    config["shards"].update(max_samples=1000, max_bytes=limit)
+    config = dataclasses.replace(synthetic["config"], shards=dataclasses.replace(synthetic["config"].shards, max_samples=1000, max_bytes=limit))
     planned = tmp_path / "planned"
     manifest = _pack(dict(synthetic, config=config), planned, 0, keep_cache=True)
     samples = {k: v for s in sorted((planned / "shards").rglob("*.tar")) for k, v in read_shard(s).items()}

@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import BuildConfig
 from ..errors import UserError
 from ..face.landmarks import FAN_WEIGHTS, torch_hub_checkpoints
 from ..progress import bar
@@ -94,9 +95,9 @@ def ensure(name: str, folder: Path | None = None, **options) -> Path:
     return fetch(model, folder, **options)
 
 
-def ensure_for_config(config: dict) -> None:
+def ensure_for_config(config: BuildConfig) -> None:
     """Fetch what the configured backends need and do not find (the build's preflight)."""
-    if config["face"]["backend"] == "fan" and importlib.util.find_spec("face_alignment") is not None:
+    if config.face.backend == "fan" and importlib.util.find_spec("face_alignment") is not None:
         # without the extra installed, the backend's own error (install talkdata[fan]) comes first
         folder = torch_hub_checkpoints()
         if not any((folder / name).is_file() for name in FAN_WEIGHTS):

@@ -28,6 +28,8 @@ from python_speech_features import sigproc
 from python_speech_features.base import get_filterbanks, lifter
 from scipy.fftpack import dct
 
+from ..config import Mfcc
+
 CHUNK_ROWS = 4096
 
 
@@ -36,31 +38,31 @@ def row_starts(n_rows: int, hop_samples: float) -> np.ndarray:
     return np.floor(np.arange(n_rows) * hop_samples + 0.5).astype(np.int64)
 
 
-def mfcc_per_frame(audio: np.ndarray, n_frames: int, fps: float, sample_rate: int, settings: dict) -> np.ndarray:
+def mfcc_per_frame(audio: np.ndarray, n_frames: int, fps: float, sample_rate: int, settings: Mfcc) -> np.ndarray:
     """(n_frames, rows_per_frame, numcep) float32."""
-    rows = int(settings["rows_per_frame"])
+    rows = int(settings.rows_per_frame)
     wanted = n_frames * rows
-    frame_len = int(np.floor(settings["winlen"] * sample_rate + 0.5))
+    frame_len = int(np.floor(settings.winlen * sample_rate + 0.5))
     starts = row_starts(wanted, sample_rate / (rows * fps))
     needed = int(starts[-1]) + frame_len if wanted else 0
     signal = np.zeros(max(needed, len(audio)), dtype=np.float64)
     if len(audio):
         # in the audio's own dtype, as the library does (float32 from librosa: float32 arithmetic)
-        signal[: len(audio)] = sigproc.preemphasis(np.asarray(audio), settings["preemph"])
-    filters = get_filterbanks(settings["nfilt"], settings["nfft"], sample_rate, 0, sample_rate / 2)
+        signal[: len(audio)] = sigproc.preemphasis(np.asarray(audio), settings.preemph)
+    filters = get_filterbanks(settings.nfilt, settings.nfft, sample_rate, 0, sample_rate / 2)
     offsets = np.arange(frame_len)
-    out = np.empty((wanted, settings["numcep"]), dtype=np.float32)
+    out = np.empty((wanted, settings.numcep), dtype=np.float32)
     eps = np.finfo(float).eps
     for first in range(0, wanted, CHUNK_ROWS):
         frames = signal[starts[first : first + CHUNK_ROWS, None] + offsets]
-        power = sigproc.powspec(frames, settings["nfft"])
+        power = sigproc.powspec(frames, settings.nfft)
         energy = np.sum(power, 1)
         energy = np.where(energy == 0, eps, energy)
         bands = np.dot(power, filters.T)
         bands = np.where(bands == 0, eps, bands)
-        cepstra = dct(np.log(bands), type=2, axis=1, norm="ortho")[:, : settings["numcep"]]
-        cepstra = lifter(cepstra, settings["ceplifter"])
-        if settings["append_energy"]:
+        cepstra = dct(np.log(bands), type=2, axis=1, norm="ortho")[:, : settings.numcep]
+        cepstra = lifter(cepstra, settings.ceplifter)
+        if settings.append_energy:
             cepstra[:, 0] = np.log(energy)
         out[first : first + len(frames)] = cepstra
     return out.reshape(n_frames, rows, -1)

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+from ..config import BuildConfig
 from ..errors import UserError
 from .lfs import is_lfs_pointer
 from .records import ClipRecord
@@ -63,7 +64,7 @@ def read_demographics(path: Path) -> dict[str, dict]:
         }
 
 
-def index(root: Path, config: dict, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
     """``exclude`` is accepted for the common contract: this layout has fixed folders, never walked."""
     folder = root / "VideoFlash"
     if not folder.is_dir():

@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
+from ..config import BuildConfig
 from ..errors import UserError
 from .records import ClipRecord, find_videos, representable
 from .walk import files_under
@@ -92,7 +93,7 @@ def pair_alignments(videos_by_speaker: dict[str, set[str]], align_dirs: dict[Pat
     return pairing
 
 
-def index(root: Path, config: dict, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
     videos = [p for p in find_videos(root, exclude) if p.suffix.lower() in (".mpg", ".mpeg", ".mp4")]
     if not videos:
         raise UserError(f"no GRID videos (*.mpg) under {root}: expected s1/bbaf2n.mpg ... (Zenodo or Sheffield layout)")

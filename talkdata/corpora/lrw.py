@@ -37,6 +37,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+from ..config import BuildConfig
 from ..errors import UserError
 from ..shards import SPLITS
 from .records import ClipRecord
@@ -77,7 +78,7 @@ def find_words_root(root: Path) -> Path:
                     "(+ WORD_00001.txt), the layout of the extracted lrw-v1.tar")
 
 
-def index(root: Path, config: dict, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
     words_root = find_words_root(root)
     clips = []
     for folder, names in walk(words_root, exclude, skip_hidden=True):  # word folders may be links; none unreadable

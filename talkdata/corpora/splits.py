@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 
+from ..config import Split
 from ..errors import UserError
-from ..shards import SPLITS
 from .records import ClipRecord
 
 
@@ -37,15 +37,15 @@ def speaker_disjoint(speakers: list[str], seed: int, ratios: dict[str, float]) -
     return assignment
 
 
-def assign_splits(records: list[ClipRecord], split_config: dict, protocols: dict[str, dict]) -> None:
+def assign_splits(records: list[ClipRecord], split_config: Split, protocols: dict[str, dict]) -> None:
     """Fill ``record.split`` in place for records that have none."""
     todo = [r for r in records if not r.split]
     if not todo:
         return
-    protocol = split_config["protocol"]
+    protocol = split_config.protocol
     if protocol == "default":
-        ratios = {name: split_config[name] for name in SPLITS}
-        assignment = speaker_disjoint([r.speaker for r in todo], split_config["seed"], ratios)
+        ratios = {"train": split_config.train, "val": split_config.val, "test": split_config.test}
+        assignment = speaker_disjoint([r.speaker for r in todo], split_config.seed, ratios)
     elif protocol in protocols:
         listed = {s: name for name in ("val", "test") for s in protocols[protocol].get(name, [])}
         assignment = {r.speaker: listed.get(r.speaker, "train") for r in todo}

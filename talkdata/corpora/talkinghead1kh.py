@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from ..config import BuildConfig
 from ..errors import UserError
 from .records import ClipRecord
 
@@ -181,7 +182,7 @@ def tube_meta(tube: Tube, video: dict, cut: dict) -> dict:
     }
 
 
-def index(root: Path, config: dict, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
     """``exclude`` is accepted for the common contract: this layout has fixed folders, never walked."""
     lists = find_tube_lists(root)
     records = []

@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from ..config import BuildConfig
 from ..errors import UserError
 from .records import ClipRecord, find_videos
 
 
-def index(root: Path, config: dict, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
     videos = find_videos(root, exclude)
     if not videos:
         raise UserError(f"no video files under {root} (looked for .mp4, .mov, .mkv, .avi, .webm, .flv, .mpg, ...)")

@@ -52,6 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from ..config import BuildConfig
 from ..errors import UserError
 from .records import ClipRecord
 from .walk import walk
@@ -248,7 +249,7 @@ def _with_summaries(clips: list, texts: dict) -> Iterator[tuple]:
             yield from zip(batch, paths, summaries)
 
 
-def index(root: Path, config: dict, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
     meta = read_meta(find_meta(root))
     videos, texts = _walk(root, exclude)
     if not videos:

@@ -35,6 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..config import Face
 from ..errors import UserError
 
 DETECTORS = ("blazeface", "hog", "mmod")
@@ -326,8 +327,7 @@ def _merge(found: list[Detection]) -> list[Detection]:
     return kept
 
 
-def make_detector(face_config: dict) -> FaceDetector:
+def make_detector(face: Face) -> FaceDetector:
     """The configured detector (``face.detector``, ``face.min_face_size``, ``face.detect_pad``, ...)."""
-    return FaceDetector(detector_backend(face_config["detector"]), face_config["min_face_size"],
-                        face_config["detect_pad"], face_config["detect_max_side"],
-                        tuple(face_config["detect_rotations"]))
+    return FaceDetector(detector_backend(face.detector), face.min_face_size, face.detect_pad, face.detect_max_side,
+                        face.detect_rotations)

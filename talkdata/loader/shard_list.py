@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from ..config import BuildConfig, stored
 from ..errors import UserError
 from ..shards import SPLITS
 from ..store import is_url, store_errors
@@ -61,8 +62,13 @@ class DatasetSource:
         return list(self.manifest.get("audio_features", []))
 
     @property
+    def config(self) -> BuildConfig:
+        """The build configuration the dataset was made with."""
+        return stored(self.manifest["config"])
+
+    @property
     def fps(self) -> float:
-        return float(self.manifest["config"]["video"]["fps"])
+        return float(self.config.video.fps)
 
     def shards(self, splits: tuple[str, ...]) -> list[Shard]:
         """The shards of ``splits``, in manifest order, with each one's sample offset."""

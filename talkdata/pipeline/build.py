@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import pinned, resolve
+from ..config import BuildConfig, Shape, pinned, resolve, to_dict
 from ..errors import REASONS, UserError
 from ..face.shape import load_shape_model, shape_model_bytes
 from ..shards import SPLITS
@@ -150,14 +150,14 @@ def own_shards(out: Path, name: str) -> list[Path]:
     return found
 
 
-def fetch_models(config: dict) -> None:
+def fetch_models(config: BuildConfig) -> None:
     """Download and verify missing model weights that have a published URL and checksum (before any clip)."""
     from ..acquire.models import ensure_for_config
 
     ensure_for_config(config)
 
 
-def index_clips(recipe: Recipe, source: Path, config: dict, exclude: tuple[Path, ...] = ()) -> list[ClipRecord]:
+def index_clips(recipe: Recipe, source: Path, config: BuildConfig, exclude: tuple[Path, ...] = ()) -> list[ClipRecord]:
     """The corpus's clip records; ``exclude``: folders the index never enters (the output, when inside the source)."""
     if not source.exists():
         raise UserError(f"source folder not found: {source}")
@@ -172,7 +172,7 @@ def index_clips(recipe: Recipe, source: Path, config: dict, exclude: tuple[Path,
         if record.key in keys:
             raise UserError(f"two clips map to the key {record.key!r}: {keys[record.key].relpath} and {record.relpath}")
         keys[record.key] = record
-    assign_splits(records, config["split"], recipe.protocols)
+    assign_splits(records, config.split, recipe.protocols)
     return sorted(records, key=lambda r: r.key)
 
 
@@ -232,7 +232,7 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
     return BuildReport(out=out, clips_seen=len(records), samples=samples, rejects=rejects, manifest=manifest)
 
 
-def fit_task(work_dir: str, settings: dict, chunk: list[tuple[str, np.ndarray]]) -> np.ndarray:
+def fit_task(work_dir: str, settings: Shape, chunk: list[tuple[str, np.ndarray]]) -> np.ndarray:
     """Executor task: the sampled, identity-removed frames of a few clips (``(cache key, frames)``)."""
     from .executor import cap_blas_threads
 
@@ -258,17 +258,17 @@ def _chunks(items, size: int):
         yield chunk
 
 
-def _shape_model(config: dict, records: list[ClipRecord], keys: list[str], done: list[int], frames: np.ndarray,
+def _shape_model(config: BuildConfig, records: list[ClipRecord], keys: list[str], done: list[int], frames: np.ndarray,
                  cache: ClipCache, given: str | None, executor: Executor):
     if given:
         try:
             return load_shape_model(given)
         except (OSError, ValueError, KeyError) as err:
             raise UserError(f"cannot read shape model {given}: {err}") from None
-    settings = config["shape"]
-    split = settings["fit_split"]
+    settings = config.shape
+    split = settings.fit_split
     fitting = [i for i in done if split == "all" or records[i].split == split] or done
-    sampler = FrameSampler(settings["max_frames"], settings["seed"])
+    sampler = FrameSampler(settings.max_frames, settings.seed)
     for i in fitting:  # the sample is chosen from frame counts alone, before any landmark is read
         sampler.add(records[i].key, int(frames[i]))
     chosen = sampler.selection()
@@ -296,7 +296,7 @@ def _timed(timings: dict | None, name: str):
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
 
 
-def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], keys: list[str], cache: ClipCache,
+def pack(out: Path, recipe: Recipe, config: BuildConfig, records: list[ClipRecord], keys: list[str], cache: ClipCache,
          shape_model_path: str | None, executor: Executor, keep_cache: bool = False,
          timings: dict | None = None) -> tuple[dict, dict[str, int]]:
     """Fit (or load) the shape model, write the shards, the index, the rejects, the manifest and the card."""
@@ -367,7 +367,7 @@ def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], key
     with _timed(timings, "plan"):
         plans = list(plan_shards(((split, Member(records[i].key, keys[i], int(base[i]) + shape_bytes(int(frames[i]), shape)))
                                   for split in SPLITS for i in by_split[split]),
-                                 config["shards"]["max_samples"], config["shards"]["max_bytes"]))
+                                 config.shards.max_samples, config.shards.max_bytes))
     index = TableWriter(out / "index.parquet", columns.schema(["shard", "sha256"]))
     shards = []
     stats = PackStats()
@@ -389,7 +389,7 @@ def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], key
     manifest = {
         "name": recipe.name,
         "recipe": recipe.data,
-        "config": config,
+        "config": to_dict(config),
         "source": {
             "clips_indexed": len(records),
             "fingerprint": hashlib.sha256(json.dumps(fingerprint).encode()).hexdigest(),
@@ -402,7 +402,7 @@ def pack(out: Path, recipe: Recipe, config: dict, records: list[ClipRecord], key
         "audio_features": sorted(audio_features),
         "shape_model": _shape_summary(model),
     }
-    manifest = write_manifest(out, manifest)
+    manifest = write_manifest(out, manifest, config)
     commit(cache.work, manifest["version"])  # entries may now point into these shards
     with _timed(timings, "release"):
         _release(executor, out, cache, manifest["version"], keep_cache,

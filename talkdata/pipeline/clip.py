@@ -40,6 +40,7 @@ from ..media.decode import Picture, VideoStats, align_audio, decode_audio, iter_
 from ..files import sha256_file
 from ..media.encode import H264Writer, encode_wav
 from ..corpora.records import ClipRecord
+from ..config import BuildConfig
 
 
 @dataclass
@@ -150,7 +151,7 @@ def _crop_source(kept: KeptFrame, affine: np.ndarray, size: int) -> tuple[np.nda
     return kept.picture.rgb_region(lx0, ly0, x1 - ox, y1 - oy), _shift(affine, (ox + lx0, oy + ly0))
 
 
-def track_face(path: str, config: dict, stats: VideoStats,
+def track_face(path: str, config: BuildConfig, stats: VideoStats,
                hint: list[float] | None = None) -> tuple[FaceTracker, list[KeptFrame] | None]:
     """Pass 1: follow the face through every output frame; keep frames for pass 2 if they fit the budget.
 
@@ -159,15 +160,15 @@ def track_face(path: str, config: dict, stats: VideoStats,
     kept frame is cut down to the region around its tracked face (``REGION_HALF`` box sizes each
     way), so that pass 2 does not decode the clip again. ``hint`` is the corpus's face box as
     fractions of the frame (``record.meta["face_box"]``)."""
-    face = config["face"]
+    face = config.face
     detector = make_detector(face)
-    predictor = landmark_backend(face["backend"], face["fan_device"])
-    tracker = FaceTracker(detector, predictor, face["detect_every"], face["redetect_iou"], hint=hint)
-    budget = config["video"]["cache_budget_mb"] * 2**20
+    predictor = landmark_backend(face.backend, face.fan_device)
+    tracker = FaceTracker(detector, predictor, face.detect_every, face.redetect_iou, hint=hint)
+    budget = config.video.cache_budget_mb * 2**20
     kept: list[KeptFrame] | None = []
     used = 0
     regions = False
-    for picture in iter_frames(path, config["video"]["fps"], "picture", stats):
+    for picture in iter_frames(path, config.video.fps, "picture", stats):
         h, w = picture.shape
         if w * h < REGION_MIN_PIXELS:
             picture.rgb()  # small frames: converted whole once, read by both passes
@@ -190,31 +191,31 @@ def track_face(path: str, config: dict, stats: VideoStats,
     return tracker, kept
 
 
-def render_crops(path: str, frames: list[KeptFrame] | None, affines: np.ndarray, config: dict) -> bytes:
+def render_crops(path: str, frames: list[KeptFrame] | None, affines: np.ndarray, config: BuildConfig) -> bytes:
     """Pass 2: warp each frame with its transform and encode the crop video (from the kept frames
     when every crop lies inside what was kept, else from a second decoding)."""
-    crop, fps = config["crop"], config["video"]["fps"]
+    crop, fps = config.crop, config.video.fps
     source = None
     if frames is not None and len(frames) >= len(affines) and all(
-            _covers(k, a, crop["size"]) for k, a in zip(frames, affines)):
-        source = (_crop_source(k, a, crop["size"]) for k, a in zip(frames, affines))
+            _covers(k, a, crop.size) for k, a in zip(frames, affines)):
+        source = (_crop_source(k, a, crop.size) for k, a in zip(frames, affines))
     if source is None:
         whole = (KeptFrame(p, (0, 0), p.shape[::-1]) for p in iter_frames(path, fps, "picture"))
-        source = (_crop_source(k, a, crop["size"]) for k, a in zip(whole, affines))
-    writer = H264Writer(crop["size"], crop["size"], fps, crop["crf"], crop["preset"])
+        source = (_crop_source(k, a, crop.size) for k, a in zip(whole, affines))
+    writer = H264Writer(crop.size, crop.size, fps, crop.crf, crop.preset)
     for rgb, matrix in source:
         report_progress()
-        writer.write(warp_crop(rgb, matrix, crop["size"], crop["border"]))
+        writer.write(warp_crop(rgb, matrix, crop.size, crop.border))
     if writer.frames != len(affines):
         raise ClipError("decode_error", f"second decoding pass gave {writer.frames} frames, first gave {len(affines)}",
                         stage="encode")
     return writer.finish()
 
 
-def process_clip(record: ClipRecord, config: dict) -> ClipOutput:
+def process_clip(record: ClipRecord, config: BuildConfig) -> ClipOutput:
     timer = _Timer()
-    fps = config["video"]["fps"]
-    rate = config["audio"]["sample_rate"]
+    fps = config.video.fps
+    rate = config.audio.sample_rate
     if record.skip:
         raise ClipError(record.skip, record.skip_message or "skipped by the recipe", stage="index")
     if not Path(record.path).is_file():
@@ -226,18 +227,18 @@ def process_clip(record: ClipRecord, config: dict) -> ClipOutput:
     with timer.stage("track"):
         tracker, kept = track_face(record.path, config, stats, record.meta.get("face_box"))
         n_frames = stats.output_frames
-        if n_frames < config["video"]["min_frames"]:
+        if n_frames < config.video.min_frames:
             raise ClipError("too_short", f"{n_frames} frames at {fps:g} fps (video.min_frames="
-                            f"{config['video']['min_frames']})", stage="decode")
+                            f"{config.video.min_frames})", stage="decode")
         raw_landmarks, raw_boxes, found = tracker.result()
-        face = config["face"]
-        landmarks_src = fill_missing(raw_landmarks, found, face["max_gap_frames"], face["max_missing_fraction"])
-        boxes = fill_missing(raw_boxes, found, face["max_gap_frames"], face["max_missing_fraction"])
+        face = config.face
+        landmarks_src = fill_missing(raw_landmarks, found, face.max_gap_frames, face.max_missing_fraction)
+        boxes = fill_missing(raw_boxes, found, face.max_gap_frames, face.max_missing_fraction)
 
     with timer.stage("align"):
-        crop = config["crop"]
-        template = crop_template(crop["size"], crop["face_width"], crop["face_center_y"])
-        affines = compute_affines(landmarks_src, template, list(crop["stable_points"]), crop["smooth_window"])
+        crop = config.crop
+        template = crop_template(crop.size, crop.face_width, crop.face_center_y)
+        affines = compute_affines(landmarks_src, template, list(crop.stable_points), crop.smooth_window)
         landmarks_crop = apply_affine(landmarks_src, affines)
 
     with timer.stage("encode"):
@@ -246,11 +247,11 @@ def process_clip(record: ClipRecord, config: dict) -> ClipOutput:
 
     with timer.stage("features"):
         samples, padded = align_audio(track, stats.start_time, n_frames, fps)
-        pose = estimate_pose(landmarks_src, stats.width, stats.height, config["pose"]["focal_scale"])
+        pose = estimate_pose(landmarks_src, stats.width, stats.height, config.pose.focal_scale)
         blink = eye_aspect_ratio(landmarks_src)
         wav = encode_wav(samples, rate)
         pcm, _ = wav_pcm16(wav)  # the stored samples: features recomputed from audio.wav match
-        mfcc = mfcc_per_frame(librosa_float(pcm), n_frames, fps, rate, config["mfcc"])
+        mfcc = mfcc_per_frame(librosa_float(pcm), n_frames, fps, rate, config.mfcc)
         files = {
             "video.mp4": video,
             "audio.wav": wav,
@@ -263,10 +264,10 @@ def process_clip(record: ClipRecord, config: dict) -> ClipOutput:
             "mfcc.npy": npy_bytes(mfcc),
         }
         audio_features = ["mfcc"]
-        if config["audio"]["deepspeech_model"]:
+        if config.audio.deepspeech_model:
             from ..audio.deepspeech import deepspeech_logits, load_deepspeech
 
-            model = load_deepspeech(config["audio"]["deepspeech_model"])
+            model = load_deepspeech(config.audio.deepspeech_model)
             files["deepspeech.npy"] = npy_bytes(deepspeech_logits(pcm, model))  # (S, 29) at 50 Hz
             audio_features.append("deepspeech")
 
@@ -287,14 +288,14 @@ def process_clip(record: ClipRecord, config: dict) -> ClipOutput:
         "audio_rate": rate,
         "audio_samples": len(samples),
         "audio_padded_s": round(padded, 6),
-        "crop_size": crop["size"],
+        "crop_size": crop.size,
         "face": {
             "frames_found": int(found.sum()),
             "frames_interpolated": int((~found).sum()),
             "detector_runs": tracker.n_detector_runs,
             "hint_seeds": tracker.n_hint_seeds,
         },
-        "backends": {"detector": face["detector"], "landmarks": face["backend"], "audio_features": audio_features},
+        "backends": {"detector": face.detector, "landmarks": face.backend, "audio_features": audio_features},
         **record.meta,
     }
     return ClipOutput(files=files, meta=meta, timings=timer.seconds)

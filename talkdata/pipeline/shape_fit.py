@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ..config import Shape
 from ..face.shape import (
     ShapeModel,
     fit_pca,
@@ -97,33 +98,33 @@ class FrameSampler:
         return {int(c[0]): f for c, f in zip(np.split(clips, cuts), np.split(frames, cuts))}
 
 
-def sampled_frames(settings: dict, landmarks: np.ndarray, frames: np.ndarray) -> np.ndarray:
+def sampled_frames(settings: Shape, landmarks: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """The identity-removed shapes (n, 68, 2) float64 of the chosen ``frames`` of one clip."""
     template = mean_face_2d()
-    norm = identity_removed(landmarks, standardize(template), template, settings["reference"])
+    norm = identity_removed(landmarks, standardize(template), template, settings.reference)
     return norm[np.asarray(frames, dtype=np.int64)]
 
 
-def fit_basis(sample: np.ndarray, settings: dict, clips: int) -> ShapeModel:
+def fit_basis(sample: np.ndarray, settings: Shape, clips: int) -> ShapeModel:
     """The PCA bases on the sampled frames (N, 68, 2), given in (clip key, frame) order."""
     template = mean_face_2d()
     template_std = standardize(template)
-    k = min(settings["n_components"], 136, len(sample))
-    basis = fit_pca(sample, k, settings["scale"])
-    regions = {name: fit_region_pca(sample, name, min(settings["n_components"], len(sample)), settings["scale"])
-               for name in settings["regions"]}
-    fit = {key: settings[key] for key in ("reference", "project_identity", "n_components", "scale", "max_frames",
-                                          "seed", "fit_split", "regions")}
-    fit["frames_sampled"] = int(len(sample))
-    fit["clips"] = clips
+    k = min(settings.n_components, 136, len(sample))
+    basis = fit_pca(sample, k, settings.scale)
+    regions = {name: fit_region_pca(sample, name, min(settings.n_components, len(sample)), settings.scale)
+               for name in settings.regions}
+    fit = {"reference": settings.reference, "project_identity": settings.project_identity,
+           "n_components": settings.n_components, "scale": settings.scale, "max_frames": settings.max_frames,
+           "seed": settings.seed, "fit_split": settings.fit_split, "regions": list(settings.regions),
+           "frames_sampled": int(len(sample)), "clips": clips}
     return ShapeModel(template=template, template_std=template_std, basis=basis, region_bases=regions, settings=fit)
 
 
-def fit_shape_model(clips: Iterable[tuple[str, np.ndarray]], settings: dict) -> ShapeModel:
+def fit_shape_model(clips: Iterable[tuple[str, np.ndarray]], settings: Shape) -> ShapeModel:
     """Fit in one process on ``(key, (T_i, 68, 2) source landmarks)`` of the fitting clips in key order
     (the build does the same with the normalisation on its workers)."""
     clips = list(clips)
-    sampler = FrameSampler(settings["max_frames"], settings["seed"])
+    sampler = FrameSampler(settings.max_frames, settings.seed)
     for key, landmarks in clips:
         sampler.add(key, len(landmarks))
     chosen = sampler.selection()

@@ -11,23 +11,24 @@ import traceback
 
 from ..errors import DISK_FULL_ERRNOS, ClipError, UserError, disk_full_error
 from ..corpora.records import ClipRecord
+from ..config import BuildConfig
 from .cache import ClipCache
 from .clip import process_clip
 from .outcome import Done, Failed, Outcome, Rejected
 
 
-def warm_up(config: dict) -> None:
+def warm_up(config: BuildConfig) -> None:
     """Load the configured models (cached per process), so a missing model stops the build before any
     clip and a fresh isolated child does not spend a clip's stall budget on loading them."""
     from ..face.detect import detector_backend
     from ..face.landmarks import landmark_backend
 
-    detector_backend(config["face"]["detector"])
-    landmark_backend(config["face"]["backend"], config["face"]["fan_device"])
-    if config["audio"]["deepspeech_model"]:
+    detector_backend(config.face.detector)
+    landmark_backend(config.face.backend, config.face.fan_device)
+    if config.audio.deepspeech_model:
         from ..audio.deepspeech import load_deepspeech
 
-        load_deepspeech(config["audio"]["deepspeech_model"])
+        load_deepspeech(config.audio.deepspeech_model)
 
 
 def store(cache: ClipCache, key: str, outcome: Outcome, files: dict | None = None, meta: dict | None = None) -> None:
@@ -47,7 +48,7 @@ def failure(key: str, source: str, err: BaseException) -> Failed:
     return Failed(key, source, f"{type(err).__name__}: {err}{where}")
 
 
-def process_and_store(record_data: dict, config: dict, work_dir: str, key: str) -> Outcome:
+def process_and_store(record_data: dict, config: BuildConfig, work_dir: str, key: str) -> Outcome:
     """Process one clip and record the outcome in the cache; never raises for clip problems."""
     record = ClipRecord.from_dict(record_data)
     cache = ClipCache(work_dir)

@@ -105,7 +105,7 @@ def pixels_per_unit(data: str) -> tuple[np.ndarray, float]:
     dataset = open_dataset(data)
     model = dataset.shape_model()
     template = np.asarray(model.template, dtype=np.float64)
-    face_width = float(dataset.manifest["config"]["crop"]["face_width"])
+    face_width = float(dataset.config.crop.face_width)
     return model.basis.components[:CODES], float(np.linalg.norm(template - template.mean(0)) * face_width * 128)
 
 
