@@ -181,6 +181,7 @@ def test_dataset_level_rebuild_processes_no_clip_and_reads_the_shards(grid_datas
     changed = cli(out, "--set", "shards.max_samples=1", "--set", "shape.n_components=5")
     assert changed.returncode == 0, changed.stderr
     assert processed_now(out) == 0
+    assert json.loads((out / "build_info.json").read_text())["index"] == "reused"  # stored by the first build
     assert verify(out) == []
     sample = read_shard(next((out / "shards" / "train").glob("*.tar"))).popitem()[1]
     assert np.load(__import__("io").BytesIO(sample["pca.npy"])).shape[1] == 5
@@ -321,3 +322,68 @@ def test_planned_shards_are_the_ones_a_single_writer_makes(synthetic, tmp_path):
     for info in written:
         assert (tmp_path / "single" / info.path).read_bytes() == (planned / info.path).read_bytes()
         assert info.sha256 == __import__("hashlib").sha256((planned / info.path).read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------- index reuse
+
+
+def _listing(root: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+def test_the_index_is_reused_while_the_source_tree_is_unchanged(tmp_path, monkeypatch):
+    """A second index of an unchanged tree parses nothing; a file added, removed or rewritten is seen; the splits
+    follow the config each time; the source tree is never written to."""
+    import talkdata.corpora.grid as grid
+    from talkdata.config import resolve
+    from talkdata.pipeline.build import index_clips
+    from talkdata.recipe import load_recipe
+
+    source, stored = tmp_path / "grid", tmp_path / "out" / ".work" / "index"
+    shutil.copytree(GRID, source)
+    parses = []
+    original = grid.index
+    monkeypatch.setattr(grid, "index", lambda *a, **k: parses.append(1) or original(*a, **k))
+    recipe = load_recipe("grid")
+    config = resolve(recipe.defaults, recipe.name, {})
+
+    def index(sets: dict | None = None):
+        found = index_clips(recipe, source, resolve(recipe.defaults, recipe.name, sets or {}), stored=stored)
+        if not found.reused:
+            from talkdata.corpora import index_cache
+
+            index_cache.save(stored, found.fingerprint, found)
+        return found, [(r.key, r.relpath, r.split, r.meta) for r in found]
+
+    before = _listing(source)
+    first, rows = index()
+    assert len(parses) == 1 and not first.reused and len(rows) == 3
+    assert [p.name for p in stored.iterdir()] == [f"{first.fingerprint}.records.npz"]
+    second, again = index()
+    assert len(parses) == 1 and second.reused and again == rows
+    assert [r.to_dict() for r in second] == [r.to_dict() for r in index_clips(recipe, source, config)]
+    assert len(parses) == 2  # (without ``stored``: parsed)
+    assert _listing(source) == before  # nothing written into the source tree
+
+    # splits come from the config, not from the stored index
+    lipnet, split_rows = index({"split.protocol": "lipnet-unseen"})
+    assert lipnet.reused and len(parses) == 2
+    assert {k: s for k, _, s, _ in split_rows} == {"s1/bbaf2n": "test", "s2/swwp2s": "test",
+                                                   "unknown_speaker/lbbc2a": "train"}
+
+    video = next(source.rglob("*.mpg"))
+    added = video.with_name("zzzz9a.mpg")
+    shutil.copy(video, added)
+    grown, rows_added = index()
+    assert not grown.reused and len(parses) == 3 and len(rows_added) == 4
+    assert any(relpath.endswith("zzzz9a.mpg") for _, relpath, _, _ in rows_added)
+    assert len(list(stored.iterdir())) == 1  # only the latest stored index is kept
+
+    added.unlink()
+    shrunk, rows_removed = index()
+    assert not shrunk.reused and len(parses) == 4 and rows_removed == rows
+
+    os.utime(video, ns=(video.stat().st_atime_ns, video.stat().st_mtime_ns + 10**9))  # rewritten in place
+    touched, _ = index()
+    assert not touched.reused and len(parses) == 5
+    assert index()[0].reused and len(parses) == 5

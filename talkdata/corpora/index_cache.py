@@ -6,8 +6,7 @@ seconds, so the index is stored (``RecordList.to_bytes``) under a fingerprint of
 
 - the listing: every file the walk reaches (the corpus's metadata files and every clip), with its
   size and modification time (``walk.walk``: the same folders the indexers enter);
-- the source folder's path (records hold absolute paths), the folders left out, the recipe and the
-  toolkit version.
+- the source folder's path (records hold absolute paths), the recipe and the toolkit version.
 
 A file added, removed, renamed, rewritten or touched changes the fingerprint, and the tree is
 indexed again. The stored index lives in the build's own folder (``OUT/.work/index``), never in the
@@ -31,10 +30,10 @@ SUFFIX = ".records.npz"
 
 
 def tree_fingerprint(root: Path, recipe: dict, exclude: Iterable[Path] = ()) -> str:
-    """sha256 of the tree's listing (relative path, size, mtime of every file), the root, the recipe and the version."""
-    digest = hashlib.sha256(json.dumps({"root": str(Path(root).resolve()), "exclude": sorted(map(str, exclude)),
-                                        "recipe": recipe, "toolkit": __version__}, sort_keys=True,
-                                       default=str).encode())
+    """sha256 of the tree's listing (relative path, size, mtime of every file the walk reaches, ``exclude``
+    left out), the root, the recipe and the version."""
+    digest = hashlib.sha256(json.dumps({"root": str(Path(root).resolve()), "recipe": recipe, "toolkit": __version__},
+                                       sort_keys=True, default=str).encode())
     for folder, names in walk(root, exclude):
         relative = os.path.relpath(folder, root)
         for name in names:

@@ -91,6 +91,8 @@ class RecordList(Sequence[ClipRecord]):
         self._blob, self._offsets = blob, offsets
         self._splits, self._split_names = splits, split_names
         self._indexed = splits  # the indexer's own splits (what is stored), before ``set_splits``
+        self.fingerprint: str | None = None  # set by the index stage: the source tree it was made from
+        self.reused = False  # True when it was read from a stored index
 
     @classmethod
     def pack(cls, records: Iterable[ClipRecord]) -> "RecordList":

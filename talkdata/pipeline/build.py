@@ -226,7 +226,8 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
     lock = lock_output(work)
     mark_output(work)
     remove_leftovers(out, work)
-    if records.fingerprint and not records.reused:
+    reused = records.reused
+    if records.fingerprint and not reused:
         index_cache.save(work / INDEX_DIR, records.fingerprint, records)
     if limit is not None:
         records = records[:limit]
@@ -256,6 +257,7 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
         "workers": workers,
         "scheduler": scheduler,
         "clips_processed_now": len(todo),
+        "index": "reused" if reused else "parsed",
     }).encode())
     samples = {s: manifest["splits"][s]["samples"] for s in manifest["splits"]}
     lock.close()
