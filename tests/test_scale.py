@@ -387,3 +387,47 @@ def test_the_index_is_reused_while_the_source_tree_is_unchanged(tmp_path, monkey
     touched, _ = index()
     assert not touched.reused and len(parses) == 5
     assert index()[0].reused and len(parses) == 5
+
+
+# --------------------------------------------------------------------------- batched submission
+
+
+def test_batch_size_follows_the_measured_work_and_keeps_every_worker_busy():
+    from talkdata.pipeline.executor import BatchSizer
+
+    sizer = BatchSizer(workers=4, total=100_000)
+    assert sizer.size(0) == 1  # nothing measured yet: one item per task
+    sizer.observe(10, 0.01)  # 1 ms per item: 2 s of work is 2000 items, capped
+    assert sizer.size(0) == BatchSizer.MAX_BATCH
+    assert sizer.size(100_000 - 80) == 10  # the tail: at least 2 batches per worker for what is left
+    assert sizer.size(100_000) == 1
+    slow = BatchSizer(workers=4, total=100_000)
+    slow.observe(2, 9.0)  # 4.5 s per clip: one clip per task
+    assert slow.size(0) == 1
+    medium = BatchSizer(workers=4, total=100_000)
+    medium.observe(4, 1.0)  # 0.25 s per clip: 8 clips make the 2 s target
+    assert medium.size(0) == 8
+    big = BatchSizer(workers=64, total=10**6)
+    big.observe(4, 1.0)  # on 64 workers a task is 12.8 s of work (5 tasks a second for the driver)
+    assert big.size(0) == 51
+    big.observe(10**6, 0.0)  # very short items: the items in flight bound the batch
+    assert big.size(0) * big.window(big.size(0)) <= big.items_in_flight
+    assert big.window(big.size(0)) >= 2 * 64
+
+
+def test_a_failing_item_in_a_batch_reaches_only_its_own_result():
+    """Items grouped into batches come back in order; the one that raises gets ``on_error``, its batch
+    neighbours their own results."""
+    import operator
+
+    from talkdata.pipeline.executor import Executor
+
+    items = [float(n + 1) for n in range(600)]
+    items[450] = 0.0  # 1 / 0 raises, well after the first (single-item) tasks
+    errors = []
+    with Executor(1, None, progress=False) as executor:
+        results = list(executor.map(operator.truediv, items, shared=(1.0,), total=len(items),
+                                    on_error=lambda item, err: errors.append((item, type(err).__name__)) or "error"))
+    assert errors == [(0.0, "ZeroDivisionError")]
+    assert results[450] == "error"
+    assert results[:450] + results[451:] == [1.0 / x for x in items[:450] + items[451:]]

@@ -257,12 +257,15 @@ class BatchSizer:
 
     A task costs the driver and the scheduler tens of milliseconds whatever it does, so short items
     are grouped until a task is about ``TARGET_SECONDS`` of work (measured on the workers, starting
-    from one item per task). The batch never grows past what keeps every worker busy until the end
-    (``total`` items: at least ``TAIL_TASKS`` batches per worker for what is left), and the items
-    in flight stay under ``items_in_flight`` so the driver's memory does not grow with the batch.
+    from one item per task), more on a big cluster: ``SECONDS_PER_WORKER`` x workers keeps the
+    driver at about 5 tasks a second however many workers it feeds. The batch never grows past what
+    keeps every worker busy until the end (``total`` items: at least ``TAIL_TASKS`` batches per
+    worker for what is left), and the items in flight stay under ``items_in_flight``, so the
+    driver's memory does not grow with the batch.
     """
 
     TARGET_SECONDS = 2.0
+    SECONDS_PER_WORKER = 0.2
     MAX_BATCH = 256
     TAIL_TASKS = 2
     ITEMS_IN_FLIGHT = 16384
@@ -270,6 +273,7 @@ class BatchSizer:
     def __init__(self, workers: int, total: int | None):
         self.workers, self.total = workers, total
         self.items_in_flight = max(self.ITEMS_IN_FLIGHT, 16 * workers)
+        self.target = max(self.TARGET_SECONDS, self.SECONDS_PER_WORKER * workers)
         self._items = 0
         self._seconds = 0.0
 
@@ -281,7 +285,7 @@ class BatchSizer:
         if not self._items:
             return 1
         per_item = self._seconds / self._items
-        size = self.MAX_BATCH if per_item <= 0 else int(min(self.TARGET_SECONDS / per_item, self.MAX_BATCH))
+        size = self.MAX_BATCH if per_item <= 0 else int(min(self.target / per_item, self.MAX_BATCH))
         if self.total:
             size = min(size, (self.total - submitted) // (self.TAIL_TASKS * self.workers))
         return max(1, min(size, self.items_in_flight // (2 * self.workers)))
