@@ -35,13 +35,19 @@ def tree_fingerprint(root: Path, recipe: dict, exclude: Iterable[Path] = ()) -> 
     digest = hashlib.sha256(json.dumps({"root": str(Path(root).resolve()), "recipe": recipe, "toolkit": __version__},
                                        sort_keys=True, default=str).encode())
     for folder, names in walk(root, exclude):
-        relative = os.path.relpath(folder, root)
-        for name in names:
-            try:
-                info = os.stat(os.path.join(folder, name))
-                digest.update(f"{relative}/{name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-            except OSError:  # a dangling link: listed without a size
-                digest.update(f"{relative}/{name}\0-\n".encode("utf-8", "surrogateescape"))
+        prefix = os.path.relpath(folder, root).encode("utf-8", "surrogateescape") + b"/"
+        lines = []
+        handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name in names:
+                try:
+                    info = os.stat(name, dir_fd=handle)
+                    lines.append(b"%s%s\0%d\0%d\n" % (prefix, os.fsencode(name), info.st_size, info.st_mtime_ns))
+                except OSError:  # a dangling link: listed without a size
+                    lines.append(b"%s%s\0-\n" % (prefix, os.fsencode(name)))
+        finally:
+            os.close(handle)
+        digest.update(b"".join(lines))
     return digest.hexdigest()
 
 
