@@ -431,3 +431,29 @@ def test_a_failing_item_in_a_batch_reaches_only_its_own_result():
     assert errors == [(0.0, "ZeroDivisionError")]
     assert results[450] == "error"
     assert results[:450] + results[451:] == [1.0 / x for x in items[:450] + items[451:]]
+
+
+def test_index_rows_are_buffered_columnar_and_written_as_one_table_would_be(tmp_path, monkeypatch):
+    """``TableWriter`` keeps at most ``ROWS_AS_DICTS`` rows as dicts; its file is the bytes pyarrow writes for
+    the whole table in row groups of ``ROW_GROUP`` rows."""
+    import pyarrow as pa
+
+    from talkdata.pipeline import pack
+
+    monkeypatch.setattr(pack, "ROW_GROUP", 3000)
+    monkeypatch.setattr(pack, "ROWS_AS_DICTS", 700)
+    schema = pa.schema([("key", pa.string()), ("frames", pa.int64()), ("duration", pa.float64()),
+                        ("speaker", pa.string())])
+    rng = np.random.default_rng(0)
+    rows = [{"key": f"s{n % 7}/clip{n:05d}", "frames": int(rng.integers(40, 400)), "duration": float(rng.random()),
+             "speaker": None if n % 11 == 0 else f"s{n % 7}"} for n in range(10_000)]
+    writer = pack.TableWriter(tmp_path / "index.parquet", schema)
+    for row in rows:
+        writer.write(row)
+        assert len(writer._rows) < 700
+    writer.close()
+    whole = pa.table({f.name: [r[f.name] for r in rows] for f in schema}, schema=schema)
+    pq.write_table(whole, tmp_path / "reference.parquet", compression="zstd", write_statistics=False,
+                   row_group_size=3000)
+    assert (tmp_path / "index.parquet").read_bytes() == (tmp_path / "reference.parquet").read_bytes()
+    assert pq.read_metadata(tmp_path / "index.parquet").num_row_groups == 4
