@@ -457,3 +457,24 @@ def test_index_rows_are_buffered_columnar_and_written_as_one_table_would_be(tmp_
                    row_group_size=3000)
     assert (tmp_path / "index.parquet").read_bytes() == (tmp_path / "reference.parquet").read_bytes()
     assert pq.read_metadata(tmp_path / "index.parquet").num_row_groups == 4
+
+
+def test_record_list_gives_back_the_records_it_holds(tmp_path):
+    """Records (a name that is not UTF-8 included) come back equal from the compact list, a slice of it and its
+    stored bytes; splits set later are not part of what is stored."""
+    from talkdata.corpora.records import ClipRecord, RecordList
+
+    raw = os.fsdecode(b"caf\xe9.mp4")  # surrogate escapes: opens the file, not valid UTF-8
+    records = [ClipRecord("videos", "s1", f"c{n}", f"/data/{raw if n == 1 else f'c{n}.mp4'}", f"c{n}.mp4",
+                          split="val" if n == 2 else "", meta={"box": [0.1, 0.2], "n": n, "name": "é"})
+               for n in range(4)]
+    held = RecordList.pack(records)
+    assert len(held) == 4 and [r.to_dict() for r in held] == [r.to_dict() for r in records]
+    assert held[1].path == records[1].path and held[-1].key == "s1/c3"
+    assert [r.to_dict() for r in held[1:3]] == [r.to_dict() for r in records[1:3]]
+    assert list(held.unsplit()) == [0, 1, 3]
+    held.set_splits([0, 1, 3], ["train", "test", "train"])
+    assert [held.split(i) for i in range(4)] == ["train", "test", "val", "train"]
+    stored = RecordList.from_bytes(held.to_bytes())
+    assert [r.to_dict() for r in stored] == [r.to_dict() for r in records]  # the indexer's splits
+    assert len(RecordList.pack([])) == 0

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import re
+from array import array
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -96,14 +97,15 @@ class RecordList(Sequence[ClipRecord]):
 
     @classmethod
     def pack(cls, records: Iterable[ClipRecord]) -> "RecordList":
-        parts, offsets, splits, names = [], [0], [], {"": 0}
+        blob, offsets, splits, names = bytearray(), array("q", [0]), array("B"), {"": 0}
         for record in records:
             data = record.to_dict()
             split = data.pop("split")
-            parts.append(json.dumps(data, separators=(",", ":")).encode("ascii"))  # JSON escapes keep undecodable names
-            offsets.append(offsets[-1] + len(parts[-1]))
+            blob += json.dumps(data, separators=(",", ":")).encode("ascii")  # JSON escapes keep undecodable names
+            offsets.append(len(blob))
             splits.append(names.setdefault(split, len(names)))
-        return cls(b"".join(parts), np.array(offsets, dtype=np.int64), np.array(splits, dtype=np.uint8), list(names))
+        return cls(bytes(blob), np.frombuffer(offsets, dtype=np.int64).copy(),
+                   np.frombuffer(splits, dtype=np.uint8).copy(), list(names))
 
     def __len__(self) -> int:
         return len(self._splits)
