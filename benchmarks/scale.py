@@ -35,6 +35,8 @@ from pathlib import Path
 
 VOX_DEV_CLIPS = 1_092_009
 CORES = 64
+SINGLE_TASKS = 300  # one-item tasks timed to show what a dask task costs the driver
+CLIP_SECONDS = 5.0  # assumed per-clip processing time, for the batch size the executor picks for real clips
 
 
 def rss_mb() -> float:
@@ -168,6 +170,18 @@ def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_c
             items = ((r.to_dict(), k) for r, k in zip(records, keys))
             return sum(executor.map(_noop, items, shared=(config,), total=len(records)))
         stage("submit", submit)
+        if not executor.local:  # what one dask task costs the driver (batches of one item)
+            from talkdata.pipeline.executor import BatchSizer
+
+            single = min(len(records), SINGLE_TASKS)
+            BatchSizer.MAX_BATCH, batch = 1, BatchSizer.MAX_BATCH
+            try:
+                stage("one-item tasks", lambda: sum(executor.map(_noop, ((records[i].to_dict(), keys[i])
+                                                                          for i in range(single)),
+                                                                 shared=(config,), total=single)))
+            finally:
+                BatchSizer.MAX_BATCH = batch
+            stages["one-item tasks"]["tasks"] = single
         timings: dict = {}
         stage("dataset-level", lambda: pack(out, recipe, config, records, keys, cache, None, executor, keep_cache,
                                              timings))
@@ -257,7 +271,7 @@ def report(results: list[dict], sizes: list[int], worker_counts: list[int]) -> N
     projected = 0.0
     print(f"\nper clip (slope between N={prev} and N={big}); projection for VoxCeleb2 dev ({VOX_DEV_CLIPS} clips) "
           f"on {CORES} cores (Amdahl: serial + parallel / {CORES}):")
-    for stage in ("index", "submit", "fit", "plan", "pack", "release", "card"):
+    for stage in ("index", "submit", "measure", "fit", "plan", "pack", "release", "card"):
         s1, c1 = _slope(by, sizes, w1, stage)
         s2, c2 = _slope(by, sizes, w2, stage)
         parallel = max((s1 - s2) / (1 / w1 - 1 / w2), 0.0) if w2 != w1 else 0.0
@@ -266,9 +280,22 @@ def report(results: list[dict], sizes: list[int], worker_counts: list[int]) -> N
         if stage != "index":  # the index is another stage's work (corpora); shown, not counted
             projected += hours
         print(f"  {stage:8s} {s1 * 1e6:9.1f} us/clip ({w1} w) {s2 * 1e6:9.1f} us/clip ({w2} w)  -> {hours:6.3f} h")
+    single = by[(big, w2)]["stages"].get("one-item tasks")
+    if single:
+        from talkdata.pipeline.executor import BatchSizer
+
+        per_task = single["seconds"] / single["tasks"]
+        sizer = BatchSizer(CORES, VOX_DEV_CLIPS)
+        sizer.observe(1, CLIP_SECONDS)
+        batch = sizer.size(0)
+        tasks = -(-VOX_DEV_CLIPS // batch)
+        print(f"one dask task costs the driver {per_task * 1e3:.1f} ms ({w2} workers, one-item tasks); real clips of "
+              f"~{CLIP_SECONDS:g} s go {batch} per task on {CORES} cores: {tasks} tasks, {tasks * per_task / 3600:.2f} h of "
+              f"driver time, overlapped with {VOX_DEV_CLIPS * CLIP_SECONDS / CORES / 3600:.1f} h of clip work "
+              f"(the driver needs {CORES / (batch * CLIP_SECONDS):.1f} tasks/s, sustains {1 / per_task:.0f})")
     out_ratio = by[(big, w2)]["out_bytes"] / max(by[(big, w2)]["shard_bytes"], 1)
     print(f"pack efficiency {w1}->{w2} workers (per-clip slopes): {efficiency:.2f}")
-    print(f"projected dataset-level stages (submit, fit, plan, pack, release, card): {projected:.2f} h")
+    print(f"projected dataset-level stages (submit, measure, fit, plan, pack, release, card): {projected:.2f} h")
     print(f"OUT / shards after the build: {out_ratio:.3f}")
     goals = [
         (f"driver RSS N={big} vs N={prev} {rss_ratio:.2f}x <= 1.2x", rss_ratio <= 1.2),

@@ -181,6 +181,7 @@ def test_dataset_level_rebuild_processes_no_clip_and_reads_the_shards(grid_datas
     changed = cli(out, "--set", "shards.max_samples=1", "--set", "shape.n_components=5")
     assert changed.returncode == 0, changed.stderr
     assert processed_now(out) == 0
+    assert json.loads((out / "build_info.json").read_text())["index"] == "reused"  # stored by the first build
     assert verify(out) == []
     sample = read_shard(next((out / "shards" / "train").glob("*.tar"))).popitem()[1]
     assert np.load(__import__("io").BytesIO(sample["pca.npy"])).shape[1] == 5
@@ -320,3 +321,159 @@ def test_planned_shards_are_the_ones_a_single_writer_makes(synthetic, tmp_path):
     for info in written:
         assert (tmp_path / "single" / info.path).read_bytes() == (planned / info.path).read_bytes()
         assert info.sha256 == __import__("hashlib").sha256((planned / info.path).read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------- index reuse
+
+
+def _listing(root: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+def test_the_index_is_reused_while_the_source_tree_is_unchanged(tmp_path, monkeypatch):
+    """A second index of an unchanged tree parses nothing; a file added, removed or rewritten is seen; the splits
+    follow the config each time; the source tree is never written to."""
+    import talkdata.corpora.grid as grid
+    from talkdata.config import resolve
+    from talkdata.pipeline.build import index_clips
+    from talkdata.recipe import load_recipe
+
+    source, stored = tmp_path / "grid", tmp_path / "out" / ".work" / "index"
+    shutil.copytree(GRID, source)
+    parses = []
+    original = grid.index
+    monkeypatch.setattr(grid, "index", lambda *a, **k: parses.append(1) or original(*a, **k))
+    recipe = load_recipe("grid")
+    config = resolve(recipe.defaults, recipe.name, {})
+
+    def index(sets: dict | None = None):
+        found = index_clips(recipe, source, resolve(recipe.defaults, recipe.name, sets or {}), stored=stored)
+        if not found.reused:
+            from talkdata.corpora import index_cache
+
+            index_cache.save(stored, found.fingerprint, found)
+        return found, [(r.key, r.relpath, r.split, r.meta) for r in found]
+
+    before = _listing(source)
+    first, rows = index()
+    assert len(parses) == 1 and not first.reused and len(rows) == 3
+    assert [p.name for p in stored.iterdir()] == [f"{first.fingerprint}.records.npz"]
+    second, again = index()
+    assert len(parses) == 1 and second.reused and again == rows
+    assert [r.to_dict() for r in second] == [r.to_dict() for r in index_clips(recipe, source, config)]
+    assert len(parses) == 2  # (without ``stored``: parsed)
+    assert _listing(source) == before  # nothing written into the source tree
+
+    # splits come from the config, not from the stored index
+    lipnet, split_rows = index({"split.protocol": "lipnet-unseen"})
+    assert lipnet.reused and len(parses) == 2
+    assert {k: s for k, _, s, _ in split_rows} == {"s1/bbaf2n": "test", "s2/swwp2s": "test",
+                                                   "unknown_speaker/lbbc2a": "train"}
+
+    video = next(source.rglob("*.mpg"))
+    added = video.with_name("zzzz9a.mpg")
+    shutil.copy(video, added)
+    grown, rows_added = index()
+    assert not grown.reused and len(parses) == 3 and len(rows_added) == 4
+    assert any(relpath.endswith("zzzz9a.mpg") for _, relpath, _, _ in rows_added)
+    assert len(list(stored.iterdir())) == 1  # only the latest stored index is kept
+
+    added.unlink()
+    shrunk, rows_removed = index()
+    assert not shrunk.reused and len(parses) == 4 and rows_removed == rows
+
+    os.utime(video, ns=(video.stat().st_atime_ns, video.stat().st_mtime_ns + 10**9))  # rewritten in place
+    touched, _ = index()
+    assert not touched.reused and len(parses) == 5
+    assert index()[0].reused and len(parses) == 5
+
+
+# --------------------------------------------------------------------------- batched submission
+
+
+def test_batch_size_follows_the_measured_work_and_keeps_every_worker_busy():
+    from talkdata.pipeline.executor import BatchSizer
+
+    sizer = BatchSizer(workers=4, total=100_000)
+    assert sizer.size(0) == 1  # nothing measured yet: one item per task
+    sizer.observe(10, 0.01)  # 1 ms per item: 2 s of work is 2000 items, capped
+    assert sizer.size(0) == BatchSizer.MAX_BATCH
+    assert sizer.size(100_000 - 80) == 10  # the tail: at least 2 batches per worker for what is left
+    assert sizer.size(100_000) == 1
+    slow = BatchSizer(workers=4, total=100_000)
+    slow.observe(2, 9.0)  # 4.5 s per clip: one clip per task
+    assert slow.size(0) == 1
+    medium = BatchSizer(workers=4, total=100_000)
+    medium.observe(4, 1.0)  # 0.25 s per clip: 8 clips make the 2 s target
+    assert medium.size(0) == 8
+    big = BatchSizer(workers=64, total=10**6)
+    big.observe(4, 1.0)  # on 64 workers a task is 12.8 s of work (5 tasks a second for the driver)
+    assert big.size(0) == 51
+    big.observe(10**6, 0.0)  # very short items: the items in flight bound the batch
+    assert big.size(0) * big.window(big.size(0)) <= big.items_in_flight
+    assert big.window(big.size(0)) >= 2 * 64
+
+
+def test_a_failing_item_in_a_batch_reaches_only_its_own_result():
+    """Items grouped into batches come back in order; the one that raises gets ``on_error``, its batch
+    neighbours their own results."""
+    import operator
+
+    from talkdata.pipeline.executor import Executor
+
+    items = [float(n + 1) for n in range(600)]
+    items[450] = 0.0  # 1 / 0 raises, well after the first (single-item) tasks
+    errors = []
+    with Executor(1, None) as executor:
+        results = list(executor.map(operator.truediv, items, shared=(1.0,), total=len(items),
+                                    on_error=lambda item, err: errors.append((item, type(err).__name__)) or "error"))
+    assert errors == [(0.0, "ZeroDivisionError")]
+    assert results[450] == "error"
+    assert results[:450] + results[451:] == [1.0 / x for x in items[:450] + items[451:]]
+
+
+def test_index_rows_are_buffered_columnar_and_written_as_one_table_would_be(tmp_path, monkeypatch):
+    """``TableWriter`` keeps at most ``ROWS_AS_DICTS`` rows as dicts; its file is the bytes pyarrow writes for
+    the whole table in row groups of ``ROW_GROUP`` rows."""
+    import pyarrow as pa
+
+    from talkdata.pipeline import pack
+
+    monkeypatch.setattr(pack, "ROW_GROUP", 3000)
+    monkeypatch.setattr(pack, "ROWS_AS_DICTS", 700)
+    schema = pa.schema([("key", pa.string()), ("frames", pa.int64()), ("duration", pa.float64()),
+                        ("speaker", pa.string())])
+    rng = np.random.default_rng(0)
+    rows = [{"key": f"s{n % 7}/clip{n:05d}", "frames": int(rng.integers(40, 400)), "duration": float(rng.random()),
+             "speaker": None if n % 11 == 0 else f"s{n % 7}"} for n in range(10_000)]
+    writer = pack.TableWriter(tmp_path / "index.parquet", schema)
+    for row in rows:
+        writer.write(row)
+        assert len(writer._rows) < 700
+    writer.close()
+    whole = pa.table({f.name: [r[f.name] for r in rows] for f in schema}, schema=schema)
+    pq.write_table(whole, tmp_path / "reference.parquet", compression="zstd", write_statistics=False,
+                   row_group_size=3000)
+    assert (tmp_path / "index.parquet").read_bytes() == (tmp_path / "reference.parquet").read_bytes()
+    assert pq.read_metadata(tmp_path / "index.parquet").num_row_groups == 4
+
+
+def test_record_list_gives_back_the_records_it_holds(tmp_path):
+    """Records (a name that is not UTF-8 included) come back equal from the compact list, a slice of it and its
+    stored bytes; splits set later are not part of what is stored."""
+    from talkdata.corpora.records import ClipRecord, RecordList
+
+    raw = os.fsdecode(b"caf\xe9.mp4")  # surrogate escapes: opens the file, not valid UTF-8
+    records = [ClipRecord("videos", "s1", f"c{n}", f"/data/{raw if n == 1 else f'c{n}.mp4'}", f"c{n}.mp4",
+                          split="val" if n == 2 else "", meta={"box": [0.1, 0.2], "n": n, "name": "é"})
+               for n in range(4)]
+    held = RecordList.pack(records)
+    assert len(held) == 4 and [r.to_dict() for r in held] == [r.to_dict() for r in records]
+    assert held[1].path == records[1].path and held[-1].key == "s1/c3"
+    assert [r.to_dict() for r in held[1:3]] == [r.to_dict() for r in records[1:3]]
+    assert list(held.unsplit()) == [0, 1, 3]
+    held.set_splits([0, 1, 3], ["train", "test", "train"])
+    assert [held.split(i) for i in range(4)] == ["train", "test", "val", "train"]
+    stored = RecordList.from_bytes(held.to_bytes())
+    assert [r.to_dict() for r in stored] == [r.to_dict() for r in records]  # the indexer's splits
+    assert len(RecordList.pack([])) == 0

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import re
+from array import array
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, overload
+
+import numpy as np
 
 from .walk import files_under
 
@@ -72,6 +78,92 @@ class ClipRecord:
         stat = Path(self.path).stat() if Path(self.path).exists() else None
         text = f"{self.relpath}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}"
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+class RecordList(Sequence[ClipRecord]):
+    """Clip records, held as one buffer of their JSON forms (a few hundred bytes per clip, no Python
+    object per clip): ``records[i]`` makes the ``ClipRecord`` when it is needed.
+
+    The split of every record is a column of its own (``set_splits`` does not rewrite the buffer).
+    ``to_bytes``/``from_bytes``: the index stored for reuse (``corpora/index_cache.py``).
+    """
+
+    def __init__(self, blob: bytes, offsets: np.ndarray, splits: np.ndarray, split_names: list[str]):
+        self._blob, self._offsets = blob, offsets
+        self._splits, self._split_names = splits, split_names
+        self._indexed = splits  # the indexer's own splits (what is stored), before ``set_splits``
+        self.fingerprint: str | None = None  # set by the index stage: the source tree it was made from
+        self.reused = False  # True when it was read from a stored index
+
+    @classmethod
+    def pack(cls, records: Iterable[ClipRecord]) -> "RecordList":
+        blob, offsets, splits, names = bytearray(), array("q", [0]), array("B"), {"": 0}
+        for record in records:
+            data = record.to_dict()
+            split = data.pop("split")
+            blob += json.dumps(data, separators=(",", ":")).encode("ascii")  # JSON escapes keep undecodable names
+            offsets.append(len(blob))
+            splits.append(names.setdefault(split, len(names)))
+        return cls(bytes(blob), np.frombuffer(offsets, dtype=np.int64).copy(),
+                   np.frombuffer(splits, dtype=np.uint8).copy(), list(names))
+
+    def __len__(self) -> int:
+        return len(self._splits)
+
+    @overload
+    def __getitem__(self, index: int) -> ClipRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> "RecordList": ...
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                raise ValueError("RecordList slices are contiguous")
+            stop = max(start, stop)
+            first, last = int(self._offsets[start]), int(self._offsets[stop])
+            part = RecordList(self._blob[first:last], self._offsets[start:stop + 1] - first,
+                              self._splits[start:stop], self._split_names)
+            part._indexed = self._indexed[start:stop]
+            return part
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        data = json.loads(self._blob[int(self._offsets[index]):int(self._offsets[index + 1])].decode("ascii"))
+        return ClipRecord(**data, split=self.split(index))
+
+    def split(self, index: int) -> str:
+        return self._split_names[self._splits[index]]
+
+    def key(self, index: int) -> str:
+        return self[index].key
+
+    def unsplit(self) -> np.ndarray:
+        """Indices of the records the indexer gave no split (``assign_splits`` fills them)."""
+        return np.flatnonzero(np.array([name == "" for name in self._split_names])[self._indexed])
+
+    def set_splits(self, indices: Iterable[int], splits: Iterable[str]) -> None:
+        """The split of the records at ``indices`` (the indexer's splits stay what is stored)."""
+        names = {name: n for n, name in enumerate(self._split_names)}
+        codes = self._indexed.copy()
+        for index, split in zip(indices, splits):
+            codes[index] = names.setdefault(split, len(names))
+        self._splits, self._split_names = codes, list(names)
+
+    def to_bytes(self) -> bytes:
+        """The stored form: ``np.savez`` of the buffer, the offsets and the splits (no pickle)."""
+        buffer = io.BytesIO()
+        np.savez(buffer, blob=np.frombuffer(self._blob, dtype=np.uint8), offsets=self._offsets, splits=self._indexed,
+                 split_names=np.array("\n".join(self._split_names)))
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "RecordList":
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            return cls(stored["blob"].tobytes(), stored["offsets"], stored["splits"],
+                       str(stored["split_names"]).split("\n"))
 
 
 def find_videos(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:

@@ -2,10 +2,11 @@
 
 - ``clip``: one clip -> sample files + metadata (pure); ``task``: one clip -> its ``Outcome``
   (``outcome``: ``Done | Rejected | Failed``) recorded in the ``cache``;
-- ``isolation``: tasks in a supervised child process; ``executor``: tasks in this process or on dask;
+- ``isolation``: tasks in a supervised child process; ``executor``: tasks in this process or on dask
+  (in batches);
 - ``shape_fit``, ``pack``, ``generations``, ``card``: the dataset-level stages (shape model, shards and
   index, the cache pointing into the shards, the dataset card, written from the ``pack_stats`` each
-  shard task collects); ``build``: the orchestration.
+  shard task collects); ``fingerprint``: the manifest's source fingerprint; ``build``: the orchestration.
 
 ``task`` imports neither ``isolation`` nor ``executor``; ``isolation`` imports ``task`` only.
 """

@@ -9,7 +9,6 @@ order.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -19,6 +18,8 @@ import re
 import socket
 import sys
 import time
+from array import array
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,21 +33,24 @@ from ..shards import SPLITS
 from ..files import sha256_file, write_atomic
 from ..manifest import MANIFEST, canonical_json, write_manifest
 from ..recipe import Recipe, load_recipe
-from ..corpora.records import ClipRecord
+from ..corpora import index_cache
+from ..corpora.records import ClipRecord, RecordList
 from ..acquire.resolve import check_source
 from ..corpora.splits import assign_splits
-from .cache import GENERATION, ClipCache, cache_key, read_generation
+from .cache import GENERATION, ClipCache, KeyList, cache_key, read_generation
 from .card import write_card
 from .executor import Executor, run_clips
 from .outcome import Done, Failed, reason
 from .pack_stats import PackStats
 from .pack import (INDEX_COLUMNS, REJECT_COLUMNS, ColumnTypes, Member, ShapeRef, TableWriter, measure,
                    plan_shards, shape_bytes, write_shard)
+from .fingerprint import SourceFingerprint
 from .shape_fit import FrameSampler, fit_basis, sampled_frames
 from .generations import commit, drop_parked, park, release_shard
 from .task import warm_up
 
 WORK_DIR = ".work"
+INDEX_DIR = "index"  # in WORK_DIR: the stored index (reused while the source tree is unchanged)
 SHAPE_MODEL = "stats/shape_model.npz"
 #: written into OUT/.work at the first build: this folder is talkdata's to manage
 MARKER = "talkdata-output"
@@ -157,8 +161,12 @@ def fetch_models(config: BuildConfig) -> None:
     ensure_for_config(config)
 
 
-def index_clips(recipe: Recipe, source: Path, config: BuildConfig, exclude: tuple[Path, ...] = ()) -> list[ClipRecord]:
-    """The corpus's clip records; ``exclude``: folders the index never enters (the output, when inside the source)."""
+def index_clips(recipe: Recipe, source: Path, config: BuildConfig, exclude: tuple[Path, ...] = (),
+                stored: Path | None = None) -> RecordList:
+    """The corpus's clip records in key order; ``exclude``: folders the index never enters (the output,
+    when inside the source). ``stored``: a folder of stored indexes (``corpora/index_cache.py``): the
+    index stored there for an unchanged tree is reused instead of parsing the corpus again; the
+    result's ``fingerprint`` names the tree (None without ``stored``) and ``reused`` says which it was."""
     if not source.exists():
         raise UserError(f"source folder not found: {source}")
     if not source.is_dir():
@@ -166,14 +174,37 @@ def index_clips(recipe: Recipe, source: Path, config: BuildConfig, exclude: tupl
     if not any(source.iterdir()):
         raise UserError(f"source folder is empty: {source}")
     check_source(recipe, source)  # the dataset module's own checks (e.g. CREMA-D git-lfs pointer files)
-    records = recipe.indexer()(source, config, exclude=exclude)
-    keys: dict[str, ClipRecord] = {}
-    for record in records:
-        if record.key in keys:
-            raise UserError(f"two clips map to the key {record.key!r}: {keys[record.key].relpath} and {record.relpath}")
-        keys[record.key] = record
-    assign_splits(records, config.split, recipe.protocols)
-    return sorted(records, key=lambda r: r.key)
+    fingerprint = index_cache.tree_fingerprint(source, recipe.data, exclude) if stored is not None else None
+    records = index_cache.load(stored, fingerprint) if fingerprint else None
+    reused = records is not None
+    if records is None:
+        found = recipe.indexer()(source, config, exclude=exclude)
+        keys: dict[str, ClipRecord] = {}
+        for record in found:
+            if record.key in keys:
+                raise UserError(f"two clips map to the key {record.key!r}: {keys[record.key].relpath} and "
+                                f"{record.relpath}")
+            keys[record.key] = record
+        del keys
+        found.sort(key=lambda r: r.key)
+        records = RecordList.pack(found)
+        del found
+    unsplit = records.unsplit()
+    if len(unsplit):  # splits come from the config each time (a stored index keeps the indexer's own)
+        todo = [_Speaker(records[int(i)].speaker) for i in unsplit]
+        assign_splits(todo, config.split, recipe.protocols)
+        records.set_splits(unsplit, (t.split for t in todo))
+    records.fingerprint, records.reused = fingerprint, reused
+    return records
+
+
+class _Speaker:
+    """What ``assign_splits`` reads and writes of a record (a few bytes, not the whole record)."""
+
+    __slots__ = ("speaker", "split")
+
+    def __init__(self, speaker: str):
+        self.speaker, self.split = speaker, ""
 
 
 def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | None = None, workers: int = 0,
@@ -189,19 +220,23 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
     recipe = load_recipe(recipe_name)
     config = resolve(recipe.defaults, recipe.name, sets or {})
     source, out = Path(source).expanduser(), Path(out).expanduser()
-    records = index_clips(recipe, source, config, exclude=(out,))
-    if limit is not None:
-        records = records[:limit]
+    work = out / WORK_DIR
+    records = index_clips(recipe, source, config, exclude=(out,),
+                          stored=work / INDEX_DIR if is_talkdata_output(out) or not out.exists() else None)
     prepare_output(out)
     fetch_models(config)
     warm_up(config)  # a missing model stops the build before any clip
-    work = out / WORK_DIR
     lock = lock_output(work)
     mark_output(work)
     remove_leftovers(out, work)
+    reused = records.reused
+    if records.fingerprint and not reused:
+        index_cache.save(work / INDEX_DIR, records.fingerprint, records)
+    if limit is not None:
+        records = records[:limit]
     cache = ClipCache(work)
     keyed = pinned(config).config  # models by content, not by path
-    keys = [cache_key(r, keyed) for r in records]
+    keys = KeyList(cache_key(r, keyed) for r in records)
 
     def needs_processing(i: int) -> bool:
         outcome = cache.outcome(keys[i])
@@ -209,10 +244,10 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
             return True
         return isinstance(outcome, Done) and cache.damage(keys[i]) is not None  # damaged entry: process again
 
-    todo = [i for i in range(len(records)) if needs_processing(i)]  # clip numbers (8 bytes each)
+    todo = np.fromiter((i for i in range(len(records)) if needs_processing(i)), dtype=np.int64)  # 8 bytes per clip
     logger.debug(f"{recipe.name}: {len(records)} clips indexed in {source}, {len(todo)} to process into {out}")
     with Executor(workers, scheduler) as executor:
-        for _ in run_clips(executor, ((records[i].to_dict(), keys[i]) for i in todo), len(todo), config, str(work),
+        for _ in run_clips(executor, ((records[int(i)].to_dict(), keys[i]) for i in todo), len(todo), config, str(work),
                            isolate=isolate, stall_timeout=clip_timeout):
             pass
         manifest, rejects = pack(out, recipe, config, records, keys, cache, shape_model, executor, keep_cache)
@@ -226,6 +261,7 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
         "workers": workers,
         "scheduler": scheduler,
         "clips_processed_now": len(todo),
+        "index": "reused" if reused else "parsed",
     }).encode())
     samples = {s: manifest["splits"][s]["samples"] for s in manifest["splits"]}
     lock.close()
@@ -258,7 +294,7 @@ def _chunks(items, size: int):
         yield chunk
 
 
-def _shape_model(config: BuildConfig, records: list[ClipRecord], keys: list[str], done: list[int], frames: np.ndarray,
+def _shape_model(config: BuildConfig, records: RecordList, keys: Sequence[str], done: np.ndarray, frames: np.ndarray,
                  cache: ClipCache, given: str | None, executor: Executor):
     if given:
         try:
@@ -267,10 +303,12 @@ def _shape_model(config: BuildConfig, records: list[ClipRecord], keys: list[str]
             raise UserError(f"cannot read shape model {given}: {err}") from None
     settings = config.shape
     split = settings.fit_split
-    fitting = [i for i in done if split == "all" or records[i].split == split] or done
+    fitting = np.array([i for i in done if split == "all" or records.split(i) == split], dtype=np.int64)
+    if not len(fitting):
+        fitting = done
     sampler = FrameSampler(settings.max_frames, settings.seed)
     for i in fitting:  # the sample is chosen from frame counts alone, before any landmark is read
-        sampler.add(records[i].key, int(frames[i]))
+        sampler.add(records.key(i), int(frames[i]))
     chosen = sampler.selection()
     tasks = _chunks(((keys[fitting[n]], frames) for n, frames in sorted(chosen.items())), FIT_CHUNK)
     parts = list(executor.map(fit_task, tasks, shared=(str(cache.root.parent), settings),
@@ -280,10 +318,10 @@ def _shape_model(config: BuildConfig, records: list[ClipRecord], keys: list[str]
 
 
 def _release(executor: Executor, out: Path, cache: ClipCache, generation: str, keep: bool,
-             shards: list[tuple[str, dict[str, str]]]) -> None:
+             shards: Iterable[tuple[str, dict[str, str]]], total: int) -> None:
     """Point cache entries into the shards of ``generation`` (``store.release_shard`` per shard)."""
     for _ in executor.map(release_shard, shards, shared=(str(out), str(cache.work), generation, keep),
-                          total=len(shards), desc="release cache", unit="shard"):
+                          total=total, desc="release cache", unit="shard"):
         pass
 
 
@@ -296,23 +334,24 @@ def _timed(timings: dict | None, name: str):
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
 
 
-def pack(out: Path, recipe: Recipe, config: BuildConfig, records: list[ClipRecord], keys: list[str], cache: ClipCache,
+def pack(out: Path, recipe: Recipe, config: BuildConfig, records: RecordList, keys: Sequence[str], cache: ClipCache,
          shape_model_path: str | None, executor: Executor, keep_cache: bool = False,
          timings: dict | None = None) -> tuple[dict, dict[str, int]]:
     """Fit (or load) the shape model, write the shards, the index, the rejects, the manifest and the card."""
     rejects = TableWriter(out / "rejects.parquet", ColumnTypes(REJECT_COLUMNS).schema(REJECT_COLUMNS))
     by_reason: dict[str, int] = {}
-    done: list[int] = []
+    done_list = array("q")  # 8 bytes per clip
     for i, key in enumerate(keys):
         outcome = cache.outcome(key)
         if isinstance(outcome, Done):
-            done.append(i)
+            done_list.append(i)
             continue
         code = reason(outcome)
         by_reason[code] = by_reason.get(code, 0) + 1
-        rejects.write({"key": outcome.key, "source": outcome.source, "split": records[i].split,
+        rejects.write({"key": outcome.key, "source": outcome.source, "split": records.split(i),
                        "stage": outcome.stage, "reason": code, "message": outcome.message})
     rejects.close()
+    done = np.frombuffer(done_list, dtype=np.int64) if len(done_list) else np.zeros(0, dtype=np.int64)
 
     own = own_shards(out, recipe.name)
     foreign = sorted(p for p in (out / "shards").rglob("*") if p.is_file() and p not in set(own)) \
@@ -323,24 +362,26 @@ def pack(out: Path, recipe: Recipe, config: BuildConfig, records: list[ClipRecor
                         "output folder and run the same command again")
 
     def finish_release() -> None:  # a committed pack whose release was cut short: finish it first
-        by_key = {records[i].key: keys[i] for i in done}
+        by_key = {records.key(i): keys[i] for i in done}
         shards = [(p.relative_to(out).as_posix(), by_key) for p in own if p.name.endswith(".tar")]
-        _release(executor, out, cache, read_generation(cache.work / GENERATION), keep_cache, shards)
+        _release(executor, out, cache, read_generation(cache.work / GENERATION), keep_cache, shards, len(shards))
 
     park(out, cache.work, own, finish_release)
 
     # sizes, frame counts and index columns of every done entry, measured on the executor from ledgers and
     # meta.json (no payload read); the driver keeps 12 bytes per clip of it
-    by_split = {split: [i for i in done if records[i].split == split] for split in SPLITS}
+    split_of = np.array([records.split(i) for i in done], dtype=object)
+    by_split = {split: done[split_of == split] for split in SPLITS}
+    del split_of
     base = np.zeros(len(records), dtype=np.int64)
     frames = np.zeros(len(records), dtype=np.int32)
     columns = ColumnTypes(INDEX_COLUMNS)
-    fingerprint: list[tuple[str, str]] = []
+    fingerprint = SourceFingerprint()
     audio_features: set[str] = set()
-    order = [i for split in SPLITS for i in by_split[split]]
+    order = np.concatenate([by_split[split] for split in SPLITS])
     with _timed(timings, "measure"):
         batches = _chunks(order, MEASURE_CHUNK)
-        results = executor.map(measure, ([(records[i].split, keys[i]) for i in batch] for batch in batches),
+        results = executor.map(measure, ([(records.split(i), keys[i]) for i in batch] for batch in batches),
                                shared=(str(cache.work),), total=-(-len(order) // MEASURE_CHUNK),
                                desc="measure samples", unit="task")
         position = 0
@@ -349,12 +390,12 @@ def pack(out: Path, recipe: Recipe, config: BuildConfig, records: list[ClipRecor
             position += len(chunk)
             base[chunk], frames[chunk] = measured.bytes, measured.frames
             columns.merge(measured.columns)
-            fingerprint += measured.fingerprint
+            fingerprint.extend(measured.fingerprint)
             audio_features |= measured.audio_features
 
     artifacts = {}
     model = None
-    if done:
+    if len(done):
         with _timed(timings, "fit"):
             model = _shape_model(config, records, keys, done, frames, cache, shape_model_path, executor)
         (out / "stats").mkdir(exist_ok=True)
@@ -364,18 +405,27 @@ def pack(out: Path, recipe: Recipe, config: BuildConfig, records: list[ClipRecor
         (out / SHAPE_MODEL).unlink()
     shape = ShapeRef(artifacts[SHAPE_MODEL]["sha256"], int(model.basis.n_components)) if model else None
 
-    with _timed(timings, "plan"):
-        plans = list(plan_shards(((split, Member(records[i].key, keys[i], int(base[i]) + shape_bytes(int(frames[i]), shape)))
-                                  for split in SPLITS for i in by_split[split]),
-                                 config.shards.max_samples, config.shards.max_bytes))
+    def members(named: bool = True):  # (split, Member) in plan order: the order of ``order``
+        return ((split, Member(records.key(i) if named else "", keys[i] if named else "",
+                               int(base[i]) + shape_bytes(int(frames[i]), shape)))
+                for split in SPLITS for i in by_split[split])
+
+    limits = config.shards.max_samples, config.shards.max_bytes
+    with _timed(timings, "plan"):  # counted first (the plans themselves are made again as they are sent)
+        shard_counts = {split: 0 for split in SPLITS}
+        for plan in plan_shards(members(named=False), *limits):
+            shard_counts[plan.split] += 1
     index = TableWriter(out / "index.parquet", columns.schema(["shard", "sha256"]))
     shards = []
     stats = PackStats()
-    results = executor.map(write_shard, plans, shared=(str(out), recipe.name, str(cache.root.parent), model, shape),
-                           total=len(plans), desc="pack shards", unit="shard")
+    spans = array("q", [0])  # shard n holds the samples order[spans[n]:spans[n + 1]]
+    results = executor.map(write_shard, plan_shards(members(), *limits),
+                           shared=(str(out), recipe.name, str(cache.root.parent), model, shape),
+                           total=sum(shard_counts.values()), desc="pack shards", unit="shard")
     with _timed(timings, "pack"):
         for result in results:
             shards.append(result.info.manifest_entry())
+            spans.append(spans[-1] + len(result.rows))
             for row in result.rows:
                 index.write(row)
             stats.merge(result.stats)
@@ -383,16 +433,14 @@ def pack(out: Path, recipe: Recipe, config: BuildConfig, records: list[ClipRecor
     for name in ("index.parquet", "rejects.parquet"):
         artifacts[name] = {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
 
-    splits = {split: {"samples": len(by_split[split]), "shards": sum(1 for p in plans if p.split == split)}
-              for split in SPLITS}
-    fingerprint.sort()
+    splits = {split: {"samples": len(by_split[split]), "shards": shard_counts[split]} for split in SPLITS}
     manifest = {
         "name": recipe.name,
         "recipe": recipe.data,
         "config": to_dict(config),
         "source": {
             "clips_indexed": len(records),
-            "fingerprint": hashlib.sha256(json.dumps(fingerprint).encode()).hexdigest(),
+            "fingerprint": fingerprint.sha256(),
         },
         "splits": splits,
         "shards": shards,
@@ -406,7 +454,8 @@ def pack(out: Path, recipe: Recipe, config: BuildConfig, records: list[ClipRecor
     commit(cache.work, manifest["version"])  # entries may now point into these shards
     with _timed(timings, "release"):
         _release(executor, out, cache, manifest["version"], keep_cache,
-                 [(entry["path"], {m.key: m.cache_key for m in plan.members}) for entry, plan in zip(shards, plans)])
+                 ((entry["path"], {records.key(i): keys[i] for i in order[spans[n]:spans[n + 1]]})
+                  for n, entry in enumerate(shards)), len(shards))
         drop_parked(cache.work)
     with _timed(timings, "card"):
         write_card(out, manifest, stats, model)

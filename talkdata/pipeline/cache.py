@@ -26,7 +26,10 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from ..version import __version__
 from ..config import config_hash, processing_config
@@ -60,6 +63,23 @@ def cache_key(record: ClipRecord, config: dict) -> str:
         sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+class KeyList(Sequence[str]):
+    """Cache keys (64 hex digits each) in one fixed-width array: 64 bytes per clip, no object per key."""
+
+    def __init__(self, keys: Iterable[str]):
+        self._keys = np.fromiter((key.encode("ascii") for key in keys), dtype="S64")
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            part = KeyList(())
+            part._keys = self._keys[index]
+            return part
+        return self._keys[index].decode("ascii")
 
 
 class ClipCache:

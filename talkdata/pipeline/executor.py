@@ -2,9 +2,12 @@
 
 One ``Executor`` serves every stage of a build (clips, the shape fit's normalisation, shards), so a
 local cluster starts once. ``Executor.map`` sends what every task shares (the config, the shape
-model) once (into the task graph as one task), submits tasks in a bounded window and yields results in input order:
-the driver holds a constant number of futures whatever the corpus size, and results never depend
-on the number of workers or the order tasks finish in.
+model) once (into the task graph as one task), groups short items into batches of about two
+seconds of work per dask task (``BatchSizer``: a task costs the driver tens of milliseconds
+whatever it does), submits them in a bounded window and yields results in input order: the driver
+holds a constant number of futures and items whatever the corpus size, and results never depend on
+the number of workers, the batch sizes or the order tasks finish in. A batch that fails is sent
+again one item per task, so an error (a worker killed by one clip) reaches only its own item.
 
 Wherever a clip runs, it is processed in a supervised child process (``isolation.py``) unless
 isolation is turned off for debugging. Each clip task writes its cache entry itself (workers must
@@ -14,11 +17,13 @@ therefore see the output folder) and returns its ``Outcome``.
 from __future__ import annotations
 
 import atexit
+import functools
 import itertools
 import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -133,12 +138,6 @@ class Executor:
         self._client.run(_quiet_worker_logs)
         return self._client
 
-    def _window(self) -> int:
-        if self.local:
-            return 1
-        workers = len(self._client.scheduler_info().get("workers", {})) or max(self.workers, 1)
-        return max(64, 16 * workers)  # enough queued per worker to hide the scheduler's round trips
-
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -150,9 +149,11 @@ class Executor:
             unit: str = "task", on_error: Callable[[Any, BaseException], Any] | None = None) -> Iterator:
         """``fn(*shared, item)`` for every item, yielded in input order.
 
-        ``shared`` is sent to the cluster once; at most a small window of tasks is in flight, so
-        neither the futures nor the buffered results grow with the number of items. ``on_error``
-        turns an exception of a task (a dead worker, ...) into a result, or re-raises.
+        ``shared`` is sent to the cluster once; items are grouped into batches (one dask task each)
+        and at most a bounded window of them is in flight, so neither the futures nor the buffered
+        results grow with the number of items. ``on_error`` turns the exception of one item's task
+        (a dead worker, ...) into its result, or re-raises. ``total``: the number of items, if
+        known (the progress bar; batches then stay small enough to keep every worker busy to the end).
         """
         bar = progress_bar(total=total, desc=desc, unit=unit, hide=total == 0, dynamic_ncols=True)
         try:
@@ -161,19 +162,22 @@ class Executor:
                     yield fn(*shared, item)
                     bar.update(1)
                 return
-            yield from self._map_dask(fn, items, shared, bar, on_error)
+            yield from self._map_dask(fn, items, shared, total, bar, on_error)
         finally:
             bar.close()
 
-    def _map_dask(self, fn, items, shared, bar, on_error) -> Iterator:
+    def _map_dask(self, fn, items, shared, total, bar, on_error) -> Iterator:
         from dask.distributed import as_completed
 
         client = self._connect()
         # each shared value goes into the graph once, as a task (not scattered: a scattered value dies with the
         # worker holding it and cancels every task that needs it; a task's result is computed again)
         sent = [client.submit(_shared, value, pure=False, key=f"shared-{os.urandom(8).hex()}") for value in shared]
-        window = self._window()
-        pending: dict = {}  # future -> (index, item)
+        workers = len(client.scheduler_info().get("workers", {})) or max(self.workers, 1)
+        sizer = BatchSizer(workers, total)
+        task = functools.partial(run_batch, fn)
+        name = getattr(fn, "__name__", "task")
+        pending: dict = {}  # future -> (index of its first item, its items)
         done: dict[int, Any] = {}
         next_out = 0
         iterator = iter(items)
@@ -181,41 +185,54 @@ class Executor:
         completed = as_completed()
         submitted = 0
 
-        name = getattr(fn, "__name__", "task")
+        def send(batches: list[tuple[int, list]]) -> None:
+            """One ``client.map`` call for several batches (one message, not one per task)."""
+            tag = os.urandom(4).hex()
+            futures = client.map(task, *[[value] * len(batches) for value in sent], [b for _, b in batches],
+                                 pure=False, key=[f"{name}-{first}-{tag}" for first, _ in batches])
+            pending.update(zip(futures, batches))
+            completed.update(futures)
 
         def refill() -> None:
-            """Top the window up, in one ``client.map`` call per batch (one message, not one per task)."""
+            """Top the window up; the batch size follows the measured seconds per item."""
             nonlocal submitted, exhausted
-            room = window - (submitted - next_out)
-            if exhausted or (pending and room < max(1, window // 4)):
+            size = sizer.size(submitted)
+            room = min(sizer.window(size) - len(pending), (sizer.items_in_flight - (submitted - next_out)) // size)
+            if exhausted or room < 1 or (pending and room < max(1, sizer.window(size) // 4)):
                 return
-            batch = list(itertools.islice(iterator, room))
-            exhausted = len(batch) < room
-            if not batch:
-                return
-            tag = os.urandom(4).hex()
-            futures = client.map(fn, *[[value] * len(batch) for value in sent], batch, pure=False,
-                                 key=[f"{name}-{submitted + j}-{tag}" for j in range(len(batch))])
-            for j, (future, item) in enumerate(zip(futures, batch)):
-                pending[future] = (submitted + j, item)
-            completed.update(futures)
-            submitted += len(batch)
+            batches = []
+            for _ in range(room):
+                batch = list(itertools.islice(iterator, size))
+                if batch:
+                    batches.append((submitted, batch))
+                    submitted += len(batch)
+                if len(batch) < size:
+                    exhausted = True
+                    break
+            if batches:
+                send(batches)
 
         try:
             refill()
             while pending:
                 future = next(completed)
-                index, item = pending.pop(future)
+                first, batch = pending.pop(future)
                 try:
-                    result = future.result()
+                    results, seconds = future.result()
+                    sizer.observe(len(batch), seconds)
                 except (UserError, KeyboardInterrupt):
                     raise
                 except Exception as err:
+                    if len(batch) > 1:  # find the item it belongs to: each item of the batch as its own task
+                        send([(first + j, [item]) for j, item in enumerate(batch)])
+                        future.release()
+                        continue
                     if on_error is None:
                         raise
-                    result = on_error(item, err)
-                done[index] = result
+                    results = [on_error(batch[0], err)]
                 future.release()
+                for j, result in enumerate(results):
+                    done[first + j] = result
                 while next_out in done:
                     yield done.pop(next_out)
                     next_out += 1
@@ -224,6 +241,57 @@ class Executor:
         finally:
             for future in pending:
                 future.cancel()
+
+
+def run_batch(fn: Callable, *args) -> tuple[list, float]:
+    """Executor task: ``fn(*shared, item)`` for each item of a batch (the last argument), and the seconds it took."""
+    *shared, batch = args
+    started = time.perf_counter()
+    results = [fn(*shared, item) for item in batch]
+    return results, time.perf_counter() - started
+
+
+class BatchSizer:
+    """How many items go into one dask task, and how many tasks are in flight.
+
+    A task costs the driver and the scheduler tens of milliseconds whatever it does, so short items
+    are grouped until a task is about ``TARGET_SECONDS`` of work (measured on the workers, starting
+    from one item per task), more on a big cluster: ``SECONDS_PER_WORKER`` x workers keeps the
+    driver at about 5 tasks a second however many workers it feeds. The batch never grows past what
+    keeps every worker busy until the end (``total`` items: at least ``TAIL_TASKS`` batches per
+    worker for what is left), and the items in flight stay under ``items_in_flight``, so the
+    driver's memory does not grow with the batch.
+    """
+
+    TARGET_SECONDS = 2.0
+    SECONDS_PER_WORKER = 0.2
+    MAX_BATCH = 256
+    TAIL_TASKS = 2
+    ITEMS_IN_FLIGHT = 16384
+
+    def __init__(self, workers: int, total: int | None):
+        self.workers, self.total = workers, total
+        self.items_in_flight = max(self.ITEMS_IN_FLIGHT, 16 * workers)
+        self.target = max(self.TARGET_SECONDS, self.SECONDS_PER_WORKER * workers)
+        self._items = 0
+        self._seconds = 0.0
+
+    def observe(self, items: int, seconds: float) -> None:
+        self._items += items
+        self._seconds += seconds
+
+    def size(self, submitted: int) -> int:
+        if not self._items:
+            return 1
+        per_item = self._seconds / self._items
+        size = self.MAX_BATCH if per_item <= 0 else int(min(self.target / per_item, self.MAX_BATCH))
+        if self.total:
+            size = min(size, (self.total - submitted) // (self.TAIL_TASKS * self.workers))
+        return max(1, min(size, self.items_in_flight // (2 * self.workers)))
+
+    def window(self, size: int) -> int:
+        """Tasks in flight: 16 per worker (hides the scheduler's round trips for short tasks), fewer for big batches."""
+        return max(2 * self.workers, min(max(64, 16 * self.workers), self.items_in_flight // size))
 
 
 def run_clips(executor: Executor, tasks: Iterable[tuple[dict, str]], total: int, config: dict, work_dir: str,

@@ -37,6 +37,7 @@ from .pack_stats import PackStats
 from .shape_fit import shape_fields
 
 ROW_GROUP = 65536
+ROWS_AS_DICTS = 4096  # rows held as dicts before they are made columnar (a row group is buffered in Arrow)
 INDEX_COLUMNS = ["key", "split", "shard", "speaker", "clip", "frames", "fps", "duration", "sha256", "source"]
 REJECT_COLUMNS = ["key", "source", "split", "stage", "reason", "message"]
 _ROW_SKIP = {"dataset", "key", "speaker", "clip", "source", "fps", "frames", "duration", "face", "backends", "split"}
@@ -244,24 +245,35 @@ class TableWriter:
         self.path, self.schema = Path(path), schema
         self._temp = self.path.with_name(self.path.name + ".tmp")
         self._writer = None
-        self._rows: list[dict] = []
+        self._rows: list[dict] = []  # at most ROWS_AS_DICTS, then columnar in ``_chunks``
+        self._chunks: list[pa.Table] = []
+        self._buffered = 0
         self.count = 0
 
     def write(self, row: dict) -> None:
         self._rows.append(row)
         self.count += 1
-        if len(self._rows) >= ROW_GROUP:
+        self._buffered += 1
+        if len(self._rows) >= ROWS_AS_DICTS:
+            self._columnar()
+        if self._buffered >= ROW_GROUP:
             self._flush()
 
+    def _columnar(self) -> None:
+        if self._rows:
+            self._chunks.append(pa.table({f.name: pa.array([r.get(f.name) for r in self._rows], f.type)
+                                          for f in self.schema}, schema=self.schema))
+            self._rows = []
+
     def _flush(self) -> None:
-        if not self._rows:
+        self._columnar()
+        if not self._chunks:
             return
-        table = pa.table({f.name: pa.array([r.get(f.name) for r in self._rows], f.type) for f in self.schema},
-                         schema=self.schema)
+        table = pa.concat_tables(self._chunks).combine_chunks()  # one row group, the bytes of a single table
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._temp, self.schema, compression="zstd", write_statistics=False)
         self._writer.write_table(table)
-        self._rows = []
+        self._chunks, self._buffered = [], 0
 
     def close(self) -> None:
         self._flush()
