@@ -224,11 +224,14 @@ def test_decoder_crash_and_hang_do_not_stop_the_build(tmp_path):
     The timeout is the longest silence the supervisor allows once a worker is ready (a fresh worker's
     imports and model loading are not counted); the good clip's worker is silent between decoding and
     storing, which takes a few seconds on a loaded machine. 10 s leaves room for that; the frozen
-    worker waits it out once."""
+    worker waits it out once. The clips to crash and freeze are 720p, so that their decoding lasts
+    long enough to be caught; the good clip is GRID's own 360x288, so that its silent stretch stays
+    short when other tests load the machine."""
     frames = [cv2.resize(f, (1280, 720)) for f in mf.grid_frames()]
     for speaker in ("a_crash", "b_good", "c_hang"):
         (tmp_path / "src" / speaker).mkdir(parents=True)
-        mf.write_video(tmp_path / "src" / speaker / f"{speaker}.mp4", frames, audio=mf.grid_audio())
+        mf.write_video(tmp_path / "src" / speaker / f"{speaker}.mp4", mf.grid_frames() if speaker == "b_good" else frames,
+                       audio=mf.grid_audio())
     out = tmp_path / "out"
     build = subprocess.Popen([sys.executable, "-m", "talkdata.cli", "build", "videos", "--source", str(tmp_path / "src"),
                               "--out", str(out), "--no-progress", "--clip-timeout", "10"],

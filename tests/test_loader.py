@@ -28,20 +28,20 @@ from talkdata.media.encode import decode_wav
 from talkdata.shards import read_shard
 
 DATA = Path(__file__).parent / "data"
-_BUILT: dict[str, Path] = {}
 
 
 def deepspeech_grid(tmp_path_factory) -> Path:
-    """The GRID samples built with a tiny linear DeepSpeech ONNX model (built once per session)."""
-    if "grid" not in _BUILT:
+    """The GRID samples built with a tiny linear DeepSpeech ONNX model (built once per test run)."""
+    from conftest import shared_build
+
+    def make(folder: Path) -> None:
         from talkdata.pipeline.build import build
         from test_deepspeech import _linear_onnx
 
-        model = _linear_onnx(tmp_path_factory.mktemp("ds-model") / "deepspeech.onnx")
-        out = tmp_path_factory.mktemp("ds-grid") / "grid"
-        build("grid", DATA / "grid", out, {"audio.deepspeech_model": str(model)})
-        _BUILT["grid"] = out
-    return _BUILT["grid"]
+        model = _linear_onnx(folder / "deepspeech.onnx")
+        build("grid", DATA / "grid", folder / "grid", {"audio.deepspeech_model": str(model)})
+
+    return shared_build(tmp_path_factory, "ds-grid", make) / "grid"
 
 
 @pytest.fixture(scope="session")
