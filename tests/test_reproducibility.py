@@ -115,6 +115,21 @@ SITECUSTOMIZE = textwrap.dedent('''
             return _process(record, config)
 
         _clip.process_clip = _failing
+
+    _slow = os.environ.get("TALKDATA_TEST_SLOW_SOURCE", "")
+    if _slow:  # one clip takes 30 s longer (the others finish long before it)
+        import time as _time_slow
+
+        import talkdata.pipeline.clip as _clip_slow
+
+        _process_slow = _clip_slow.process_clip
+
+        def _slowed(record, config):
+            if record.relpath == _slow:
+                _time_slow.sleep(30)
+            return _process_slow(record, config)
+
+        _clip_slow.process_clip = _slowed
 ''')
 
 
@@ -637,12 +652,14 @@ def _group_states(pgid: int) -> list[str]:
     return states
 
 
-def test_ctrl_c_with_two_workers_loses_no_clip(grid_dataset, tmp_path):
+def test_ctrl_c_with_two_workers_loses_no_clip(grid_dataset, hooks, tmp_path):
     """SIGINT to the whole process group (what a terminal's Ctrl-C sends) while clips are in flight
     on 2 dask workers: no clip is recorded as a reject or failure, and the same command then gives
-    the bytes of an uninterrupted build."""
+    the bytes of an uninterrupted build. One clip is made 30 s slower, so that the interruption falls
+    between the first and the last clip even on a busy machine."""
     for out, log in _attempts(tmp_path):
-        proc = start_build(out, log, "--workers", "2")
+        proc = start_build(out, log, "--workers", "2",
+                           env=hook_env(hooks, TALKDATA_TEST_SLOW_SOURCE="unknown_speaker/lbbc2a.mpg"))
         deadline = time.monotonic() + 300
         while proc.poll() is None and complete_entries(out) < 1 and time.monotonic() < deadline:
             time.sleep(0.002)
