@@ -133,9 +133,9 @@ def test_video_is_decoded_in_memory_and_only_asked_fields_are_read(grid_dataset,
     items = list(talkdata.load(grid_dataset, fields=["video.mp4"], size=64, shuffle=False))
     assert items and all(item["video"].shape == (16, 64, 64, 3) for item in items)
 
-    import talkdata.loader.members as members
+    import talkdata.media.mp4_frames as mp4_frames
 
-    monkeypatch.setattr(members.av, "open", no_temp_files)  # no field needs the video decoder now
+    monkeypatch.setattr(mp4_frames.av, "open", no_temp_files)  # no field needs the video decoder now
     items = list(talkdata.load(grid_dataset, fields=["mfcc.npy"], shuffle=False))
     assert items and all(set(item) == {"__key__", "start", "mfcc"} for item in items)
 
