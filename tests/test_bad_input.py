@@ -245,7 +245,7 @@ def test_decoder_crash_and_hang_do_not_stop_the_build(tmp_path):
                 if pid is not None:
                     os.kill(pid, sig)
                     signalled[name] = pid
-        time.sleep(0.002)
+        time.sleep(0.01)
     stdout, stderr = build.communicate(timeout=600)
     assert set(signalled) == {"a_crash.mp4", "c_hang.mp4"}, "the test did not catch the worker on both clips"
     assert signalled["a_crash.mp4"] != signalled["c_hang.mp4"]  # a fresh worker after the crash
@@ -300,7 +300,7 @@ def test_the_worker_dies_with_a_killed_build(tmp_path):
     deadline, worker = time.monotonic() + 300, None
     while worker is None and build.poll() is None and time.monotonic() < deadline:
         worker = _decoder_of(build, "long.mp4")
-        time.sleep(0.005)
+        time.sleep(0.01)
     assert worker is not None, "the test did not catch the worker"
     build.kill()
     build.wait()

@@ -18,7 +18,6 @@ from talkdata.errors import UserError
 from talkdata.face.landmarks import FAN_WEIGHTS, fan_weights_path
 from talkdata.face.shape import load_shape_model, project, reconstruct
 from test_build import all_samples as samples, npy
-from test_deepspeech import _linear_onnx
 
 DATA = Path(__file__).parent / "data"
 
@@ -30,10 +29,10 @@ def build(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("stats") / "grid"
-    model = _linear_onnx(tmp_path_factory.mktemp("model") / "deepspeech.onnx")
-    build("grid", "--source", str(DATA / "grid"), "--out", str(out), "--set", f'audio.deepspeech_model="{model}"')
-    return out
+    """The GRID samples with a tiny linear DeepSpeech model (the build test_loader's ds_grid shares)."""
+    from test_loader import deepspeech_grid
+
+    return deepspeech_grid(tmp_path_factory)
 
 
 def test_shape_model_is_fitted_on_train_only(grid):

@@ -237,14 +237,14 @@ def sigkill(proc: subprocess.Popen) -> int:
 
 
 def kill_when(proc: subprocess.Popen, condition, timeout: float = 300) -> bool:
-    """Poll every 2 ms; SIGKILL the build the moment ``condition()`` holds. False if it finished first."""
+    """Poll every 10 ms; SIGKILL the build the moment ``condition()`` holds. False if it finished first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
         if condition():
             return sigkill(proc) == -signal.SIGKILL
-        time.sleep(0.002)
+        time.sleep(0.01)
     proc.kill()
     raise AssertionError("the build neither finished nor reached the kill point")
 
@@ -662,7 +662,7 @@ def test_ctrl_c_with_two_workers_loses_no_clip(grid_dataset, hooks, tmp_path):
                            env=hook_env(hooks, TALKDATA_TEST_SLOW_SOURCE="unknown_speaker/lbbc2a.mpg"))
         deadline = time.monotonic() + 300
         while proc.poll() is None and complete_entries(out) < 1 and time.monotonic() < deadline:
-            time.sleep(0.002)
+            time.sleep(0.01)
         if proc.poll() is None and complete_entries(out) < N_CLIPS:
             os.killpg(proc.pid, signal.SIGINT)
             proc.wait(timeout=120)
@@ -694,7 +694,7 @@ def test_killed_during_the_parallel_pack(grid_dataset, hooks, tmp_path):
     while "T" not in _group_states(proc.pid):
         assert proc.poll() is None, f"the build ended without reaching the hook:\n{log.read_text()}"
         assert time.monotonic() < deadline, "no shard worker reached the hook"
-        time.sleep(0.002)
+        time.sleep(0.005)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     wait_group_gone(proc.pid)
