@@ -419,7 +419,7 @@ def loop_rates(data: Path, loop: str, overrides: dict, steps: int, workers_list:
 
     from talkdata.train.batches import batches, training_batches
     from talkdata.train.settings import apply_overrides
-    from talkdata.train.task import train_step
+    from talkdata.train.model_task import train_step
 
     module = importlib.import_module(f"talkdata.train.{loop.replace('-', '_')}")
     settings = apply_overrides(module.Settings(), {"eval_splits": "none", **overrides})

@@ -19,7 +19,7 @@ from scipy.io import wavfile
 from scipy.signal import savgol_filter
 
 import talkdata
-from talkdata.loader.plan import rng_for
+from talkdata.loader.epoch_plan import rng_for
 from talkdata.loader.shard_list import open_dataset
 
 import media_factory as mf

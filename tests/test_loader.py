@@ -22,7 +22,7 @@ import talkdata
 from talkdata.errors import UserError
 from talkdata.face.shape import load_shape_model
 from talkdata.loader.members import decode_sample
-from talkdata.loader.plan import Consumer, plan_epoch
+from talkdata.loader.epoch_plan import Consumer, plan_epoch
 from talkdata.loader.shard_list import Shard
 from talkdata.media.encode import decode_wav
 from talkdata.shards import read_shard

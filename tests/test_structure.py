@@ -226,3 +226,17 @@ def test_the_checks_catch_a_cycle_and_a_backward_import(tmp_path):
     ]
     assert cycles(graph, {("talkdata.acquire.plan", "talkdata.corpora.grid")}) == [
         ["talkdata.cli", "talkdata.pipeline.build"]]
+
+
+def test_module_names_do_not_collide():
+    """One file name, one module: a newcomer finds a module by its name alone. The per-corpus download
+    hooks (``acquire/hooks/CORPUS.py``) are named after their corpus module (``corpora/CORPUS.py``)."""
+    package = ROOT / "talkdata"
+    corpora = {p.name for p in (package / "corpora").glob("*.py")}
+    seen: dict[str, list[str]] = {}
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package).as_posix()
+        if path.name == "__init__.py" or (relative.startswith("acquire/hooks/") and path.name in corpora):
+            continue
+        seen.setdefault(path.name, []).append(relative)
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}

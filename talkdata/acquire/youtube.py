@@ -52,7 +52,7 @@ def require_yt_dlp():
 
 
 @dataclass
-class Fetched:
+class VideoFetch:
     video_id: str
     status: str  # ok | unavailable | fetch_failed
     message: str = ""
@@ -144,12 +144,12 @@ def merge_streams(files: list[Path], target: Path) -> None:
 
 
 def fetch_video(video_id: str, target: Path, url_template: str = DEFAULT_URL, format_spec: str = DEFAULT_FORMAT,
-                retries: int = 3, socket_timeout: float = 30.0) -> Fetched:
+                retries: int = 3, socket_timeout: float = 30.0) -> VideoFetch:
     """Download ``video_id`` into ``target`` (an mp4 with video and, when there is one, audio)."""
     yt_dlp = require_yt_dlp()
     target = Path(target)
     if target.is_file():
-        return Fetched(video_id, "ok")  # already downloaded
+        return VideoFetch(video_id, "ok")  # already downloaded
     work = target.parent / f".partial-{video_id}"
     work.mkdir(parents=True, exist_ok=True)
     params = {
@@ -176,10 +176,10 @@ def fetch_video(video_id: str, target: Path, url_template: str = DEFAULT_URL, fo
     except (yt_dlp.utils.YoutubeDLError, OSError) as err:
         if not any(work.iterdir()):
             work.rmdir()
-        return Fetched(video_id, classify(err), one_line(err))
+        return VideoFetch(video_id, classify(err), one_line(err))
     try:
         merge_streams(files, target)
     except (av.error.FFmpegError, ValueError) as err:
-        return Fetched(video_id, "fetch_failed", f"cannot mux the downloaded streams: {err}", chosen)
+        return VideoFetch(video_id, "fetch_failed", f"cannot mux the downloaded streams: {err}", chosen)
     shutil.rmtree(work, ignore_errors=True)
-    return Fetched(video_id, "ok", "", chosen)
+    return VideoFetch(video_id, "ok", "", chosen)

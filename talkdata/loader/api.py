@@ -27,7 +27,7 @@ import webdataset as wds
 from ..errors import UserError
 from .damage import DamagedSample, Handler, damaged_message, skip_damage
 from .members import decode_sample
-from .plan import current_consumer, in_dataloader_worker, keep_ordinals, plan_epoch, resampled_shards, rng_for
+from .epoch_plan import current_consumer, in_dataloader_worker, keep_ordinals, plan_epoch, resampled_shards, rng_for
 from .profile_base import ItemContext, Profile, positive_int
 from .profiles import get_profile
 from .samples import open_shards, read_samples

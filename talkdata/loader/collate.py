@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .plan import in_dataloader_worker
+from .epoch_plan import in_dataloader_worker
 from .windows import sliding_view
 
 BY_VALUE_BYTES = 384 * 1024

@@ -31,7 +31,7 @@ from ..declare import Spec, check_value, did_you_mean, setting
 from ..errors import UserError
 from .members import Clip
 from .shard_list import DatasetSource
-from .plan import rng_for
+from .epoch_plan import rng_for
 
 
 @dataclass(frozen=True)

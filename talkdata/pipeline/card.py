@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..files import write_atomic
 from .croissant import write_croissant
-from .features import hub_features_yaml
+from .hub_features import hub_features_yaml
 from .pack_stats import PackStats
 
 

@@ -1,7 +1,7 @@
 """``OUT/croissant.json``: the build described in Croissant (MLCommons' dataset metadata format).
 
 Written with the ``mlcroissant`` package from the manifest and the field types of
-:mod:`talkdata.pipeline.features`: every shard and ``index.parquet`` as a file with its sha256, the
+:mod:`talkdata.pipeline.hub_features`: every shard and ``index.parquet`` as a file with its sha256, the
 members of the shards as file sets (one per field), and the ``samples`` record set read from
 ``index.parquet`` (key, split, shard, speaker, clip, frames, fps, duration, per-sample sha256).
 Like the card it is outside the version; its bytes depend only on the manifest and the shards.

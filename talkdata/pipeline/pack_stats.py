@@ -5,7 +5,7 @@ merges the shards' summaries in plan order. The summary's size is bounded whatev
 
 - ``samples`` and ``durations``: clips per split and per distinct duration (``frames / fps`` takes
   few distinct values), for the card's counts and the duration histogram;
-- ``types``: the field type tree of the split's samples (:mod:`talkdata.pipeline.features`);
+- ``types``: the field type tree of the split's samples (:mod:`talkdata.pipeline.hub_features`);
 - ``sheet``: per split, the ``PER_SPLIT`` samples of smallest seeded hash (their ``video.mp4`` and
   frame 0's landmarks) for the contact sheet;
 - ``pose``: the ``MAX_CLIPS`` samples of smallest seeded hash over all splits (their yaw, pitch,
@@ -24,7 +24,7 @@ import numpy as np
 
 from ..figures.choice import Smallest
 from ..figures.sheet import PER_SPLIT
-from .features import FieldTypes
+from .hub_features import FieldTypes
 
 MAX_CLIPS = 1000  # clips of the pose and blink histograms
 SEED = 0

@@ -1,7 +1,7 @@
 """Reference training loops: ``talkdata train atnet`` and ``talkdata train facial-pose``.
 
 Owns the loops (one module per published model: ``atnet``, ``facial_pose``, each a ``Settings``,
-a model, a :class:`~talkdata.train.task.Task` and ``setup`` / ``train``) and what they share, one
+a model, a :class:`~talkdata.train.model_task.Task` and ``setup`` / ``train``) and what they share, one
 job per module: ``device`` (torch, ``--device``, thread count), ``seeding`` (seeds, RNG capture),
 ``settings`` (:class:`~talkdata.train.settings.LoopSettings`, ``--set``), ``batches`` (training and
 evaluation batches, the read-ahead thread), ``task`` (a loop's model-specific parts, one step),

@@ -41,7 +41,7 @@ from .fit import fit
 from .result import RunResult
 from .seeding import seed_everything
 from .settings import LoopSettings, eval_split_names
-from .task import Task
+from .model_task import Task
 
 MFCC_ROWS, MFCC_COLS = 28, 12
 

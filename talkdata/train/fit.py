@@ -40,7 +40,7 @@ from .metrics import METRICS, MetricsCSV, csv_columns, read_metrics, tensorboard
 from .result import RunResult
 from .seeding import rng_state, set_rng_state
 from .settings import eval_split_names
-from .task import Task, train_step
+from .model_task import Task, train_step
 
 logger = logging.getLogger(__name__)
 

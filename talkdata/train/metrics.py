@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .task import Task
+    from .model_task import Task
 
 METRICS = "metrics.csv"
 BASE_COLUMNS = ("step", "epoch", "phase", "split", "loss")
