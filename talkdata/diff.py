@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .manifest import MANIFEST, load_manifest
+from .files import read_parquet
+from .manifest import load_manifest
 from .shards import SPLITS
 from .store import Store
 
@@ -112,14 +113,12 @@ def _load_side(location: str | Path, storage_options: dict | None) -> Side:
 
 
 def _read_index(store: Store) -> dict[str, tuple[str, str]]:
-    import pyarrow.parquet as pq
-
     if not store.is_file("index.parquet"):
         raise UserError(f"{store.url('index.parquet')} not found: the dataset is incomplete "
                         f"(run `talkdata verify {store.location}`)")
     try:
         with store.open("index.parquet") as handle:
-            table = pq.read_table(handle, columns=["key", "split", "sha256"])
+            table = read_parquet(handle, columns=["key", "split", "sha256"])
     except UserError:
         raise
     except Exception as err:  # pyarrow raises several types for damaged or foreign files

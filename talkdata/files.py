@@ -27,3 +27,14 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_parquet(source, columns: list[str] | None = None):
+    """A parquet file (path or open binary file) as a pyarrow Table, read on the calling thread.
+
+    No Arrow thread pool is started (``use_threads=False``, ``pre_buffer=False``): a short-lived
+    command that read parquet with the pools could abort at interpreter exit ("terminate called
+    without an active exception", apache/arrow#34314) after finishing its work."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(source, columns=columns, use_threads=False, pre_buffer=False)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .config import BuildConfig, model_keys, model_paths
 from .errors import UserError
-from .files import sha256_file, write_atomic
+from .files import read_parquet, sha256_file, write_atomic
 from .shards import split_member
 from .version import __version__
 
@@ -245,11 +245,9 @@ def _check_counts(manifest: dict) -> list[str]:
 
 def _check_index(store, manifest: dict) -> list[str]:
     """``index.parquet``'s rows per split and per shard against the manifest."""
-    import pyarrow.parquet as pq
-
     try:
         with store.open("index.parquet") as handle:
-            rows = pq.read_table(handle, columns=["split", "shard"]).to_pylist()
+            rows = read_parquet(handle, columns=["split", "shard"]).to_pylist()
     except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
         return [f"index.parquet cannot be read: {err}"]
     problems = []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from checks import error_line
+from checks import error_line, private_home
 from click.testing import CliRunner
 
 import http_fixture as hf
@@ -37,11 +37,7 @@ ZENODO = "/records/3625687/files/{}?download=1"
 
 @pytest.fixture(autouse=True)
 def home(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "talkdata-home"
-    monkeypatch.setenv("TALKDATA_HOME", str(root))
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-    monkeypatch.setattr(http, "DEFAULT_POLICY", http.RetryPolicy(attempts=2, backoff=0.01, max_backoff=0.02))
-    return root
+    return private_home(tmp_path, monkeypatch)
 
 
 def cli(*args: str):

@@ -5,7 +5,6 @@ worker count or shard size."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import io
 import json
 import random
@@ -21,6 +20,8 @@ from talkdata.figures.choice import Smallest, hash_order
 from talkdata.figures.render import read_png
 from talkdata.pipeline.build import build
 from talkdata.shards import read_shard
+
+from checks import pack_synthetic, synthetic_voxceleb2
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -122,45 +123,16 @@ def test_the_card_agrees_with_the_shards(grid_dataset):
     assert declared == keys
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_scale", ROOT / "benchmarks" / "scale.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory) -> dict:
     """24 synthetic VoxCeleb2 clips of 30 frames (cache entries only, as benchmarks/scale.py writes them)."""
-    bench = _bench()
-    from talkdata.config import pinned, resolve
-    from talkdata.pipeline.build import index_clips
-    from talkdata.pipeline.cache import cache_key
-    from talkdata.recipe import load_recipe
-
-    root = tmp_path_factory.mktemp("card-synthetic")
-    bench.vox_tree(root / "tree", 24, 30)
-    recipe = load_recipe("voxceleb2")
-    config = resolve(recipe.defaults, recipe.name, {"shape.max_frames": 200})
-    records = index_clips(recipe, root / "tree", config)
-    keys = [cache_key(r, pinned(config).config) for r in records]
-    bench.synth_entries(records, keys, root / "cache" / ".work", 30, 20_000)
-    return {"root": root, "recipe": recipe, "config": config, "records": records, "keys": keys}
+    return synthetic_voxceleb2(tmp_path_factory.mktemp("card-synthetic"), 24, 30, 20_000, {"shape.max_frames": 200})
 
 
 def _pack(synthetic: dict, out: Path, workers: int, max_samples: int) -> dict:
-    from talkdata.pipeline.build import mark_output, pack
-    from talkdata.pipeline.cache import ClipCache
-    from talkdata.pipeline.executor import Executor
-
-    shutil.copytree(synthetic["root"] / "cache", out)
-    mark_output(out / ".work")
     config = dataclasses.replace(synthetic["config"],
                                  shards=dataclasses.replace(synthetic["config"].shards, max_samples=max_samples))
-    with Executor(workers, None) as executor:
-        manifest, _ = pack(out, synthetic["recipe"], config, synthetic["records"], synthetic["keys"],
-                           ClipCache(out / ".work"), None, executor, True)
-    return manifest
+    return pack_synthetic(synthetic, out, workers, config, keep_cache=True)
 
 
 def test_the_card_is_the_same_for_any_worker_count_and_shard_size(synthetic, tmp_path):

@@ -25,6 +25,8 @@ from talkdata.acquire.download import download
 from talkdata.cli import main
 from talkdata.recipe import load_recipe
 
+from checks import private_home
+
 DATA = Path(__file__).parent / "data"
 ZENODO = "/records/3625687/files/{}?download=1"
 ZENODO_API = "/api/records/3625687"
@@ -32,11 +34,7 @@ ZENODO_API = "/api/records/3625687"
 
 @pytest.fixture(autouse=True)
 def home(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "talkdata-home"
-    monkeypatch.setenv("TALKDATA_HOME", str(root))
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-    monkeypatch.setattr(http, "DEFAULT_POLICY", http.RetryPolicy(attempts=2, backoff=0.01, max_backoff=0.02))
-    return root
+    return private_home(tmp_path, monkeypatch)
 
 
 def serve_grid(srv: hf.FixtureServer, checksum_list: bool = True) -> None:

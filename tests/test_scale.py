@@ -17,7 +17,6 @@ them; real H.264 video, every npy field), so the dataset-level stages run withou
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import resource
@@ -35,16 +34,11 @@ from talkdata.manifest import verify
 from talkdata.pipeline.shape_fit import FrameSampler, frame_hashes
 from talkdata.shards import read_shard
 
+from checks import pack_synthetic, synthetic_voxceleb2
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 GRID = DATA / "grid"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_scale", ROOT / "benchmarks" / "scale.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def versioned(out: Path) -> dict[str, bytes]:
@@ -104,33 +98,12 @@ def test_frame_sample_comes_from_counts_alone_and_is_bounded():
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory) -> dict:
     """30 synthetic VoxCeleb2 clips of 40 frames (real H.264 video padded to 200 kB), cache entries only."""
-    bench = _bench()
-    from talkdata.config import pinned, resolve
-    from talkdata.pipeline.build import index_clips
-    from talkdata.pipeline.cache import cache_key
-    from talkdata.recipe import load_recipe
-
-    root = tmp_path_factory.mktemp("synthetic")
-    bench.vox_tree(root / "tree", 30, 40)
-    recipe = load_recipe("voxceleb2")
-    config = resolve(recipe.defaults, recipe.name, {"shape.max_frames": 300, "shards.max_samples": 4})
-    records = index_clips(recipe, root / "tree", config)
-    keys = [cache_key(r, pinned(config).config) for r in records]
-    bench.synth_entries(records, keys, root / "cache" / ".work", 40, 200_000)
-    return {"root": root, "recipe": recipe, "config": config, "records": records, "keys": keys}
+    return synthetic_voxceleb2(tmp_path_factory.mktemp("synthetic"), 30, 40, 200_000,
+                               {"shape.max_frames": 300, "shards.max_samples": 4})
 
 
 def _pack(synthetic: dict, out: Path, workers: int, keep_cache: bool) -> dict:
-    from talkdata.pipeline.build import mark_output, pack
-    from talkdata.pipeline.cache import ClipCache
-    from talkdata.pipeline.executor import Executor
-
-    shutil.copytree(synthetic["root"] / "cache", out)
-    mark_output(out / ".work")
-    with Executor(workers, None) as executor:
-        manifest, _ = pack(out, synthetic["recipe"], synthetic["config"], synthetic["records"], synthetic["keys"],
-                           ClipCache(out / ".work"), None, executor, keep_cache)
-    return manifest
+    return pack_synthetic(synthetic, out, workers, keep_cache=keep_cache)
 
 
 def test_fit_and_shards_identical_for_0_1_2_workers_and_stored_once(synthetic, tmp_path):

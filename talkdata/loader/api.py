@@ -1,7 +1,6 @@
 """``talkdata.load``: a ``webdataset.DataPipeline`` from a built dataset to a profile's training items.
 
 Stages (each a small function over an iterator, webdataset style; see :class:`TalkDataset`):
-
     shard plan (seed, epoch, worker / rank; :mod:`.plan`)  ->  open shards (local or fsspec; :mod:`.samples`)
     ->  tar members of the wanted fields (talkdata's own reader, :mod:`.fast.tar`)  ->  samples grouped by key
     ->  keep this consumer's samples (:mod:`.plan`)  ->  decode fields (:mod:`.members`)
@@ -25,6 +24,7 @@ import numpy as np
 import webdataset as wds
 
 from ..errors import UserError
+from ..files import read_parquet
 from .damage import DamagedSample, Handler, damaged_message, skip_damage
 from .members import decode_sample
 from .epoch_plan import current_consumer, in_dataloader_worker, keep_ordinals, plan_epoch, resampled_shards, rng_for
@@ -218,10 +218,8 @@ def index_hashes(dataset: DatasetSource, splits: tuple[str, ...]) -> dict[str, s
     """``key -> sha256`` of the samples of ``splits``, from the dataset's ``index.parquet``."""
     import io
 
-    import pyarrow.parquet as pq
-
     try:
-        table = pq.read_table(io.BytesIO(dataset.read_artifact("index.parquet")), columns=["key", "split", "sha256"])
+        table = read_parquet(io.BytesIO(dataset.read_artifact("index.parquet")), columns=["key", "split", "sha256"])
     except FileNotFoundError:
         raise UserError(f"{dataset.source} has no index.parquet, which verify=True checks the samples "
                         "against; 'talkdata verify' lists what is wrong") from None

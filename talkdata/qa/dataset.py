@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..files import read_parquet
 from ..manifest import MANIFEST, load_manifest
 from ..shards import split_member
 from ..store import Store, as_store
@@ -29,7 +30,6 @@ INDEX = "index.parquet"
 @dataclass(frozen=True)
 class Sample:
     """The decoded per-sample fields the inspection figures show (video stays encoded)."""
-
     key: str
     meta: dict
     video: bytes  # the H.264 mp4 bytes of video.mp4
@@ -72,10 +72,8 @@ def dataset_name(out: str | Path | Store) -> str:
 
 def index_rows(out: str | Path | Store) -> list[dict]:
     """Rows of ``index.parquet`` (key, split, shard, speaker, duration, ...) in key order."""
-    import pyarrow.parquet as pq
-
     with as_store(out).open(INDEX) as handle:
-        rows = pq.read_table(handle).to_pylist()
+        rows = read_parquet(handle).to_pylist()
     return sorted(rows, key=lambda row: row["key"])
 
 
