@@ -117,7 +117,7 @@ SITECUSTOMIZE = textwrap.dedent('''
         _clip.process_clip = _failing
 
     _slow = os.environ.get("TALKDATA_TEST_SLOW_SOURCE", "")
-    if _slow:  # one clip takes 30 s longer (the others finish long before it)
+    if _slow:  # one clip takes 12 s longer (the others finish long before it)
         import time as _time_slow
 
         import talkdata.pipeline.clip as _clip_slow
@@ -126,7 +126,7 @@ SITECUSTOMIZE = textwrap.dedent('''
 
         def _slowed(record, config):
             if record.relpath == _slow:
-                _time_slow.sleep(30)
+                _time_slow.sleep(12)
             return _process_slow(record, config)
 
         _clip_slow.process_clip = _slowed
@@ -655,7 +655,7 @@ def _group_states(pgid: int) -> list[str]:
 def test_ctrl_c_with_two_workers_loses_no_clip(grid_dataset, hooks, tmp_path):
     """SIGINT to the whole process group (what a terminal's Ctrl-C sends) while clips are in flight
     on 2 dask workers: no clip is recorded as a reject or failure, and the same command then gives
-    the bytes of an uninterrupted build. One clip is made 30 s slower, so that the interruption falls
+    the bytes of an uninterrupted build. One clip is made 12 s slower, so that the interruption falls
     between the first and the last clip even on a busy machine."""
     for out, log in _attempts(tmp_path):
         proc = start_build(out, log, "--workers", "2",
