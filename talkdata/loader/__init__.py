@@ -1,7 +1,7 @@
 """Streaming loader: :func:`load` a built dataset as windows or as a published system's inputs.
 
 Owns reading a built dataset for training: its manifest and shard list (``shard_list``), which
-shards each DataLoader worker and rank reads (``plan``), reading the tars and grouping their members
+shards each DataLoader worker and rank reads (``epoch_plan``), reading the tars and grouping their members
 into samples (``samples``, over the tar reader in ``fast.tar``), decoding members (``members``,
 ``fast.npy``), damaged data (``damage``), the profiles of published systems (``profile_base``, the
 registry ``profiles`` and one module each), their windowing and frame transforms (``windows`` over

@@ -6,7 +6,8 @@
   (in batches);
 - ``shape_fit``, ``pack``, ``generations``, ``card``: the dataset-level stages (shape model, shards and
   index, the cache pointing into the shards, the dataset card, written from the ``pack_stats`` each
-  shard task collects); ``fingerprint``: the manifest's source fingerprint; ``build``: the orchestration.
+  shard task collects; ``card_figures``, ``hub_features`` and ``croissant`` write its parts);
+  ``fingerprint``: the manifest's source fingerprint; ``build``: the orchestration.
 
 ``task`` imports neither ``isolation`` nor ``executor``; ``isolation`` imports ``task`` only.
 """

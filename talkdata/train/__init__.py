@@ -4,7 +4,7 @@ Owns the loops (one module per published model: ``atnet``, ``facial_pose``, each
 a model, a :class:`~talkdata.train.model_task.Task` and ``setup`` / ``train``) and what they share, one
 job per module: ``device`` (torch, ``--device``, thread count), ``seeding`` (seeds, RNG capture),
 ``settings`` (:class:`~talkdata.train.settings.LoopSettings`, ``--set``), ``batches`` (training and
-evaluation batches, the read-ahead thread), ``task`` (a loop's model-specific parts, one step),
+evaluation batches, the read-ahead thread), ``model_task`` (a loop's model-specific parts, one step),
 ``metrics`` (``metrics.csv``, TensorBoard), ``checkpoint`` (``checkpoint.pt``), ``result`` (what a
 run returns) and ``fit`` (the loop and its run folder).
 
