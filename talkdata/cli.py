@@ -169,9 +169,11 @@ def _build_options(func):
 
 def _check_out(ctx, _param, value):
     """Outputs are local folders; a URL given as --out would otherwise become a folder named "s3:"."""
-    if value and "://" in value and ctx.command.name == "train":
+    from .store import is_url
+
+    if value and is_url(value) and ctx.command.name == "train":
         raise UserError(f"--out {value}: the run folder must be a local folder (checkpoints are written, then renamed)")
-    if value and "://" in value:
+    if value and is_url(value):
         raise UserError(f"--out {value}: a build writes to a local folder (its resumable cache needs a filesystem); "
                         f"build into a folder, then publish it: talkdata push OUT {value}")
     return value

@@ -123,18 +123,16 @@ def push(out: str | Path, url: str, storage_options: dict | None = None, replace
                 skipped += 1
             shown.update(size)
 
-    removed = 0
-    for relative in sorted(stale - set(files)):
-        if dest.size(relative) is not None:
-            dest.remove(relative)
-            removed += 1
-    dest.remove(MARKER)
-
-    landed = dest.sizes()
+    landed = dest.sizes()  # one listing: the sizes that landed and the old version's files still there
     wrong = [f for f in files if landed.get(f) != sizes[f]]
-    if wrong:
+    if wrong:  # the marker stays: the same push resumes
         raise UserError(f"{len(wrong)} file(s) at {url} do not have the local size after the upload (first: "
                         f"{wrong[0]}); run the same push again")
+    leftovers = sorted(f for f in stale - set(files) if f in landed)
+    for relative in leftovers:
+        dest.remove(relative)
+    dest.remove(MARKER)
+    removed = len(leftovers)
     log.info("pushed %s to %s: %d uploaded, %d already there, %d removed", out, url, uploaded, skipped, removed)
     return Pushed(url=url, version=version, uploaded=uploaded, skipped=skipped, removed=removed, bytes=sent)
 

@@ -186,10 +186,7 @@ class Store:
 
     def files(self) -> list[str]:
         """Every file under the root, relative, sorted."""
-        with store_errors(self.location):
-            found = self.fs.find(self.root)
-        prefix = self.root + "/"
-        return sorted(p[len(prefix):] for p in found if p.startswith(prefix))
+        return sorted(self.sizes())
 
 
 def as_store(location: str | Path | Store, storage_options: dict | None = None) -> Store:
