@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
 import re
 import sys
 from importlib import resources
@@ -401,5 +403,43 @@ def train(name, data, steps, device, out, resume, seed, sets, storage_options):
     click.echo(result.summary())
 
 
+_EXIT_STATUS = [1]  # what the command exits with; set by run() before the interpreter finalises
+
+
+def _leave_without_native_teardown() -> None:
+    """The last exit handler: flush the standard streams and end the process with the command's status.
+
+    It runs after Python's own shutdown work (non-daemon threads joined, every other exit handler
+    run: dask clusters, the isolated clip worker, logging) and skips what follows it, the C++ static
+    destructors of native libraries. Arrow's thread pools can abort there ("terminate called without
+    an active exception", apache/arrow#34314) after a command has finished its work, turning exit 0
+    into 134."""
+    logging.shutdown()  # its own exit handler was registered before this one, so it would not run
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
+            pass
+    os._exit(_EXIT_STATUS[0])
+
+
+def _status(code) -> int:
+    """The process exit status Python gives ``sys.exit(code)``."""
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
+
+
+def run() -> None:
+    """The ``talkdata`` console command (``main`` with the process's exit handled as above)."""
+    atexit.register(_leave_without_native_teardown)  # registered first, so it runs last
+    try:
+        main()
+    except SystemExit as done:
+        _EXIT_STATUS[0] = _status(done.code)
+        raise
+    _EXIT_STATUS[0] = 0
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()
