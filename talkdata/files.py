@@ -30,12 +30,11 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def read_parquet(source, columns: list[str] | None = None):
-    """A parquet file (path or open binary file) as a pyarrow Table, decoded on the calling thread.
+    """A parquet file (path or open binary file) as a pyarrow Table, read on the calling thread.
 
-    ``use_threads=False`` and ``pre_buffer=False`` keep the read off Arrow's CPU pool: a read from a
-    Python file object with that pool can hang the interpreter at exit (apache/arrow#50482). Arrow
-    may still start an I/O thread; the abort that can cause at exit is handled by the console entry
-    (``talkdata.cli.run``)."""
+    No Arrow thread pool is started (checked in the tests): ``read_table`` starts one even with
+    ``use_threads=False``, and a pool left at exit can abort the process ("terminate called without an
+    active exception", apache/arrow#34314) or hang it (apache/arrow#50482) after its work is done."""
     import pyarrow.parquet as pq
 
-    return pq.read_table(source, columns=columns, use_threads=False, pre_buffer=False)
+    return pq.ParquetFile(source, pre_buffer=False).read(columns=columns, use_threads=False)

@@ -72,3 +72,24 @@ def test_the_installed_command_is_the_one_that_handles_the_exit():
 
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "talkdata"]
     assert script.value == "talkdata.cli:run"
+
+
+THREADS_AFTER_READS = textwrap.dedent("""
+    import io, os, sys
+    import pyarrow.parquet
+    from talkdata.files import read_parquet
+    path = sys.argv[1]
+    before = len(os.listdir("/proc/self/task"))
+    with open(path, "rb") as handle:
+        tables = [read_parquet(path), read_parquet(handle), read_parquet(io.BytesIO(open(path, "rb").read()), ["key"])]
+    print(before, len(os.listdir("/proc/self/task")), sum(t.num_rows for t in tables))
+""")
+
+
+def test_reading_parquet_starts_no_arrow_thread(grid_dataset):
+    """Library users (``talkdata.load(verify=True)``, ``diff``) get no Arrow pool left to abort at exit."""
+    done = subprocess.run([sys.executable, "-c", THREADS_AFTER_READS, str(grid_dataset / "index.parquet")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    before, after, rows = map(int, done.stdout.split())
+    assert after == before and rows == 3 * 3  # three reads of the 3 GRID samples
