@@ -55,6 +55,30 @@ def grid_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def grid_console_builds(tmp_path_factory) -> dict[str, Path]:
+    """The GRID samples built by the console script (``python -m talkdata.cli build``, as a user runs
+    it) with 2 and 4 workers: ``"2"`` from ``DATA/grid`` into ``w2``, ``"4"`` from a copy of the
+    samples (``"source"``) into a deeper folder whose name has spaces. test_reproducibility and
+    test_build compare them with ``grid_dataset`` (0 workers, in process)."""
+    import subprocess
+
+    def paths(root: Path) -> dict[str, Path]:
+        return {"source": root / "elsewhere" / "raw grid copy", "2": root / "w2",
+                "4": root / "a" / "b" / "deeper out with spaces" / "w4"}
+
+    def make(root: Path) -> None:
+        built = paths(root)
+        shutil.copytree(DATA / "grid", built["source"])
+        for workers, source in (("2", DATA / "grid"), ("4", built["source"])):
+            result = subprocess.run([sys.executable, "-m", "talkdata.cli", "build", "grid", "--source", str(source),
+                                     "--out", str(built[workers]), "--no-progress", "--workers", workers],
+                                    capture_output=True, text=True, timeout=600)
+            assert result.returncode == 0, result.stderr
+
+    return paths(shared_build(tmp_path_factory, "grid-console-2-4-workers", make))
+
+
+@pytest.fixture(scope="session")
 def crema_dataset(tmp_path_factory) -> Path:
     """CREMA-D samples (29.97 fps FLVs, out at 25 fps) built in process."""
     from talkdata.pipeline.build import build
