@@ -79,6 +79,27 @@ def grid_console_builds(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def videos_console_build(tmp_path_factory) -> Path:
+    """A ``videos`` build by the console script of a folder of the user's own clips from three corpora
+    (license ``other``), with spaces and non-ASCII letters in the names: ``anna/talk one.mp4``
+    (VoxCeleb2-like), ``bob/clip.mpg`` (GRID), ``carl/süß.flv`` (CREMA-D, 29.97 fps)."""
+    import subprocess
+
+    def make(root: Path) -> None:
+        folder = root / "my videos"
+        for speaker, origin, name in (("anna", DATA / "voxceleb2_like" / "00473.mp4", "talk one.mp4"),
+                                      ("bob", DATA / "grid" / "s1" / "bbaf2n.mpg", "clip.mpg"),
+                                      ("carl", DATA / "crema_d" / "VideoFlash" / "1001_DFA_HAP_XX.flv", "süß.flv")):
+            (folder / speaker).mkdir(parents=True)
+            shutil.copy(origin, folder / speaker / name)
+        result = subprocess.run([sys.executable, "-m", "talkdata.cli", "build", "videos", "--source", str(folder),
+                                 "--out", str(root / "out"), "--no-progress"], capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+
+    return shared_build(tmp_path_factory, "videos-console", make) / "out"
+
+
+@pytest.fixture(scope="session")
 def crema_dataset(tmp_path_factory) -> Path:
     """CREMA-D samples (29.97 fps FLVs, out at 25 fps) built in process."""
     from talkdata.pipeline.build import build

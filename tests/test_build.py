@@ -228,16 +228,8 @@ def test_verify_passes_then_reports_damage(grid_out, tmp_path):
     assert "missing: index.parquet" in bad.stdout
 
 
-def test_videos_recipe_on_own_folder(tmp_path):
-    folder = tmp_path / "my videos"
-    (folder / "anna").mkdir(parents=True)
-    (folder / "bob").mkdir()
-    (folder / "carl").mkdir()
-    shutil.copy(DATA / "voxceleb2_like" / "00473.mp4", folder / "anna" / "talk one.mp4")
-    shutil.copy(DATA / "grid" / "s1" / "bbaf2n.mpg", folder / "bob" / "clip.mpg")
-    shutil.copy(DATA / "crema_d" / "VideoFlash" / "1001_DFA_HAP_XX.flv", folder / "carl" / "süß.flv")
-    out = tmp_path / "out"
-    build_ok("videos", "--source", str(folder), "--out", str(out))
+def test_videos_recipe_on_own_folder(videos_console_build):
+    out = videos_console_build  # anna/talk one.mp4, bob/clip.mpg, carl/süß.flv (tests/conftest.py)
     samples = all_samples(out)
     assert len(samples) == 3
     assert "bob/clip" in samples

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,6 @@ import pytest
 
 datasets = pytest.importorskip("datasets", reason="the hf extra (pip install -e '.[hf]') brings datasets")
 mlc = pytest.importorskip("mlcroissant", reason="mlcroissant is a dependency of talkdata (pip install -e .)")
-
-DATA = Path(__file__).parent / "data"
 
 
 def require_torchcodec() -> None:
@@ -34,19 +31,9 @@ def require_torchcodec() -> None:
 
 
 @pytest.fixture(scope="module")
-def videos_dataset(tmp_path_factory) -> Path:
-    """A ``videos`` build of two real clips of different corpora (license ``other``)."""
-    from talkdata.pipeline.build import build
-
-    root = tmp_path_factory.mktemp("hf-videos")
-    source = root / "source"
-    (source / "anna").mkdir(parents=True)
-    (source / "bob").mkdir()
-    shutil.copy(DATA / "voxceleb2_like" / "00473.mp4", source / "anna" / "talk.mp4")
-    shutil.copy(DATA / "grid" / "s1" / "bbaf2n.mpg", source / "bob" / "clip.mpg")
-    out = root / "out"
-    build("videos", source, out)
-    return out
+def videos_dataset(videos_console_build) -> Path:
+    """A ``videos`` build of three real clips of different corpora (license ``other``; tests/conftest.py)."""
+    return videos_console_build
 
 
 def card_header(out: Path) -> str:
