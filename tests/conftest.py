@@ -55,6 +55,51 @@ def grid_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def grid_console_builds(tmp_path_factory) -> dict[str, Path]:
+    """The GRID samples built by the console script (``python -m talkdata.cli build``, as a user runs
+    it) with 2 and 4 workers: ``"2"`` from ``DATA/grid`` into ``w2``, ``"4"`` from a copy of the
+    samples (``"source"``) into a deeper folder whose name has spaces. test_reproducibility and
+    test_build compare them with ``grid_dataset`` (0 workers, in process)."""
+    import subprocess
+
+    def paths(root: Path) -> dict[str, Path]:
+        return {"source": root / "elsewhere" / "raw grid copy", "2": root / "w2",
+                "4": root / "a" / "b" / "deeper out with spaces" / "w4"}
+
+    def make(root: Path) -> None:
+        built = paths(root)
+        shutil.copytree(DATA / "grid", built["source"])
+        for workers, source in (("2", DATA / "grid"), ("4", built["source"])):
+            result = subprocess.run([sys.executable, "-m", "talkdata.cli", "build", "grid", "--source", str(source),
+                                     "--out", str(built[workers]), "--no-progress", "--workers", workers],
+                                    capture_output=True, text=True, timeout=600)
+            assert result.returncode == 0, result.stderr
+
+    return paths(shared_build(tmp_path_factory, "grid-console-2-4-workers", make))
+
+
+@pytest.fixture(scope="session")
+def videos_console_build(tmp_path_factory) -> Path:
+    """A ``videos`` build by the console script of a folder of the user's own clips from three corpora
+    (license ``other``), with spaces and non-ASCII letters in the names: ``anna/talk one.mp4``
+    (VoxCeleb2-like), ``bob/clip.mpg`` (GRID), ``carl/süß.flv`` (CREMA-D, 29.97 fps)."""
+    import subprocess
+
+    def make(root: Path) -> None:
+        folder = root / "my videos"
+        for speaker, origin, name in (("anna", DATA / "voxceleb2_like" / "00473.mp4", "talk one.mp4"),
+                                      ("bob", DATA / "grid" / "s1" / "bbaf2n.mpg", "clip.mpg"),
+                                      ("carl", DATA / "crema_d" / "VideoFlash" / "1001_DFA_HAP_XX.flv", "süß.flv")):
+            (folder / speaker).mkdir(parents=True)
+            shutil.copy(origin, folder / speaker / name)
+        result = subprocess.run([sys.executable, "-m", "talkdata.cli", "build", "videos", "--source", str(folder),
+                                 "--out", str(root / "out"), "--no-progress"], capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+
+    return shared_build(tmp_path_factory, "videos-console", make) / "out"
+
+
+@pytest.fixture(scope="session")
 def crema_dataset(tmp_path_factory) -> Path:
     """CREMA-D samples (29.97 fps FLVs, out at 25 fps) built in process."""
     from talkdata.pipeline.build import build

@@ -52,6 +52,9 @@ class Hit:
     status: int
     sent: int = 0
     authorization: bool = False
+    # set once the handler is done with the request: the client can have read the whole answer before the
+    # server thread records ``sent``, so readers of the hits wait for it
+    finished: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
 
 def route_key(path_and_query: str) -> str:
@@ -81,9 +84,15 @@ class _Handler(BaseHTTPRequestHandler):
         hit.sent = len(body)
 
     def do_GET(self):  # noqa: N802 - http.server API
-        key = route_key(self.path)
-        hit = Hit(key, self.headers.get("Range"), 0, authorization="Authorization" in self.headers)
+        hit = Hit(route_key(self.path), self.headers.get("Range"), 0, authorization="Authorization" in self.headers)
         self.server.owner.hits.append(hit)
+        try:
+            self._answer(hit)
+        finally:
+            hit.finished.set()
+
+    def _answer(self, hit: Hit) -> None:
+        key = hit.route
         route = self.server.owner.routes.get(key)
         if route is None:
             return self._finish(hit, 404, body=b"not found")
@@ -163,8 +172,12 @@ class FixtureServer:
         self.stop()
 
     def hits_for(self, path: str) -> list[Hit]:
+        """The requests of ``path`` so far, each once its answer is written (or 10 s)."""
         key = route_key(path)
-        return [h for h in self.hits if h.route == key]
+        found = [h for h in self.hits if h.route == key]
+        for hit in found:
+            hit.finished.wait(10)
+        return found
 
     def bytes_sent(self, path: str) -> int:
         return sum(h.sent for h in self.hits_for(path))

@@ -128,11 +128,22 @@ def run_build(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bad input") / "corpus"
-    make_corpus(root)
-    out = root.parent / "out"
-    result = run_build("videos", "--source", str(root), "--out", str(out))
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    """The corpus built once per test run (never modified); the build's output and peak memory are kept
+    beside it in ``build.json``."""
+    from conftest import shared_build
+
+    def make(folder: Path) -> None:
+        make_corpus(folder / "corpus")
+        built = run_build("videos", "--source", str(folder / "corpus"), "--out", str(folder / "out"))
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        (folder / "build.json").write_text(json.dumps({"args": built.args, "returncode": built.returncode,
+                                                       "stdout": built.stdout, "stderr": built.stderr,
+                                                       "peak_rss_mb": peak}))
+
+    root = shared_build(tmp_path_factory, "bad-input", make)
+    kept = json.loads((root / "build.json").read_text())
+    result = subprocess.CompletedProcess(kept["args"], kept["returncode"], kept["stdout"], kept["stderr"])
+    peak_rss_mb, out, root = kept["peak_rss_mb"], root / "out", root / "corpus"
     assert result.returncode == 0, result.stderr
     index = {row["speaker"]: row for row in pq.read_table(out / "index.parquet").to_pylist()}
     rejects = {row["key"].split("/")[0]: row for row in pq.read_table(out / "rejects.parquet").to_pylist()}

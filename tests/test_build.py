@@ -38,17 +38,19 @@ def build_ok(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def grid_out(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("grid") / "out"
-    build_ok("grid", "--source", str(DATA / "grid"), "--out", str(out))
-    return out
+def grid_out(grid_dataset) -> Path:
+    """The GRID samples with the default 0 workers: the session's build (tests/conftest.py). Console
+    builds give the same bytes (here: 2 workers, a one-worker scheduler; test_reproducibility: 2 and 4)."""
+    return grid_dataset
 
 
 @pytest.fixture(scope="module")
 def crema_out(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("crema") / "out"
-    build_ok("crema-d", "--source", str(DATA / "crema_d"), "--out", str(out), "--workers", "2")
-    return out
+    """The CREMA-D samples built by the console script with 2 workers, once per test run (never modified)."""
+    from conftest import shared_build
+
+    return shared_build(tmp_path_factory, "cli-crema-2-workers", lambda folder: build_ok(
+        "crema-d", "--source", str(DATA / "crema_d"), "--out", str(folder / "out"), "--workers", "2")) / "out"
 
 
 def all_samples(out: Path) -> dict[str, dict[str, bytes]]:
@@ -174,9 +176,9 @@ def test_crema_d_resampled_and_metadata(crema_out):
     assert {row["emotion"] for row in index} == {"anger", "happy", "neutral", "sad"}
 
 
-def test_zero_and_two_workers_give_identical_bytes(grid_out, tmp_path):
-    other = tmp_path / "out2"
-    build_ok("grid", "--source", str(DATA / "grid"), "--out", str(other), "--workers", "2")
+def test_zero_and_two_workers_give_identical_bytes(grid_out, grid_console_builds):
+    other = grid_console_builds["2"]  # the console script with --workers 2 (tests/conftest.py)
+    assert json.loads((other / "build_info.json").read_text())["workers"] == 2
     for name in ["dataset.json", "index.parquet", "rejects.parquet", "stats/shape_model.npz"]:
         assert (grid_out / name).read_bytes() == (other / name).read_bytes(), name
     for shard in (grid_out / "shards").rglob("*.tar"):
@@ -226,16 +228,8 @@ def test_verify_passes_then_reports_damage(grid_out, tmp_path):
     assert "missing: index.parquet" in bad.stdout
 
 
-def test_videos_recipe_on_own_folder(tmp_path):
-    folder = tmp_path / "my videos"
-    (folder / "anna").mkdir(parents=True)
-    (folder / "bob").mkdir()
-    (folder / "carl").mkdir()
-    shutil.copy(DATA / "voxceleb2_like" / "00473.mp4", folder / "anna" / "talk one.mp4")
-    shutil.copy(DATA / "grid" / "s1" / "bbaf2n.mpg", folder / "bob" / "clip.mpg")
-    shutil.copy(DATA / "crema_d" / "VideoFlash" / "1001_DFA_HAP_XX.flv", folder / "carl" / "süß.flv")
-    out = tmp_path / "out"
-    build_ok("videos", "--source", str(folder), "--out", str(out))
+def test_videos_recipe_on_own_folder(videos_console_build):
+    out = videos_console_build  # anna/talk one.mp4, bob/clip.mpg, carl/süß.flv (tests/conftest.py)
     samples = all_samples(out)
     assert len(samples) == 3
     assert "bob/clip" in samples
@@ -294,9 +288,11 @@ def test_recipes_and_help():
     assert "crop.size = 256" in keys.output
 
 
-def test_lipnet_protocol_split(tmp_path):
+def test_lipnet_protocol_split(grid_out, tmp_path):
     out = tmp_path / "out"
+    shutil.copytree(grid_out, out)  # the split is a dataset-level setting: the cached clips are reused
     build_ok("grid", "--source", str(DATA / "grid"), "--out", str(out), "--set", 'split.protocol="lipnet-unseen"')
+    assert json.loads((out / "build_info.json").read_text())["clips_processed_now"] == 0
     splits = {row["key"]: row["split"] for row in pq.read_table(out / "index.parquet").to_pylist()}
     assert splits == {"s1/bbaf2n": "test", "s2/swwp2s": "test", "unknown_speaker/lbbc2a": "train"}
 
@@ -304,8 +300,10 @@ def test_lipnet_protocol_split(tmp_path):
 def test_build_on_an_existing_dask_scheduler(grid_out, tmp_path):
     from dask.distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+    # no dashboard, and the scheduler's HTTP server on a free port: 8787 stays free for the builds that
+    # other tests run at the same time (a taken port is a warning on their stderr)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster:
         out = tmp_path / "cluster"
         build_ok("grid", "--source", str(DATA / "grid"), "--out", str(out), "--scheduler", cluster.scheduler_address)
     assert (out / "dataset.json").read_bytes() == (grid_out / "dataset.json").read_bytes()

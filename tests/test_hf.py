@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,6 @@ import pytest
 
 datasets = pytest.importorskip("datasets", reason="the hf extra (pip install -e '.[hf]') brings datasets")
 mlc = pytest.importorskip("mlcroissant", reason="mlcroissant is a dependency of talkdata (pip install -e .)")
-
-DATA = Path(__file__).parent / "data"
 
 
 def require_torchcodec() -> None:
@@ -34,19 +31,9 @@ def require_torchcodec() -> None:
 
 
 @pytest.fixture(scope="module")
-def videos_dataset(tmp_path_factory) -> Path:
-    """A ``videos`` build of two real clips of different corpora (license ``other``)."""
-    from talkdata.pipeline.build import build
-
-    root = tmp_path_factory.mktemp("hf-videos")
-    source = root / "source"
-    (source / "anna").mkdir(parents=True)
-    (source / "bob").mkdir()
-    shutil.copy(DATA / "voxceleb2_like" / "00473.mp4", source / "anna" / "talk.mp4")
-    shutil.copy(DATA / "grid" / "s1" / "bbaf2n.mpg", source / "bob" / "clip.mpg")
-    out = root / "out"
-    build("videos", source, out)
-    return out
+def videos_dataset(videos_console_build) -> Path:
+    """A ``videos`` build of three real clips of different corpora (license ``other``; tests/conftest.py)."""
+    return videos_console_build
 
 
 def card_header(out: Path) -> str:
@@ -125,6 +112,48 @@ def test_card_declares_the_features(grid_dataset):
     assert features["json"]["alignment"] == datasets.Value("string")
     assert features["json"]["frames"] == datasets.Value("int64")
     assert features["__key__"] == datasets.Value("string")
+
+
+def mlcroissant_document(out: Path) -> bytes:
+    """croissant.json as ``mlcroissant`` writes it for a build: its nodes made with mlcroissant's own
+    classes from the manifest and the shards' members, serialised by ``Metadata.to_json()``."""
+    from talkdata.pipeline.croissant import INDEX_COLUMNS
+    from talkdata.shards import read_shard
+
+    manifest = json.loads((out / "dataset.json").read_text())
+    recipe, shards = manifest["recipe"], manifest["shards"]
+    members = sorted({name for entry in shards for files in read_shard(out / entry["path"]).values() for name in files})
+    formats = {"npy": "application/x-npy", "wav": "audio/wav", "mp4": "video/mp4", "json": "application/json"}
+    files = [mlc.FileObject(id=e["path"], name=e["path"], content_url=e["path"], encoding_formats=["application/x-tar"],
+                            sha256=e["sha256"], content_size=f"{e['bytes']} B",
+                            description=f"WebDataset shard of the {e['split']} split, {e['samples']} samples")
+             for e in shards]
+    index = manifest["artifacts"]["index.parquet"]
+    files.append(mlc.FileObject(id="index.parquet", name="index.parquet", content_url="index.parquet",
+                                encoding_formats=["application/x-parquet"], sha256=index["sha256"],
+                                content_size=f"{index['bytes']} B",
+                                description="one row per sample: key, split, shard, per-sample metadata"))
+    files += [mlc.FileSet(id=f"member-{m}", name=f"member-{m}", contained_in=[e["path"] for e in shards],
+                          includes=[f"*/*.{m}"], encoding_formats=[formats[m.rsplit(".", 1)[-1]]],
+                          description=f"the {m} member of every sample (tar member SPEAKER/CLIP.{m})") for m in members]
+    fields = [mlc.Field(id=f"samples/{name}", name=name, description=text, data_types=[getattr(mlc.DataType, kind)],
+                        source=mlc.Source(file_object="index.parquet", extract=mlc.Extract(column=name)))
+              for name, (kind, text) in INDEX_COLUMNS.items()]
+    samples = mlc.RecordSet(id="samples", name="samples", key=["samples/key"], fields=fields,
+                            description="the samples of the build, from index.parquet")
+    metadata = mlc.Metadata(
+        name=f"{manifest['name']}-talkdata-{manifest['version']}",
+        description=f"{recipe['title']} (talkdata build, version id {manifest['version']}). {recipe['description']}",
+        url=recipe.get("homepage") or None, license=[recipe["license"]], cite_as=recipe.get("citation") or None,
+        keywords=["talking-face", "webdataset", "talkdata"], distribution=files, record_sets=[samples])
+    return (json.dumps(metadata.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+@pytest.mark.parametrize("fixture", ["grid_dataset", "crema_dataset", "videos_dataset"])
+def test_croissant_is_the_document_mlcroissant_writes(fixture, request):
+    """talkdata writes the JSON-LD itself (no mlcroissant import in a build): the same bytes as mlcroissant's."""
+    out = request.getfixturevalue(fixture)
+    assert (out / "croissant.json").read_bytes() == mlcroissant_document(out)
 
 
 @pytest.mark.parametrize("fixture", ["grid_dataset", "crema_dataset"])

@@ -306,19 +306,14 @@ def resume_and_compare(out: Path, reference: Path, processed: int, *extra: str) 
 
 
 @pytest.fixture(scope="module")
-def rebuilt(tmp_path_factory) -> dict[str, Path]:
-    """The GRID samples built by the console script with 1 and 4 workers, from two source copies
-    and into output folders of different names and depths."""
-    root = tmp_path_factory.mktemp("repro")
-    source = root / "elsewhere" / "raw grid copy"
-    shutil.copytree(GRID, source)
-    outs = {"1": root / "w1", "4": root / "a" / "b" / "deeper out with spaces" / "w4"}
-    run_build(outs["1"], "--workers", "1")
-    run_build(outs["4"], "--workers", "4", source=source)
-    return {"source": source, **outs}
+def rebuilt(grid_console_builds) -> dict[str, Path]:
+    """The GRID samples built by the console script with 2 and 4 workers, from two source copies and
+    into output folders of different names and depths (tests/conftest.py; 1 worker: test_build's build
+    on an existing one-worker scheduler)."""
+    return grid_console_builds
 
 
-@pytest.mark.parametrize("workers", ["1", "4"])
+@pytest.mark.parametrize("workers", ["2", "4"])
 def test_worker_counts_and_paths_give_identical_bytes(grid_dataset, rebuilt, workers):
     out = rebuilt[workers]
     assert build_info(out)["workers"] == int(workers) and build_info(out)["clips_processed_now"] == N_CLIPS
@@ -362,11 +357,15 @@ CLOCK_SHIFT = 3000 * 86400.0  # about eight years ahead
 @pytest.fixture(scope="module")
 def faked(hooks, tmp_path_factory) -> Path:
     """A build in another time zone, with SOURCE_DATE_EPOCH set, a clock eight years ahead and
-    another host name (for the Python code of the build: see SITECUSTOMIZE)."""
-    out = tmp_path_factory.mktemp("faked") / "out"
-    run_build(out, env=hook_env(hooks, TZ="TEST-14", SOURCE_DATE_EPOCH="86400",
-                                TALKDATA_TEST_CLOCK_SHIFT=str(CLOCK_SHIFT), TALKDATA_TEST_HOSTNAME=FAKE_HOST))
-    return out
+    another host name (for the Python code of the build: see SITECUSTOMIZE); once per test run."""
+    from conftest import shared_build
+
+    def make(folder: Path) -> None:
+        run_build(folder / "out", env=hook_env(hooks, TZ="TEST-14", SOURCE_DATE_EPOCH="86400",
+                                               TALKDATA_TEST_CLOCK_SHIFT=str(CLOCK_SHIFT),
+                                               TALKDATA_TEST_HOSTNAME=FAKE_HOST))
+
+    return shared_build(tmp_path_factory, "repro-faked", make) / "out"
 
 
 def test_other_time_zone_clock_and_host_give_identical_bytes(grid_dataset, faked):

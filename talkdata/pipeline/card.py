@@ -109,17 +109,17 @@ def write_card(out: Path, manifest: dict, stats: PackStats, shape_model=None) ->
 
 def render_shape_modes(path: Path, model, n_modes: int = 3) -> None:
     """Mean shape and the first PCA modes at -2 / +2 standard deviations (deterministic PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     from ..face.shape import reconstruct
 
     basis = model.basis
     n_modes = min(n_modes, basis.n_components)
-    fig, axes = plt.subplots(1, n_modes + 1, figsize=(2.2 * (n_modes + 1), 2.6), dpi=100)
+    fig = Figure(figsize=(2.2 * (n_modes + 1), 2.6), dpi=100)  # on an Agg canvas; pyplot is not imported
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, n_modes + 1)
     zero = np.zeros((1, basis.n_components), dtype=np.float32)
     mean = reconstruct(zero, basis)[0]
     panels = [("mean shape", [(mean, "k")])]
@@ -141,6 +141,5 @@ def render_shape_modes(path: Path, model, n_modes: int = 3) -> None:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, buffer.getvalue())

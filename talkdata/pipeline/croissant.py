@@ -1,9 +1,13 @@
-"""``OUT/croissant.json``: the build described in Croissant (MLCommons' dataset metadata format).
+"""``OUT/croissant.json``: the build described in Croissant 1.0 (MLCommons' dataset metadata format).
 
-Written with the ``mlcroissant`` package from the manifest and the field types of
+The JSON-LD is written here directly, from the manifest and the field types of
 :mod:`talkdata.pipeline.hub_features`: every shard and ``index.parquet`` as a file with its sha256, the
 members of the shards as file sets (one per field), and the ``samples`` record set read from
-``index.parquet`` (key, split, shard, speaker, clip, frames, fps, duration, per-sample sha256).
+``index.parquet`` (key, split, shard, speaker, clip, frames, fps, duration, per-sample sha256). It is
+the document ``mlcroissant`` writes for the same nodes (``mlcroissant.Metadata(...).to_json()``: the
+same keys, a one-element list of most properties given as its element, empty values left out), without importing
+``mlcroissant`` (about a second, with its torch and dataset adapters) in every build; the tests build
+it with ``mlcroissant`` and compare the bytes, and validate it with ``mlcroissant.Dataset``.
 Like the card it is outside the version; its bytes depend only on the manifest and the shards.
 """
 
@@ -31,52 +35,83 @@ INDEX_COLUMNS = {
 
 _MEMBER_FORMATS = {"npy": "application/x-npy", "wav": "audio/wav", "mp4": "video/mp4", "json": "application/json"}
 
+#: Croissant data types of the INDEX_COLUMNS kinds (``mlcroissant.DataType``'s compact IRIs)
+_DATA_TYPES = {"TEXT": "sc:Text", "INT64": "cr:Int64", "FLOAT64": "cr:Float64"}
+
+CONFORMS_TO = "http://mlcommons.org/croissant/1.0"
+
+#: the JSON-LD context of a Croissant 1.0 document (the one ``mlcroissant`` writes)
+CONTEXT = {
+    "@language": "en", "@vocab": "https://schema.org/", "citeAs": "cr:citeAs", "column": "cr:column",
+    "conformsTo": "dct:conformsTo", "cr": "http://mlcommons.org/croissant/",
+    "rai": "http://mlcommons.org/croissant/RAI/", "data": {"@id": "cr:data", "@type": "@json"},
+    "dataType": {"@id": "cr:dataType", "@type": "@vocab"}, "dct": "http://purl.org/dc/terms/",
+    "equivalentProperty": "cr:equivalentProperty", "examples": {"@id": "cr:examples", "@type": "@json"},
+    "extract": "cr:extract", "field": "cr:field", "fileProperty": "cr:fileProperty",
+    "fileObject": "cr:fileObject", "fileSet": "cr:fileSet", "format": "cr:format", "includes": "cr:includes",
+    "isLiveDataset": "cr:isLiveDataset", "jsonPath": "cr:jsonPath", "key": "cr:key", "md5": "cr:md5",
+    "parentField": "cr:parentField", "path": "cr:path", "recordSet": "cr:recordSet",
+    "references": "cr:references", "regex": "cr:regex", "repeated": "cr:repeated", "replace": "cr:replace",
+    "samplingRate": "cr:samplingRate", "sc": "https://schema.org/", "separator": "cr:separator",
+    "source": "cr:source", "subField": "cr:subField", "transform": "cr:transform",
+}
+
+
+def _one(values: list):
+    """A property with many values: the one value alone, else the list (JSON-LD's compact form; the
+    node lists ``distribution``, ``recordSet`` and ``field`` stay lists, as mlcroissant writes them)."""
+    return values[0] if len(values) == 1 else values
+
+
+def _node(**properties) -> dict:
+    """A JSON-LD node without its empty properties (None, "", [], {}; a bool is kept)."""
+    return {key: value for key, value in properties.items() if value or isinstance(value, bool)}
+
+
+def _file_object(path: str, sha256: str, size: int, encoding: str, description: str) -> dict:
+    return _node(**{"@id": path, "@type": "cr:FileObject", "name": path, "description": description,
+                    "contentUrl": path, "contentSize": f"{size} B", "encodingFormat": encoding, "sha256": sha256})
+
 
 def croissant_metadata(manifest: dict, types: dict) -> dict:
-    """The Croissant JSON-LD of a build (a dict), written with mlcroissant."""
-    import mlcroissant as mlc
-
+    """The Croissant JSON-LD of a build (a dict)."""
     recipe = manifest["recipe"]
     files = []
     shards = manifest.get("shards", [])
     for entry in shards:
-        files.append(mlc.FileObject(id=entry["path"], name=entry["path"], content_url=entry["path"],
-                                    encoding_formats=["application/x-tar"], sha256=entry["sha256"],
-                                    content_size=f"{entry['bytes']} B",
-                                    description=f"WebDataset shard of the {entry['split']} split, "
-                                                f"{entry['samples']} samples"))
+        files.append(_file_object(entry["path"], entry["sha256"], entry["bytes"], "application/x-tar",
+                                  f"WebDataset shard of the {entry['split']} split, {entry['samples']} samples"))
     index = manifest.get("artifacts", {}).get("index.parquet")
     if index:
-        files.append(mlc.FileObject(id="index.parquet", name="index.parquet", content_url="index.parquet",
-                                    encoding_formats=["application/x-parquet"], sha256=index["sha256"],
-                                    content_size=f"{index['bytes']} B",
-                                    description="one row per sample: key, split, shard, per-sample metadata"))
-    shard_ids = [entry["path"] for entry in shards]
+        files.append(_file_object("index.parquet", index["sha256"], index["bytes"], "application/x-parquet",
+                                  "one row per sample: key, split, shard, per-sample metadata"))
+    contained_in = [{"@id": entry["path"]} for entry in shards]
     for field in types:
         extension = field.rsplit(".", 1)[-1]
-        files.append(mlc.FileSet(id=f"member-{field}", name=f"member-{field}", contained_in=shard_ids,
-                                 includes=[f"*/*.{field}"],
-                                 encoding_formats=[_MEMBER_FORMATS.get(extension, "application/octet-stream")],
-                                 description=f"the {field} member of every sample (tar member SPEAKER/CLIP.{field})"))
+        files.append(_node(**{
+            "@id": f"member-{field}", "@type": "cr:FileSet", "name": f"member-{field}",
+            "description": f"the {field} member of every sample (tar member SPEAKER/CLIP.{field})",
+            "containedIn": _one(contained_in) if contained_in else None,
+            "encodingFormat": _MEMBER_FORMATS.get(extension, "application/octet-stream"),
+            "includes": f"*/*.{field}"}))
     record_sets = []
     if index:
-        fields = [mlc.Field(id=f"samples/{name}", name=name, description=text,
-                            data_types=[getattr(mlc.DataType, kind)],
-                            source=mlc.Source(file_object="index.parquet", extract=mlc.Extract(column=name)))
+        fields = [_node(**{"@id": f"samples/{name}", "@type": "cr:Field", "name": name, "description": text,
+                           "dataType": _DATA_TYPES[kind],
+                           "source": {"extract": {"column": name}, "fileObject": {"@id": "index.parquet"}}})
                   for name, (kind, text) in INDEX_COLUMNS.items()]
-        record_sets.append(mlc.RecordSet(id="samples", name="samples", key=["samples/key"], fields=fields,
-                                         description="the samples of the build, from index.parquet"))
-    metadata = mlc.Metadata(
-        name=f"{manifest.get('name', 'dataset')}-talkdata-{manifest['version']}",
-        description=f"{recipe['title']} (talkdata build, version id {manifest['version']}). {recipe['description']}",
-        url=recipe.get("homepage") or None,
-        license=[recipe["license"]],
-        cite_as=recipe.get("citation") or None,
-        keywords=["talking-face", "webdataset", "talkdata"],
-        distribution=files,
-        record_sets=record_sets,
-    )
-    return metadata.to_json()
+        record_sets.append(_node(**{"@id": "samples", "@type": "cr:RecordSet", "name": "samples",
+                                    "description": "the samples of the build, from index.parquet",
+                                    "field": fields, "key": {"@id": "samples/key"}}))
+    return _node(**{
+        "@context": CONTEXT, "@type": "sc:Dataset",
+        "name": f"{manifest.get('name', 'dataset')}-talkdata-{manifest['version']}",
+        "description": f"{recipe['title']} (talkdata build, version id {manifest['version']}). {recipe['description']}",
+        "conformsTo": CONFORMS_TO, "citeAs": recipe.get("citation") or None,
+        "distribution": files,
+        "keywords": ["talking-face", "webdataset", "talkdata"], "license": recipe["license"],
+        "recordSet": record_sets, "url": recipe.get("homepage") or None,
+    })
 
 
 def write_croissant(out: Path, manifest: dict, types: dict) -> None:
