@@ -24,9 +24,6 @@ that leave the 25 fps result bit-identical to ``mfcc(audio, winstep=0.01, ...)``
 from __future__ import annotations
 
 import numpy as np
-from python_speech_features import sigproc
-from python_speech_features.base import get_filterbanks, lifter
-from scipy.fftpack import dct
 
 from ..config import Mfcc
 
@@ -40,6 +37,11 @@ def row_starts(n_rows: int, hop_samples: float) -> np.ndarray:
 
 def mfcc_per_frame(audio: np.ndarray, n_frames: int, fps: float, sample_rate: int, settings: Mfcc) -> np.ndarray:
     """(n_frames, rows_per_frame, numcep) float32."""
+    # imported here: scipy.fft takes ~0.4 s to import, which the build's driver does not need
+    from python_speech_features import sigproc
+    from python_speech_features.base import get_filterbanks, lifter
+    from scipy.fftpack import dct
+
     rows = int(settings.rows_per_frame)
     wanted = n_frames * rows
     frame_len = int(np.floor(settings.winlen * sample_rate + 0.5))
