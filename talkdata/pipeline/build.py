@@ -34,7 +34,7 @@ from ..files import sha256_file, write_atomic
 from ..manifest import MANIFEST, canonical_json, write_manifest
 from ..recipe import Recipe, load_recipe
 from ..corpora import index_cache
-from ..corpora.records import ClipRecord, RecordList
+from ..corpora.records import RecordList
 from ..acquire.resolve import check_source
 from ..corpora.splits import assign_splits
 from .cache import GENERATION, ClipCache, KeyList, cache_key, read_generation
@@ -177,23 +177,17 @@ def index_clips(recipe: Recipe, source: Path, config: BuildConfig, exclude: tupl
     fingerprint = index_cache.tree_fingerprint(source, recipe.data, exclude) if stored is not None else None
     records = index_cache.load(stored, fingerprint) if fingerprint else None
     reused = records is not None
-    if records is None:
-        found = recipe.indexer()(source, config, exclude=exclude)
-        keys: dict[str, ClipRecord] = {}
-        for record in found:
-            if record.key in keys:
-                raise UserError(f"two clips map to the key {record.key!r}: {keys[record.key].relpath} and "
-                                f"{record.relpath}")
-            keys[record.key] = record
-        del keys
-        found.sort(key=lambda r: r.key)
-        records = RecordList.pack(found)
-        del found
+    if records is None:  # the indexer's records, one at a time, straight into the compact list in key order
+        records = RecordList.pack(recipe.indexer()(source, config, exclude=exclude), by_key=True)
     unsplit = records.unsplit()
     if len(unsplit):  # splits come from the config each time (a stored index keeps the indexer's own)
-        todo = [_Speaker(records[int(i)].speaker) for i in unsplit]
-        assign_splits(todo, config.split, recipe.protocols)
-        records.set_splits(unsplit, (t.split for t in todo))
+        speakers: dict[str, int] = {}  # one entry per speaker, not per record
+        codes = np.fromiter((speakers.setdefault(records.speaker(int(i)), len(speakers)) for i in unsplit),
+                            dtype=np.int64, count=len(unsplit))
+        todo = [_Speaker(speaker) for speaker in speakers]
+        del speakers
+        assign_splits(todo, config.split, recipe.protocols)  # depends only on the set of speakers
+        records.set_splits(unsplit, (todo[code].split for code in codes))
     records.fingerprint, records.reused = fingerprint, reused
     return records
 
