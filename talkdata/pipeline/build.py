@@ -46,7 +46,7 @@ from .pack import (INDEX_COLUMNS, REJECT_COLUMNS, ColumnTypes, Member, ShapeRef,
                    plan_shards, shape_bytes, write_shard)
 from .fingerprint import SourceFingerprint
 from .shape_fit import FrameSampler, fit_basis, sampled_frames
-from .generations import commit, drop_parked, park, release_shard
+from .generations import KeyLookup, commit, drop_parked, park, release_shard
 from .task import warm_up
 
 WORK_DIR = ".work"
@@ -312,9 +312,10 @@ def _shape_model(config: BuildConfig, records: RecordList, keys: Sequence[str], 
 
 
 def _release(executor: Executor, out: Path, cache: ClipCache, generation: str, keep: bool,
-             shards: Iterable[tuple[str, dict[str, str]]], total: int) -> None:
-    """Point cache entries into the shards of ``generation`` (``store.release_shard`` per shard)."""
-    for _ in executor.map(release_shard, shards, shared=(str(out), str(cache.work), generation, keep),
+             shards: Iterable[tuple[str, dict[str, str] | None]], total: int, lookup: KeyLookup | None = None) -> None:
+    """Point cache entries into the shards of ``generation`` (``release_shard`` per shard: its members as
+    ``{key: cache key}``, or None to find them in ``lookup``, sent once)."""
+    for _ in executor.map(release_shard, shards, shared=(str(out), str(cache.work), generation, keep, lookup),
                           total=total, desc="release cache", unit="shard"):
         pass
 
@@ -356,9 +357,10 @@ def pack(out: Path, recipe: Recipe, config: BuildConfig, records: RecordList, ke
                         "output folder and run the same command again")
 
     def finish_release() -> None:  # a committed pack whose release was cut short: finish it first
-        by_key = {records.key(i): keys[i] for i in done}
-        shards = [(p.relative_to(out).as_posix(), by_key) for p in own if p.name.endswith(".tar")]
-        _release(executor, out, cache, read_generation(cache.work / GENERATION), keep_cache, shards, len(shards))
+        lookup = KeyLookup((records.key(int(i)) for i in done), (keys[int(i)] for i in done))
+        shards = [(p.relative_to(out).as_posix(), None) for p in own if p.name.endswith(".tar")]
+        _release(executor, out, cache, read_generation(cache.work / GENERATION), keep_cache, shards, len(shards),
+                 lookup)
 
     park(out, cache.work, own, finish_release)
 
