@@ -555,3 +555,65 @@ def test_voxceleb2_index_holds_less_than_1_kb_per_clip(tmp_path, monkeypatch):
     per_clip = (streamed[1500] - streamed[300]) / 1200
     before = (objects[1500] - objects[300]) / 1200
     assert per_clip < 1024 < before, f"{per_clip:.0f} bytes per clip (records as objects first: {before:.0f})"
+
+
+def test_a_release_cut_short_is_finished_by_the_next_build(grid_dataset, tmp_path, monkeypatch):
+    """A rebuild killed after its manifest was committed but before its cache entries were re-pointed: the next
+    build finishes the release (each shard's entries found by key, ``KeyLookup``), processes no clip and gives
+    the bytes of a rebuild that was not interrupted; no payload copy and no parked shard is left."""
+    import gc
+
+    from talkdata.pipeline import build as build_module
+    from talkdata.pipeline.cache import ClipCache
+
+    reference, out = tmp_path / "reference", tmp_path / "out"
+    shutil.copytree(grid_dataset, reference)
+    shutil.copytree(grid_dataset, out)
+    sets = {"shards.max_samples": 1}
+    build_module.build("grid", GRID, reference, sets=sets)
+    real = build_module._release
+    calls = []
+
+    def cut(*args, **kwargs):
+        calls.append(kwargs.get("lookup"))
+        raise RuntimeError("killed during the release")
+
+    monkeypatch.setattr(build_module, "_release", cut)
+    with pytest.raises(RuntimeError, match="killed during the release"):
+        build_module.build("grid", GRID, out, sets=sets)
+    gc.collect()  # the interrupted build's lock on OUT goes with its frames
+    assert calls == [None] and (out / ".work" / "previous-shards").is_dir()
+    finishing = []
+    monkeypatch.setattr(build_module, "_release", lambda *a, **k: finishing.append(k.get("lookup")) or real(*a, **k))
+    report = build_module.build("grid", GRID, out, sets=sets)
+    assert isinstance(finishing[0], build_module.KeyLookup) and finishing[1:] == [None]
+    assert processed_now(out) == 0 and report.samples == {"train": 1, "val": 1, "test": 1}
+    assert versioned(out) == versioned(reference)
+    assert not (out / ".work" / "previous-shards").exists()
+    cache = ClipCache(out / ".work")
+    entries = [p for p in (out / ".work" / "clips").glob("*/*") if (p / "status.json").is_file()]
+    assert len(entries) == 3 and all(cache.pointer(p.name) for p in entries)
+    assert not list((out / ".work" / "clips").rglob("video.mp4")) and verify(out) == []
+
+
+def test_the_executor_window_is_bounded_in_bytes(monkeypatch):
+    """Items travel pickled and the window holds at most ``BYTES_IN_FLIGHT`` of them (at least one batch):
+    the driver never pulls more than that ahead of what it has given back, whatever the number of items."""
+    from talkdata.pipeline.executor import BatchSizer, Executor
+
+    monkeypatch.setattr(BatchSizer, "BYTES_IN_FLIGHT", 2**20)
+    pulled = []
+    ahead = []
+
+    def items():
+        for n in range(120):
+            pulled.append(n)
+            yield bytes([n]) * 100_000  # 100 KB each: 10 fit the window
+
+    with Executor(1, None) as executor:
+        results = []
+        for result in executor.map(len, items(), total=120):
+            results.append(result)
+            ahead.append(len(pulled) - len(results))
+    assert results == [100_000] * 120
+    assert max(ahead) <= 2**20 // 100_000 + 1, max(ahead)

@@ -360,7 +360,7 @@ def pack(out: Path, recipe: Recipe, config: BuildConfig, records: RecordList, ke
         lookup = KeyLookup((records.key(int(i)) for i in done), (keys[int(i)] for i in done))
         shards = [(p.relative_to(out).as_posix(), None) for p in own if p.name.endswith(".tar")]
         _release(executor, out, cache, read_generation(cache.work / GENERATION), keep_cache, shards, len(shards),
-                 lookup)
+                 lookup=lookup)
 
     park(out, cache.work, own, finish_release)
 

@@ -186,9 +186,13 @@ class Executor:
         completed = as_completed()
         submitted = 0
         held = 0  # bytes of pickled items in flight
+        seen = [0, 0]  # items pickled so far and their bytes: the batch also fits what is left of the byte budget
 
         def pickled(first: int, batch: list) -> tuple[int, int, bytes]:
-            return first, len(batch), pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+            data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+            seen[0] += len(batch)
+            seen[1] += len(data)
+            return first, len(batch), data
 
         def send(packed: list[tuple[int, int, bytes]]) -> None:
             """One ``client.map`` call for several batches (one message, not one per task); each batch's
@@ -211,8 +215,11 @@ class Executor:
                 return
             packed, adding = [], 0
             for _ in range(room):
-                if held + adding >= sizer.BYTES_IN_FLIGHT and (pending or packed):
+                budget = sizer.BYTES_IN_FLIGHT - held - adding
+                if budget < (seen[1] / seen[0] if seen[0] else 1) and (pending or packed):
                     break
+                if seen[0]:  # items of the size seen so far
+                    size = max(1, min(size, int(budget * seen[0] / seen[1])))
                 batch = list(itertools.islice(iterator, size))
                 if batch:
                     packed.append(pickled(submitted, batch))
