@@ -46,7 +46,15 @@ CLIP_SECONDS = 5.0  # assumed per-clip processing time, for the batch size the e
 
 
 def rss_mb() -> float:
-    """Peak RSS of this process so far (MB)."""
+    """Peak RSS of this process so far (MB): ``VmHWM`` of its own memory (``ru_maxrss`` keeps, across the exec
+    of a run's process, the RSS its parent had when it forked, here the synthesis of the corpus)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

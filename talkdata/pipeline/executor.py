@@ -185,7 +185,7 @@ class Executor:
         exhausted = False
         completed = as_completed()
         submitted = 0
-        held = 0  # bytes of pickled items in flight
+        held = 0  # bytes of the pickled items whose results have not been given back yet
         seen = [0, 0]  # items pickled so far and their bytes: the batch also fits what is left of the byte budget
 
         def pickled(first: int, batch: list) -> tuple[int, int, bytes]:
@@ -236,7 +236,6 @@ class Executor:
             while pending:
                 future = next(completed)
                 first, count, data = pending.pop(future)
-                held -= len(data)
                 try:
                     results, seconds = future.result()
                     sizer.observe(count, seconds)
@@ -245,6 +244,7 @@ class Executor:
                 except Exception as err:
                     batch = pickle.loads(data)
                     if count > 1:  # find the item it belongs to: each item of the batch as its own task
+                        held -= len(data)
                         send([pickled(first + j, [item]) for j, item in enumerate(batch)])
                         future.release()
                         continue
@@ -252,10 +252,15 @@ class Executor:
                         raise
                     results = [on_error(batch[0], err)]
                 future.release()
+                # an item's bytes count against the window until its result is given back (results that
+                # finished out of order wait in ``done``)
+                share, rest = divmod(len(data), count)
                 for j, result in enumerate(results):
-                    done[first + j] = result
+                    done[first + j] = (result, share + (rest if j == count - 1 else 0))
                 while next_out in done:
-                    yield done.pop(next_out)
+                    result, size = done.pop(next_out)
+                    held -= size
+                    yield result
                     next_out += 1
                     bar.update(1)
                 refill()
