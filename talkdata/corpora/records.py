@@ -10,7 +10,7 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, overload
+from typing import Any, BinaryIO, Iterable, overload
 
 import numpy as np
 
@@ -94,7 +94,7 @@ class RecordList(Sequence[ClipRecord]):
 
     KEY_CHUNK = 4096  # keys gathered as one fixed-width array per this many records while packing
 
-    def __init__(self, blob: bytes | bytearray, offsets: np.ndarray, splits: np.ndarray, split_names: list[str],
+    def __init__(self, blob: bytes | bytearray | np.ndarray, offsets: np.ndarray, splits: np.ndarray, split_names: list[str],
                  order: np.ndarray | None = None):
         self._blob, self._offsets, self._order = blob, offsets, order
         self._splits, self._split_names = splits, split_names
@@ -174,6 +174,12 @@ class RecordList(Sequence[ClipRecord]):
     def split(self, index: int) -> str:
         return self._split_names[self._splits[index]]
 
+    def in_split(self, indices: np.ndarray, split: str) -> np.ndarray:
+        """Those of ``indices`` whose record is in ``split``, in their order (no object per record)."""
+        if split not in self._split_names:
+            return indices[:0]
+        return indices[self._splits[indices] == self._split_names.index(split)]
+
     def key(self, index: int) -> str:
         return self[index].key
 
@@ -192,26 +198,35 @@ class RecordList(Sequence[ClipRecord]):
             codes[index] = names.setdefault(split, len(names))
         self._splits, self._split_names = codes, list(names)
 
-    def to_bytes(self) -> bytes:
-        """The stored form: ``np.savez`` of the buffer, the offsets, the splits and the key order (no pickle)."""
-        buffer = io.BytesIO()
+    def write(self, handle: BinaryIO) -> None:
+        """The stored form into an open binary file: ``np.savez`` of the buffer, the offsets, the splits and
+        the key order (no pickle; the buffer is written in pieces, never copied whole)."""
         arrays = {"blob": np.frombuffer(self._blob, dtype=np.uint8), "offsets": self._offsets, "splits": self._indexed,
                   "split_names": np.array("\n".join(self._split_names))}
         if self._order is not None:
             arrays["order"] = self._order
-        np.savez(buffer, **arrays)
+        np.savez(handle, **arrays)
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        self.write(buffer)
         return buffer.getvalue()
 
     @classmethod
+    def read(cls, source: str | Path | BinaryIO) -> "RecordList":
+        """A stored form from a file (path or open binary file): the buffer is the array read, not a copy of it."""
+        with np.load(source, allow_pickle=False) as stored:
+            return cls(stored["blob"], stored["offsets"], stored["splits"], str(stored["split_names"]).split("\n"),
+                       stored["order"] if "order" in stored.files else None)
+
+    @classmethod
     def from_bytes(cls, data: bytes) -> "RecordList":
-        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
-            return cls(stored["blob"].tobytes(), stored["offsets"], stored["splits"],
-                       str(stored["split_names"]).split("\n"), stored["order"] if "order" in stored.files else None)
+        return cls.read(io.BytesIO(data))
 
 
-def _entry(blob: bytes | bytearray, offsets: np.ndarray, entry: int) -> dict[str, Any]:
-    """The stored fields of the ``entry``-th record packed into ``blob``."""
-    return json.loads(blob[int(offsets[entry]):int(offsets[entry + 1])].decode("ascii"))
+def _entry(blob: bytes | bytearray | np.ndarray, offsets: np.ndarray, entry: int) -> dict[str, Any]:
+    """The stored fields of the ``entry``-th record packed into ``blob`` (bytes, or a uint8 array read back)."""
+    return json.loads(bytes(blob[int(offsets[entry]):int(offsets[entry + 1])]).decode("ascii"))
 
 
 def _refuse_duplicates(ordered_keys: np.ndarray, order: np.ndarray, blob: bytes | bytearray,

@@ -297,7 +297,7 @@ def _shape_model(config: BuildConfig, records: RecordList, keys: Sequence[str], 
             raise UserError(f"cannot read shape model {given}: {err}") from None
     settings = config.shape
     split = settings.fit_split
-    fitting = np.array([i for i in done if split == "all" or records.split(i) == split], dtype=np.int64)
+    fitting = done if split == "all" else records.in_split(done, split)
     if not len(fitting):
         fitting = done
     sampler = FrameSampler(settings.max_frames, settings.seed)
@@ -366,9 +366,7 @@ def pack(out: Path, recipe: Recipe, config: BuildConfig, records: RecordList, ke
 
     # sizes, frame counts and index columns of every done entry, measured on the executor from ledgers and
     # meta.json (no payload read); the driver keeps 12 bytes per clip of it
-    split_of = np.array([records.split(i) for i in done], dtype=object)
-    by_split = {split: done[split_of == split] for split in SPLITS}
-    del split_of
+    by_split = {split: records.in_split(done, split) for split in SPLITS}
     base = np.zeros(len(records), dtype=np.int64)
     frames = np.zeros(len(records), dtype=np.int32)
     columns = ColumnTypes(INDEX_COLUMNS)
