@@ -113,7 +113,14 @@ class Executor:
         for name, value in BLAS_ENV.items():  # inherited by the local cluster's worker processes
             os.environ.setdefault(name, value)
         _quiet_worker_logs()
+        import dask
         from dask.distributed import Client, LocalCluster
+
+        # distributed keeps the last ``low-level-log-length`` messages of every batched stream (client ->
+        # scheduler: each graph; scheduler -> worker: each task with its items) for debugging: 1,000 by default,
+        # held in this process (the client, and the local cluster's scheduler); a batch of items is a few
+        # hundred KB, so that log alone would grow with the corpus up to hundreds of MB
+        dask.config.set({"distributed.admin.low-level-log-length": 0})
 
         if self.scheduler:
             try:
@@ -126,8 +133,6 @@ class Executor:
             main = threading.current_thread() is threading.main_thread()
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
             try:
-                import dask
-
                 # one task per worker thread at a time: a worker that dies takes only the clip it was processing
                 dask.config.set({"distributed.scheduler.worker-saturation": 1.0})
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
