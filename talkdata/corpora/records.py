@@ -92,7 +92,7 @@ class RecordList(Sequence[ClipRecord]):
     ``to_bytes``/``from_bytes``: the index stored for reuse (``corpora/index_cache.py``).
     """
 
-    KEY_CHUNK = 4096  # keys gathered as one fixed-width array per this many records while packing
+    KEY_CHUNK = 1024  # keys gathered as one fixed-width array per this many records while packing
 
     def __init__(self, blob: bytes | bytearray | np.ndarray, offsets: np.ndarray, splits: np.ndarray, split_names: list[str],
                  order: np.ndarray | None = None):
