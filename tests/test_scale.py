@@ -641,3 +641,24 @@ def test_the_driver_keeps_no_copy_of_finished_tasks():
             tracemalloc.stop()
     assert results == [100_000] * 300
     assert kept < 2 * 2**20, f"{kept / 2**20:.1f} MB kept"  # with the log on: about 7 MB
+
+
+def test_source_fingerprint_is_the_hash_of_the_sorted_pairs():
+    """``SourceFingerprint`` (paths in one buffer, sha256s as raw bytes) hashes exactly ``json.dumps(sorted(pairs))``:
+    paths that are prefixes of others, non-ASCII paths, one path twice with two sha256s, a sha256 that is not hex."""
+    import hashlib
+    import json
+
+    from talkdata.pipeline.fingerprint import SourceFingerprint
+
+    rng = np.random.default_rng(3)
+    names = ["a", "a/b", "a-b", "ab", "é/x.mp4", "z", "a/b/c", "0", "Z", "a b"]
+    pairs = [(name, hashlib.sha256(f"{name}{n}".encode()).hexdigest()) for n, name in enumerate(names)]
+    pairs += [("a/b", "0" * 64), ("a/b", "f" * 64), ("odd", "NOT-HEX"), ("a/b", "ABC")]
+    pairs = [pairs[i] for i in rng.permutation(len(pairs))]
+    fingerprint = SourceFingerprint()
+    fingerprint.extend(pairs[:5])
+    fingerprint.extend(pairs[5:])
+    assert fingerprint.sha256() == hashlib.sha256(json.dumps(sorted(pairs)).encode()).hexdigest()
+    empty = SourceFingerprint()
+    assert empty.sha256() == hashlib.sha256(b"[]").hexdigest()
