@@ -7,7 +7,8 @@ frame; 200 frames, an 8 s clip, the VoxCeleb2 mean), about 180 clips per speaker
 YouTube video as in VoxCeleb2 dev (1,092,009 clips, 5,994 speakers), speakers from the real
 ``vox2_meta.csv``. Each N is indexed in a fresh process as a build does (``voxceleb2.index``, a
 generator, packed into ``RecordList`` in key order) that reports its resident memory before and
-after, its peak, the bytes the compact list holds per clip, and the wall time. The tree is on a warm page cache (just written), so the time is the parsing, not the disk.
+after, its peak, the bytes the compact list holds per clip, and the wall time. The tree is on a
+warm page cache (just written), so the time is the parsing, not the disk.
 
 The parsing child also stores the index as a build does (``corpora/index_cache.py``: records in
 one buffer, keyed by the tree's fingerprint); a second fresh process then does what a rebuild on
@@ -111,8 +112,8 @@ def child(root: str, store: str) -> None:
     gc.collect()
     after = rss_bytes()
     peak = rss_bytes("VmHWM:")
-    held = sum(getattr(records, name).nbytes if hasattr(getattr(records, name), "nbytes") else len(getattr(records, name))
-               for name in ("_blob", "_offsets", "_splits")) + (records._order.nbytes if records._order is not None else 0)
+    parts = [records._blob, records._offsets, records._splits, *([records._order] if records._order is not None else [])]
+    held = sum(memoryview(part).nbytes for part in parts)
     row_bytes = len(json.dumps(records[0].meta))
     index_cache.save(Path(store), index_cache.tree_fingerprint(Path(root), load_recipe("voxceleb2").data), records)
     print(json.dumps({"n": len(records), "seconds": seconds, "rss_growth": after - before, "peak_growth": peak - before,

@@ -89,13 +89,13 @@ class RecordList(Sequence[ClipRecord]):
     held); with ``by_key`` the list is in key order without moving the buffer: the records stay in
     the order they came, and ``order`` (8 bytes per clip) says which one is ``records[i]``.
     The split of every record is a column of its own (``set_splits`` does not rewrite the buffer).
-    ``to_bytes``/``from_bytes``: the index stored for reuse (``corpora/index_cache.py``).
+    ``write``/``read`` (``to_bytes``/``from_bytes``): the index stored for reuse (``corpora/index_cache.py``).
     """
 
     KEY_CHUNK = 1024  # keys gathered as one fixed-width array per this many records while packing
 
-    def __init__(self, blob: bytes | bytearray | np.ndarray, offsets: np.ndarray, splits: np.ndarray, split_names: list[str],
-                 order: np.ndarray | None = None):
+    def __init__(self, blob: bytes | bytearray | np.ndarray, offsets: np.ndarray, splits: np.ndarray,
+                 split_names: list[str], order: np.ndarray | None = None):
         self._blob, self._offsets, self._order = blob, offsets, order
         self._splits, self._split_names = splits, split_names
         self._indexed = splits  # the indexer's own splits (what is stored), before ``set_splits``
