@@ -5,9 +5,10 @@ files: the index never opens the videos) and ``txt/idNNNNN/YOUTUBEID/NNNNN.txt``
 real format (the documented header with its tabs and padding, then one ``FRAME X Y W H`` row per
 frame; 200 frames, an 8 s clip, the VoxCeleb2 mean), about 180 clips per speaker and 7.5 per
 YouTube video as in VoxCeleb2 dev (1,092,009 clips, 5,994 speakers), speakers from the real
-``vox2_meta.csv``. Each N is indexed in a fresh process (``talkdata.corpora.voxceleb2.index``) that
-reports its resident memory before and after, the deep size of the records it holds, and the wall
-time. The tree is on a warm page cache (just written), so the time is the parsing, not the disk.
+``vox2_meta.csv``. Each N is indexed in a fresh process as a build does (``voxceleb2.index``, a
+generator, packed into ``RecordList`` in key order) that reports its resident memory before and
+after, its peak, the bytes the compact list holds per clip, and the wall time. The tree is on a
+warm page cache (just written), so the time is the parsing, not the disk.
 
 The parsing child also stores the index as a build does (``corpora/index_cache.py``: records in
 one buffer, keyed by the tree's fingerprint); a second fresh process then does what a rebuild on
@@ -65,28 +66,11 @@ def write_tree(root: Path, n: int) -> None:
                                                        fv=15 + i % 10, asd=2 + i % 3 / 10) + rows)
 
 
-def deep_size(obj, seen: set | None = None) -> int:
-    """Bytes of ``obj`` and everything it references (each object counted once)."""
-    seen = set() if seen is None else seen
-    if id(obj) in seen:
-        return 0
-    seen.add(id(obj))
-    size = sys.getsizeof(obj)
-    if isinstance(obj, dict):
-        size += sum(deep_size(k, seen) + deep_size(v, seen) for k, v in obj.items())
-    elif isinstance(obj, (list, tuple, set)):
-        size += sum(deep_size(v, seen) for v in obj)
-    elif hasattr(obj, "__dict__"):
-        size += deep_size(vars(obj), seen)
-    elif hasattr(obj, "__slots__"):
-        size += sum(deep_size(getattr(obj, s), seen) for s in obj.__slots__ if hasattr(obj, s))
-    return size
-
-
-def rss_bytes() -> int:
+def rss_bytes(field: str = "VmRSS:") -> int:
+    """Resident memory of this process now (``VmHWM:``: its peak so far)."""
     with open("/proc/self/status") as handle:
         for line in handle:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     return 0
 
@@ -112,8 +96,10 @@ def reuse_child(root: str, store: str) -> None:
 
 
 def child(root: str, store: str) -> None:
+    """Index as a build does (the records one at a time into the compact list, in key order) and store it."""
     import gc
 
+    from talkdata.config import BuildConfig
     from talkdata.corpora import index_cache, voxceleb2
     from talkdata.corpora.records import RecordList
     from talkdata.recipe import load_recipe
@@ -121,17 +107,17 @@ def child(root: str, store: str) -> None:
     gc.collect()
     before = rss_bytes()
     started = time.perf_counter()
-    records = voxceleb2.index(Path(root), BuildConfig())
+    records = RecordList.pack(voxceleb2.index(Path(root), BuildConfig()), by_key=True)
     seconds = time.perf_counter() - started
     gc.collect()
     after = rss_bytes()
-    sample = records[: min(len(records), 2000)]
-    record_bytes = sum(deep_size(r) for r in sample) / len(sample)
+    peak = rss_bytes("VmHWM:")
+    parts = [records._blob, records._offsets, records._splits, *([records._order] if records._order is not None else [])]
+    held = sum(memoryview(part).nbytes for part in parts)
     row_bytes = len(json.dumps(records[0].meta))
-    index_cache.save(Path(store), index_cache.tree_fingerprint(Path(root), load_recipe("voxceleb2").data),
-                     RecordList.pack(sorted(records, key=lambda r: r.key)))
-    print(json.dumps({"n": len(records), "seconds": seconds, "rss_growth": after - before,
-                      "record_bytes": record_bytes, "meta_json_bytes": row_bytes}))
+    index_cache.save(Path(store), index_cache.tree_fingerprint(Path(root), load_recipe("voxceleb2").data), records)
+    print(json.dumps({"n": len(records), "seconds": seconds, "rss_growth": after - before, "peak_growth": peak - before,
+                      "record_bytes": held / len(records), "meta_json_bytes": row_bytes}))
 
 
 def main() -> None:
@@ -165,11 +151,12 @@ def main() -> None:
             rows.append(row)
             shutil.rmtree(root)
             shutil.rmtree(store)
-    print(f"{'N':>8} {'index s':>8} {'us/clip':>8} {'RSS/clip':>9} {'record':>8} {'beyond':>8} {'meta json':>9}"
-          f" {'reuse s':>8} {'us/clip':>8} {'RSS/clip':>9}")
+    print(f"{'N':>8} {'index s':>8} {'us/clip':>8} {'RSS/clip':>9} {'peak/clip':>9} {'record':>8} {'beyond':>8} "
+          f"{'meta json':>9} {'reuse s':>8} {'us/clip':>8} {'RSS/clip':>9}")
     for r in rows:
         per_clip = r["rss_growth"] / r["n"]
         print(f"{r['n']:>8} {r['seconds']:>8.2f} {1e6 * r['seconds'] / r['n']:>8.1f} {per_clip:>8.0f}B "
+              f"{r['peak_growth'] / r['n']:>8.0f}B "
               f"{r['record_bytes']:>7.0f}B {per_clip - r['record_bytes']:>7.0f}B {r['meta_json_bytes']:>8}B "
               f"{r['reuse_s']:>8.2f} {1e6 * r['reuse_s'] / r['n']:>8.1f} {r['reuse_rss'] / r['n']:>8.0f}B")
     big = max(rows, key=lambda r: r["n"])

@@ -8,6 +8,9 @@ the wall time, the driver's peak RSS (growth over the stage) and the bytes on di
 per clip, a projection for VoxCeleb2 dev (1,092,009 clips) on one 64-core node, and a last line
 ``GOAL ... met`` / ``not met`` covering:
 
+- driver RSS growth under 1 KB per clip between the smallest and the largest N (the driver's peak
+  RSS of the whole run: index, keys, submission, fit, pack, release, card), and its projection to
+  VoxCeleb2 dev at most 4 GB;
 - driver RSS at the largest N within 1.2x of the one before;
 - fit peak RSS independent of N (within 1.2x + 50 MB);
 - pack scaling efficiency >= 0.8 from 1 to 2 workers (t1 / (2 t2));
@@ -16,7 +19,10 @@ per clip, a projection for VoxCeleb2 dev (1,092,009 clips) on one 64-core node, 
 
     python benchmarks/scale.py [--sizes 1000,10000,30000] [--frames 200] [--video-kb 300] [--max-frames 20000]
 
-Each (N, workers) runs in a fresh process, so peak RSS is that run's own.
+Each (N, workers) runs in a fresh process, so peak RSS is that run's own, on a hard-linked copy of
+the same synthesized cache entries, so every worker count does the same work (release included).
+Driver memory alone: ``--sizes 2000,16000 --frames 10 --video-kb 1`` (the cheapest payload; the
+per-clip growth does not depend on the payload sizes).
 """
 
 from __future__ import annotations
@@ -40,7 +46,15 @@ CLIP_SECONDS = 5.0  # assumed per-clip processing time, for the batch size the e
 
 
 def rss_mb() -> float:
-    """Peak RSS of this process so far (MB)."""
+    """Peak RSS of this process so far (MB): ``VmHWM`` of its own memory (``ru_maxrss`` keeps, across the exec
+    of a run's process, the RSS its parent had when it forked, here the synthesis of the corpus)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -136,11 +150,34 @@ def _noop(config: dict, item) -> int:
 # --------------------------------------------------------------------------- one run
 
 
+def synth_cache(root: Path, frames: int, video_kb: int, max_frames: int) -> None:
+    """The cache entries of the tree's clips in ``root/pristine`` (made once per N; each run links a copy)."""
+    from talkdata.config import pinned, resolve
+    from talkdata.pipeline.build import index_clips
+    from talkdata.pipeline.cache import KeyList, cache_key
+    from talkdata.recipe import load_recipe
+
+    recipe = load_recipe("voxceleb2")
+    config = resolve(recipe.defaults, recipe.name, {"shape.max_frames": max_frames})
+    records = index_clips(recipe, root / "tree", config)
+    synth_entries(records, KeyList(cache_key(r, pinned(config).config) for r in records), root / "pristine",
+                  frames, video_kb * 1000)
+
+
+def fresh_out(root: Path) -> None:
+    """``root/out`` holding only a hard-linked copy of the pristine cache entries: every run does the same work
+    (release included: it replaces a file by a new one, never writes into a linked one)."""
+    out = root / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    (out / ".work").mkdir(parents=True)
+    subprocess.run(["cp", "-al", str(root / "pristine" / "clips"), str(out / ".work" / "clips")], check=True)
+
+
 def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_cache: bool, max_frames: int) -> dict:
     """Index, submit, fit, pack, manifest and card for n synthetic clips with ``workers`` (in this process)."""
     from talkdata.config import pinned, resolve
     from talkdata.pipeline.build import index_clips, pack
-    from talkdata.pipeline.cache import ClipCache, cache_key
+    from talkdata.pipeline.cache import ClipCache, KeyList, cache_key
     from talkdata.pipeline.executor import Executor
     from talkdata.recipe import load_recipe
 
@@ -157,10 +194,8 @@ def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_c
         return result
 
     records = stage("index", lambda: index_clips(recipe, tree, config))
-    keys = [cache_key(r, pinned(config).config) for r in records]
+    keys = stage("keys", lambda: KeyList(cache_key(r, pinned(config).config) for r in records))
     work = out / ".work"
-    if not (work / "clips").exists():
-        synth_entries(records, keys, work, frames, video_kb * 1000)
     cache = ClipCache(work)
     with Executor(workers, None) as executor:
         if not executor.local:
@@ -185,12 +220,13 @@ def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_c
         timings: dict = {}
         stage("dataset-level", lambda: pack(out, recipe, config, records, keys, cache, None, executor, keep_cache,
                                              timings))
+    driver_peak = rss_mb()  # before this benchmark's own listing of OUT below
     for name, seconds in timings.items():
         stages[name] = {"seconds": seconds}
     shards = du(out / "shards")
     total = du(out)
     return {"n": n, "workers": workers, "stages": stages, "shard_bytes": shards, "out_bytes": total,
-            "work_bytes": du(out / ".work"), "peak_rss_mb": rss_mb()}
+            "work_bytes": du(out / ".work"), "peak_rss_mb": driver_peak}
 
 
 # --------------------------------------------------------------------------- driver
@@ -223,9 +259,10 @@ def main() -> None:
             root = scratch / f"n{n}"
             shutil.rmtree(root, ignore_errors=True)
             vox_tree(root / "tree", n, args.frames)
-            for i, workers in enumerate(worker_counts):
-                keep = int(i < len(worker_counts) - 1)  # the last run releases the cache (stored once)
-                shutil.rmtree(root / "out" / "shards", ignore_errors=True)
+            synth_cache(root, args.frames, args.video_kb, args.max_frames)
+            for workers in worker_counts:
+                keep = 0  # every run releases the cache (stored once), so the runs do the same work
+                fresh_out(root)
                 proc = subprocess.run([sys.executable, __file__, "--one", f"{n},{workers},{keep}", "--root", str(root),
                                        "--frames", str(args.frames), "--video-kb", str(args.video_kb),
                                        "--max-frames", str(args.max_frames)],
@@ -262,6 +299,24 @@ def report(results: list[dict], sizes: list[int], worker_counts: list[int]) -> N
     for a, b in zip(sizes, sizes[1:]):
         grow = (by[(b, w2)]["peak_rss_mb"] - by[(a, w2)]["peak_rss_mb"]) * 1e6 / (b - a)
         print(f"  {a} -> {b} clips: {grow:.0f} bytes of driver RSS per clip")
+    small = sizes[0]
+    growth = {}  # bytes of driver peak RSS per clip between the smallest and the largest N, per worker count
+    print(f"\ndriver peak RSS per stage (MB; growth {small} -> {big} clips in bytes per clip):")
+    for workers in worker_counts:
+        a, b = by[(small, workers)], by[(big, workers)]
+        growth[workers] = (b["peak_rss_mb"] - a["peak_rss_mb"]) * 2**20 / (big - small)
+        cells = []
+        for name, stage in b["stages"].items():
+            if "peak_rss_mb" in stage and "peak_rss_mb" in a["stages"].get(name, {}):
+                per_clip = (stage["peak_rss_mb"] - a["stages"][name]["peak_rss_mb"]) * 2**20 / (big - small)
+                cells.append(f"{name} {a['stages'][name]['peak_rss_mb']:.0f}->{stage['peak_rss_mb']:.0f} ({per_clip:+.0f} B)")
+        print(f"  workers={workers}: " + ", ".join(cells)
+              + f"; whole run {a['peak_rss_mb']:.0f}->{b['peak_rss_mb']:.0f} MB: {growth[workers]:.0f} B/clip")
+    worst = max(growth, key=growth.get)
+    per_clip_rss = max(growth[worst], 0.0)
+    projected_rss = (by[(big, worst)]["peak_rss_mb"] * 2**20 + per_clip_rss * (VOX_DEV_CLIPS - big)) / 2**30
+    print(f"driver RSS growth {per_clip_rss:.0f} B/clip (workers={worst}); projected driver peak for VoxCeleb2 dev "
+          f"({VOX_DEV_CLIPS} clips): {projected_rss:.2f} GB")
     rss_ratio = by[(big, w2)]["peak_rss_mb"] / by[(prev, w2)]["peak_rss_mb"]
     fit_growth = [by[(n, w2)]["stages"]["dataset-level"]["growth_mb"] for n in sizes]
     # per clip, from the two largest sizes (constant costs such as the card and cluster start drop out)
@@ -298,6 +353,8 @@ def report(results: list[dict], sizes: list[int], worker_counts: list[int]) -> N
     print(f"projected dataset-level stages (submit, measure, fit, plan, pack, release, card): {projected:.2f} h")
     print(f"OUT / shards after the build: {out_ratio:.3f}")
     goals = [
+        (f"driver RSS growth < 1 KB/clip ({per_clip_rss:.0f} B/clip, N={small} -> {big}; projected "
+         f"{projected_rss:.2f} GB at {VOX_DEV_CLIPS / 1e6:.2f} M clips <= 4 GB)", per_clip_rss < 1024 and projected_rss <= 4),
         (f"driver RSS N={big} vs N={prev} {rss_ratio:.2f}x <= 1.2x", rss_ratio <= 1.2),
         (f"dataset-level RSS growth {'/'.join(f'{p:.0f}' for p in fit_growth)} MB independent of N",
          max(fit_growth) <= 1.2 * min(fit_growth) + 50),

@@ -181,7 +181,7 @@ def test_vox2_index_unlisted_speaker_and_duplicates(tmp_path):
     copy.mkdir(parents=True)
     (copy / "00001.mp4").write_bytes(b"x")
     with pytest.raises(UserError, match="two copies of the VoxCeleb2 clip id00012/21Uxsk56VDQ/00001"):
-        voxceleb2.index(tmp_path, BuildConfig())
+        list(voxceleb2.index(tmp_path, BuildConfig()))
 
 
 # =========================================================================== LRW

@@ -450,3 +450,215 @@ def test_record_list_gives_back_the_records_it_holds(tmp_path):
     stored = RecordList.from_bytes(held.to_bytes())
     assert [r.to_dict() for r in stored] == [r.to_dict() for r in records]  # the indexer's splits
     assert len(RecordList.pack([])) == 0
+
+
+# --------------------------------------------------------------------------- driver memory
+
+
+def _records_out_of_order():
+    from talkdata.corpora.records import ClipRecord
+
+    # keys of different lengths (the fixed-width key arrays of two chunks differ in width), arrival order not key order
+    names = ["zeta", "a", "mid-1", "a-b", "b", "a_c", "longer_name_here", "0"]
+    return [ClipRecord("videos", f"s{n % 3}", name, f"/data/{name}.mp4", f"{name}.mp4",
+                       split=("train", "", "val")[n % 3], meta={"n": n, "box": [0.5, n / 10]})
+            for n, name in enumerate(names)]
+
+
+def test_record_list_packs_a_generator_in_key_order(monkeypatch):
+    """``RecordList.pack(generator, by_key=True)`` holds the records sorted by key as ``sorted`` does, with the
+    indexer's splits; slices and the stored form keep that order."""
+    from talkdata.corpora.records import RecordList
+
+    monkeypatch.setattr(RecordList, "KEY_CHUNK", 3)  # keys gathered in several chunks of different widths
+    records = _records_out_of_order()
+    expected = sorted(records, key=lambda r: r.key)
+    assert [r.key for r in expected] != [r.key for r in records]
+    consumed = []
+    held = RecordList.pack((consumed.append(r) or r for r in records), by_key=True)
+    assert len(consumed) == len(records)  # one pass over the generator
+    assert [r.to_dict() for r in held] == [r.to_dict() for r in expected]
+    assert [held.split(i) for i in range(len(held))] == [r.split for r in expected]
+    assert [held.speaker(i) for i in range(len(held))] == [r.speaker for r in expected]
+    assert [r.to_dict() for r in held[2:6]] == [r.to_dict() for r in expected[2:6]]
+    assert [r.to_dict() for r in held[2:6][1:3]] == [r.to_dict() for r in expected[3:5]]
+    assert list(held.unsplit()) == [i for i, r in enumerate(expected) if not r.split]
+    stored = RecordList.from_bytes(held.to_bytes())
+    assert [r.to_dict() for r in stored] == [r.to_dict() for r in expected]
+    assert [r.to_dict() for r in stored[1:4]] == [r.to_dict() for r in expected[1:4]]
+    assert len(RecordList.pack(iter(()), by_key=True)) == 0
+
+
+def test_record_list_names_the_first_duplicate_key_in_arrival_order():
+    """Two records with one key: the line names the first record (in the order the indexer gave them) whose key
+    came before, and the earlier one, as a check while indexing would."""
+    from talkdata.corpora.records import ClipRecord, RecordList
+    from talkdata.errors import UserError
+
+    def record(clip: str, relpath: str) -> ClipRecord:
+        return ClipRecord("videos", "s", clip, f"/d/{relpath}", relpath)
+
+    arrival = [record("c", "c1.mp4"), record("a", "a1.mp4"), record("b", "b.mp4"), record("a", "a2.mp4"),
+               record("c", "c2.mp4"), record("a", "a3.mp4")]
+    with pytest.raises(UserError, match=r"^two clips map to the key 's/a': a1\.mp4 and a2\.mp4$"):
+        RecordList.pack(iter(arrival), by_key=True)
+    with pytest.raises(UserError, match=r"^two clips map to the key 's/c': c1\.mp4 and c2\.mp4$"):
+        RecordList.pack(iter(arrival[:3] + arrival[4:5]), by_key=True)
+
+
+def test_voxceleb2_index_holds_less_than_1_kb_per_clip(tmp_path, monkeypatch):
+    """The index stage's peak Python memory (tracemalloc) grows by less than 1 KB per clip between 300 and
+    1,500 VoxCeleb2 clips: the walk keeps folders, not a path per file, and the records go one at a time into
+    the compact list. Holding the records as a list of ``ClipRecord`` objects first, then sorting and packing
+    them (as the index did before), breaks that bound."""
+    import gc
+    import tracemalloc
+
+    import talkdata.corpora.voxceleb2 as voxceleb2
+    from talkdata.config import resolve
+    from talkdata.corpora.records import RecordList
+    from talkdata.pipeline.build import index_clips
+    from talkdata.recipe import load_recipe
+
+    from checks import scale_benchmark
+
+    monkeypatch.setattr(voxceleb2, "READ_BATCH", 64)  # constants of a large corpus, reached at this small N
+    monkeypatch.setattr(RecordList, "KEY_CHUNK", 64)
+    bench = scale_benchmark()
+    recipe = load_recipe("voxceleb2")
+    config = resolve(recipe.defaults, recipe.name, {})
+
+    def as_objects(root: Path) -> RecordList:
+        found = list(voxceleb2.index(root, config))
+        found.sort(key=lambda r: r.key)
+        return RecordList.pack(found)
+
+    def peak(fn) -> int:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            fn()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    streamed, objects = {}, {}
+    for clips in (300, 1500):
+        root = tmp_path / str(clips)
+        bench.vox_tree(root, clips, 3)
+        records = index_clips(recipe, root, config)
+        assert len(records) == clips
+        assert [r.to_dict() for r in records] == [r.to_dict() for r in as_objects(root)]  # same records, same order
+        del records
+        streamed[clips] = peak(lambda: index_clips(recipe, root, config))
+        objects[clips] = peak(lambda: as_objects(root))
+    per_clip = (streamed[1500] - streamed[300]) / 1200
+    before = (objects[1500] - objects[300]) / 1200
+    assert per_clip < 1024 < before, f"{per_clip:.0f} bytes per clip (records as objects first: {before:.0f})"
+
+
+def test_a_release_cut_short_is_finished_by_the_next_build(grid_dataset, tmp_path, monkeypatch):
+    """A rebuild killed after its manifest was committed but before its cache entries were re-pointed: the next
+    build finishes the release (each shard's entries found by key, ``KeyLookup``), processes no clip and gives
+    the bytes of a rebuild that was not interrupted; no payload copy and no parked shard is left."""
+    import gc
+
+    from talkdata.pipeline import build as build_module
+    from talkdata.pipeline.cache import ClipCache
+
+    reference, out = tmp_path / "reference", tmp_path / "out"
+    shutil.copytree(grid_dataset, reference)
+    shutil.copytree(grid_dataset, out)
+    sets = {"shards.max_samples": 1}
+    build_module.build("grid", GRID, reference, sets=sets)
+    real = build_module._release
+    calls = []
+
+    def cut(*args, **kwargs):
+        calls.append(kwargs.get("lookup"))
+        raise RuntimeError("killed during the release")
+
+    monkeypatch.setattr(build_module, "_release", cut)
+    with pytest.raises(RuntimeError, match="killed during the release"):
+        build_module.build("grid", GRID, out, sets=sets)
+    gc.collect()  # the interrupted build's lock on OUT goes with its frames
+    assert calls == [None] and (out / ".work" / "previous-shards").is_dir()
+    finishing = []
+    monkeypatch.setattr(build_module, "_release", lambda *a, **k: finishing.append(k.get("lookup")) or real(*a, **k))
+    report = build_module.build("grid", GRID, out, sets=sets)
+    assert isinstance(finishing[0], build_module.KeyLookup) and finishing[1:] == [None]
+    assert processed_now(out) == 0 and report.samples == {"train": 1, "val": 1, "test": 1}
+    assert versioned(out) == versioned(reference)
+    assert not (out / ".work" / "previous-shards").exists()
+    cache = ClipCache(out / ".work")
+    entries = [p for p in (out / ".work" / "clips").glob("*/*") if (p / "status.json").is_file()]
+    assert len(entries) == 3 and all(cache.pointer(p.name) for p in entries)
+    assert not list((out / ".work" / "clips").rglob("video.mp4")) and verify(out) == []
+
+
+def test_the_executor_window_is_bounded_in_bytes(monkeypatch):
+    """Items travel pickled and the window holds at most ``BYTES_IN_FLIGHT`` of them (at least one batch):
+    the driver never pulls more than that ahead of what it has given back, whatever the number of items."""
+    from talkdata.pipeline.executor import BatchSizer, Executor
+
+    monkeypatch.setattr(BatchSizer, "BYTES_IN_FLIGHT", 2**20)
+    pulled = []
+    ahead = []
+
+    def items():
+        for n in range(120):
+            pulled.append(n)
+            yield bytes([n]) * 100_000  # 100 KB each: 10 fit the window
+
+    with Executor(1, None) as executor:
+        results = []
+        for result in executor.map(len, items(), total=120):
+            results.append(result)
+            ahead.append(len(pulled) - len(results))
+    assert results == [100_000] * 120
+    assert max(ahead) <= 2**20 // 100_000 + 1, max(ahead)
+
+
+def test_the_driver_keeps_no_copy_of_finished_tasks():
+    """Once their results are given back, the driver holds nothing of the items it sent: distributed's message
+    log (the last 1,000 messages of every stream, each task with its batch of items) is off. 30 MB of items
+    pass through; less than 2 MB of Python memory stays."""
+    import gc
+    import tracemalloc
+
+    from talkdata.pipeline.executor import Executor
+
+    with Executor(1, None) as executor:
+        executor._connect()
+        gc.collect()
+        tracemalloc.start()
+        try:
+            start = tracemalloc.get_traced_memory()[0]
+            results = list(executor.map(len, (bytes([n % 251]) * 100_000 for n in range(300)), total=300))
+            gc.collect()
+            kept = tracemalloc.get_traced_memory()[0] - start
+        finally:
+            tracemalloc.stop()
+    assert results == [100_000] * 300
+    assert kept < 2 * 2**20, f"{kept / 2**20:.1f} MB kept"  # with the log on: about 7 MB
+
+
+def test_source_fingerprint_is_the_hash_of_the_sorted_pairs():
+    """``SourceFingerprint`` (paths in one buffer, sha256s as raw bytes) hashes exactly ``json.dumps(sorted(pairs))``:
+    paths that are prefixes of others, non-ASCII paths, one path twice with two sha256s, a sha256 that is not hex."""
+    import hashlib
+    import json
+
+    from talkdata.pipeline.fingerprint import SourceFingerprint
+
+    rng = np.random.default_rng(3)
+    names = ["a", "a/b", "a-b", "ab", "é/x.mp4", "z", "a/b/c", "0", "Z", "a b"]
+    pairs = [(name, hashlib.sha256(f"{name}{n}".encode()).hexdigest()) for n, name in enumerate(names)]
+    pairs += [("a/b", "0" * 64), ("a/b", "f" * 64), ("odd", "NOT-HEX"), ("a/b", "ABC")]
+    pairs = [pairs[i] for i in rng.permutation(len(pairs))]
+    fingerprint = SourceFingerprint()
+    fingerprint.extend(pairs[:5])
+    fingerprint.extend(pairs[5:])
+    assert fingerprint.sha256() == hashlib.sha256(json.dumps(sorted(pairs)).encode()).hexdigest()
+    empty = SourceFingerprint()
+    assert empty.sha256() == hashlib.sha256(b"[]").hexdigest()

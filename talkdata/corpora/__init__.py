@@ -1,6 +1,7 @@
 """Corpora: one module per dataset that indexes its raw layout into clip records.
 
-Owns: each corpus's layout, index (``index(root, config) -> list[ClipRecord]``), official splits and
+Owns: each corpus's layout, index (``index(root, config) -> Iterator[ClipRecord]``: a generator, records one at a
+time, so no list of records is held), official splits and
 errata (files documented as broken become rejects), optional ``check_source(root)``; the shared record
 type and its compact list (:mod:`.records`), the train/val/test assignment (:mod:`.splits`) and the
 stored index reused while a source tree is unchanged (:mod:`.index_cache`).

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from ..config import BuildConfig
 from ..errors import UserError
@@ -64,13 +64,13 @@ def read_demographics(path: Path) -> dict[str, dict]:
         }
 
 
-def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> Iterator[ClipRecord]:
     """``exclude`` is accepted for the common contract: this layout has fixed folders, never walked."""
     folder = root / "VideoFlash"
     if not folder.is_dir():
         raise UserError(f"no VideoFlash/ folder under {root}: expected the CREMA-D repository layout (VideoFlash/*.flv)")
     demographics = read_demographics(root / "VideoDemographics.csv")
-    records = []
+    found = 0
     for path in sorted(folder.glob("*.flv")):
         match = _NAME.match(path.stem)
         if not match:
@@ -88,10 +88,10 @@ def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list
                             relpath=str(path.relative_to(root)), meta=meta)
         if path.stem in KNOWN_BAD:
             record.skip, record.skip_message = "known_bad", KNOWN_BAD[path.stem]
-        records.append(record)
-    if not records:
+        found += 1
+        yield record
+    if not found:
         raise UserError(f"no CREMA-D clips (AAAA_SSS_EEE_LL.flv) in {folder}")
-    return records
 
 
 def check_source(root: Path) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from ..config import BuildConfig
 from ..errors import UserError
@@ -93,7 +93,7 @@ def pair_alignments(videos_by_speaker: dict[str, set[str]], align_dirs: dict[Pat
     return pairing
 
 
-def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> Iterator[ClipRecord]:
     videos = [p for p in find_videos(root, exclude) if p.suffix.lower() in (".mpg", ".mpeg", ".mp4")]
     if not videos:
         raise UserError(f"no GRID videos (*.mpg) under {root}: expected s1/bbaf2n.mpg ... (Zenodo or Sheffield layout)")
@@ -109,7 +109,6 @@ def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list
     for path in files_under(root, {".align"}, exclude):
         align_dirs[path.parent].add(path.stem)
     pairing = pair_alignments({s: set(v) for s, v in by_speaker.items()}, align_dirs)
-    records = []
     for speaker in sorted(by_speaker):
         folder = pairing.get(speaker)
         for utterance, path in sorted(by_speaker[speaker].items()):
@@ -120,8 +119,7 @@ def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list
                 "words": words,
                 "alignment": representable(str(align.relative_to(root))) if words is not None else None,
             }
-            records.append(ClipRecord(
+            yield ClipRecord(
                 dataset="grid", speaker=speaker, clip=utterance, path=str(path),
                 relpath=str(path.relative_to(root)), meta=meta,
-            ))
-    return records
+            )

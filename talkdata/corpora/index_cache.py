@@ -2,7 +2,7 @@
 
 Indexing parses every clip's corpus metadata (VoxCeleb2: a txt face track per clip); a million clips
 take minutes to hours. Listing the tree and reading each file's size and modification time takes
-seconds, so the index is stored (``RecordList.to_bytes``) under a fingerprint of:
+seconds, so the index is stored (``RecordList.write``) under a fingerprint of:
 
 - the listing: every file the walk reaches (the corpus's metadata files and every clip), with its
   size and modification time (``walk.walk``: the same folders the indexers enter);
@@ -18,10 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Iterable
 
-from ..files import write_atomic
 from ..version import __version__
 from .records import RecordList
 from .walk import walk
@@ -52,10 +52,11 @@ def tree_fingerprint(root: Path, recipe: dict, exclude: Iterable[Path] = ()) -> 
 
 
 def load(folder: Path, fingerprint: str) -> RecordList | None:
-    """The index stored under ``fingerprint``, or None (none stored, or unreadable)."""
+    """The index stored under ``fingerprint``, or None (none stored, or unreadable); read straight from the file
+    (the records' buffer is held once)."""
     try:
-        return RecordList.from_bytes((Path(folder) / f"{fingerprint}{SUFFIX}").read_bytes())
-    except (OSError, ValueError, KeyError, EOFError):
+        return RecordList.read(Path(folder) / f"{fingerprint}{SUFFIX}")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
 
 
@@ -64,8 +65,13 @@ def save(folder: Path, fingerprint: str, records: RecordList) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{fingerprint}{SUFFIX}"
-    if not path.is_file():
-        write_atomic(path, records.to_bytes())
-    for other in folder.glob(f"*{SUFFIX}"):
+    if not path.is_file():  # written as it is made (no copy of the records in memory), then renamed into place
+        temp = path.with_name(path.name + ".tmp")
+        with open(temp, "wb") as handle:
+            records.write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    for other in [*folder.glob(f"*{SUFFIX}"), *folder.glob(f"*{SUFFIX}.tmp")]:  # with an interrupted save's
         if other != path:
             other.unlink(missing_ok=True)

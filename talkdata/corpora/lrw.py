@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from ..config import BuildConfig
 from ..errors import UserError
@@ -78,7 +78,7 @@ def find_words_root(root: Path) -> Path:
                     "(+ WORD_00001.txt), the layout of the extracted lrw-v1.tar")
 
 
-def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> Iterator[ClipRecord]:
     words_root = find_words_root(root)
     clips = []
     for folder, names in walk(words_root, exclude, skip_hidden=True):  # word folders may be links; none unreadable
@@ -87,7 +87,6 @@ def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list
             continue
         clips.extend((parts[0], SPLITS.index(parts[1]), folder / n) for n in names
                      if n.endswith(".mp4") and not n.startswith("._"))
-    records = []
     for word, split_index, path in sorted(clips):
         split = SPLITS[split_index]
         match = _CLIP.match(path.stem)
@@ -106,10 +105,9 @@ def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list
         }
         if txt["word"] is not None and txt["word"] != word:
             meta["txt_word"] = txt["word"]  # the txt names another word than its folder
-        records.append(ClipRecord(
+        yield ClipRecord(
             dataset="lrw", speaker=word, clip=f"{split}_{path.stem}", path=str(path),
             relpath=str(path.relative_to(root)), split=split, meta=meta,
-        ))
-    if not records:
+        )
+    if not clips:
         raise UserError(f"no LRW clips in {words_root}: expected WORD/{{train,val,test}}/WORD_00001.mp4 files")
-    return records

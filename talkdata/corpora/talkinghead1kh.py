@@ -41,7 +41,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from ..config import BuildConfig
 from ..errors import UserError
@@ -182,10 +182,9 @@ def tube_meta(tube: Tube, video: dict, cut: dict) -> dict:
     }
 
 
-def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> Iterator[ClipRecord]:
     """``exclude`` is accepted for the common contract: this layout has fixed folders, never walked."""
     lists = find_tube_lists(root)
-    records = []
     fetched_any = False
     for split, list_path in sorted(lists.items()):
         ledger = read_ledger(root / split)
@@ -208,8 +207,7 @@ def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list
             else:
                 record.skip = "missing_source"
                 record.skip_message = "not downloaded yet: run talkdata download talkinghead-1kh"
-            records.append(record)
+            yield record
     if not fetched_any:
         raise UserError(f"no TalkingHead-1KH video has been fetched into {root} yet: run talkdata download "
                         "talkinghead-1kh first (or talkdata build talkinghead-1kh without --source)")
-    return records

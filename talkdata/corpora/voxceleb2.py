@@ -46,6 +46,7 @@ rows (:func:`txt_summary`).
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -68,7 +69,7 @@ FACE_BOX = [0.165, 0.098, 0.75, 0.656]
 SPLIT_OF_SET = {"dev": "train", "test": "test"}
 
 READERS = 8  # threads reading txt files while the index parses
-READ_BATCH = 4096  # txt files in flight at most (bounded memory)
+READ_BATCH = 512  # txt files in flight at most (bounded memory: a constant reached at a few hundred clips)
 
 _SPEAKER = re.compile(r"^id\d{5}$")
 _CLIP = re.compile(r"^\d{5}$")
@@ -195,27 +196,68 @@ def find_meta(root: Path) -> Path:
                     f"and official dev/test split; download it from {META_URL} into the source folder")
 
 
-def _walk(root: Path, exclude: Iterable[Path] = ()) -> tuple[dict[tuple[str, str, str], Path],
-                                                                dict[tuple[str, str, str], Path]]:
-    """Clips and txt files by (speaker, YouTube id, clip index), found by their last three path parts."""
-    videos: dict[tuple[str, str, str], Path] = {}
-    texts: dict[tuple[str, str, str], Path] = {}
+def _walk(root: Path, exclude: Iterable[Path] = ()) -> tuple[dict[tuple[str, str], list[tuple[str, str, str]]], int]:
+    """The folders holding clips or txt files, by (speaker, YouTube id) (found by their last three path parts),
+    and the number of clips.
+
+    Per folder, in walk order: its path, its clip file names and its txt file names, each joined by
+    newlines (a few bytes per clip, no path object per file). Two copies of one clip stop the walk
+    with one line naming both.
+    """
+    folders: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    clips = 0
     for here, files in walk(root, exclude, skip_hidden=True):
         if not _SPEAKER.match(here.parent.name):
             continue
+        mp4s, txts = [], []
         for name in files:
             stem, ext = os.path.splitext(name)
             if not _CLIP.match(stem) or name.startswith("._"):
                 continue
-            ident = (here.parent.name, here.name, stem)
             if ext.lower() == ".mp4":
-                if ident in videos:
-                    raise UserError(f"two copies of the VoxCeleb2 clip {'/'.join(ident)}: "
-                                    f"{videos[ident].relative_to(root)} and {(here / name).relative_to(root)}")
-                videos[ident] = here / name
+                mp4s.append(name)
             elif ext.lower() == ".txt":
-                texts.setdefault(ident, here / name)
-    return videos, texts
+                txts.append(name)
+        if not mp4s and not txts:
+            continue
+        earlier = folders.setdefault((here.parent.name, here.name), [])
+        if mp4s:
+            _refuse_copies(root, here, mp4s, earlier)
+        clips += len(mp4s)
+        earlier.append((str(here), "\n".join(mp4s), "\n".join(txts)))
+    return folders, clips
+
+
+def _names(joined: str) -> list[str]:
+    return joined.split("\n") if joined else []
+
+
+def _refuse_copies(root: Path, here: Path, mp4s: list[str], earlier: list[tuple[str, str, str]]) -> None:
+    """One line when a clip of ``here`` (speaker / YouTube id / clip index) is also in an earlier folder."""
+    seen = {os.path.splitext(name)[0]: Path(folder) / name for folder, joined, _ in earlier for name in _names(joined)}
+    for name in mp4s:
+        stem = os.path.splitext(name)[0]
+        if stem in seen:
+            ident = (here.parent.name, here.name, stem)
+            raise UserError(f"two copies of the VoxCeleb2 clip {'/'.join(ident)}: "
+                            f"{seen[stem].relative_to(root)} and {(here / name).relative_to(root)}")
+        seen[stem] = here / name  # two names of one clip in one folder (00001.mp4, 00001.MP4)
+
+
+def _clips(folders: dict[tuple[str, str], list[tuple[str, str, str]]]) -> Iterator[tuple[tuple[str, str, str], Path,
+                                                                                          Path | None]]:
+    """``((speaker, YouTube id, clip index), clip path, txt path or None)`` in that order; the txt of a clip is
+    the first one the walk found."""
+    for (speaker, youtube_id), held in sorted(folders.items()):
+        videos: dict[str, Path] = {}
+        texts: dict[str, Path] = {}
+        for folder, mp4s, txts in held:
+            for name in _names(mp4s):
+                videos[os.path.splitext(name)[0]] = Path(folder) / name
+            for name in _names(txts):
+                texts.setdefault(os.path.splitext(name)[0], Path(folder) / name)
+        for clip in sorted(videos):
+            yield (speaker, youtube_id, clip), videos[clip], texts.get(clip)
 
 
 def clip_meta(speaker: str, youtube_id: str, clip: str, meta_row: dict | None, txt: dict | None,
@@ -238,25 +280,26 @@ def clip_meta(speaker: str, youtube_id: str, clip: str, meta_row: dict | None, t
     }
 
 
-def _with_summaries(clips: list, texts: dict) -> Iterator[tuple]:
-    """``(clip, txt path, txt summary)`` in clip order; the txt files are read by :data:`READERS` threads
-    (the reads wait on the disk without the GIL: a cold cache or a network file system), a batch at a time."""
+def _with_summaries(clips: Iterable[tuple]) -> Iterator[tuple]:
+    """``(ident, clip path, txt path, txt summary)`` in clip order; the txt files are read by :data:`READERS`
+    threads (the reads wait on the disk without the GIL: a cold cache or a network file system), a batch at a time."""
+    clips = iter(clips)
     with ThreadPoolExecutor(READERS) as pool:
-        for start in range(0, len(clips), READ_BATCH):
-            batch = clips[start:start + READ_BATCH]
-            paths = [texts.get(ident) for ident, _ in batch]
-            summaries = pool.map(lambda p: txt_summary(p) if p is not None else None, paths)
-            yield from zip(batch, paths, summaries)
+        while batch := list(itertools.islice(clips, READ_BATCH)):
+            summaries = pool.map(lambda p: txt_summary(p) if p is not None else None, [txt for _, _, txt in batch])
+            for (ident, path, txt_path), summary in zip(batch, summaries):
+                yield ident, path, txt_path, summary
 
 
-def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list[ClipRecord]:
+def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> Iterator[ClipRecord]:
+    """The clips' records in (speaker, YouTube id, clip index) order, one at a time (the walk keeps the folders,
+    not the files)."""
     meta = read_meta(find_meta(root))
-    videos, texts = _walk(root, exclude)
-    if not videos:
+    folders, clips = _walk(root, exclude)
+    if not clips:
         raise UserError(f"no VoxCeleb2 clips under {root}: expected idNNNNN/YOUTUBEID/NNNNN.mp4 "
                         "(e.g. dev/mp4/id00012/21Uxsk56VDQ/00001.mp4 from the extracted archives)")
-    records = []
-    for ((speaker, youtube_id, clip), path), txt_path, txt in _with_summaries(sorted(videos.items()), texts):
+    for (speaker, youtube_id, clip), path, txt_path, txt in _with_summaries(_clips(folders)):
         row = meta.get(speaker)
         record = ClipRecord(
             dataset="voxceleb2", speaker=speaker, clip=f"{youtube_id}_{clip}", path=str(path),
@@ -265,5 +308,4 @@ def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> list
         )
         # speakers missing from vox2_meta.csv keep no split and get the configured default protocol
         record.split = SPLIT_OF_SET.get(row["set"], "") if row else ""
-        records.append(record)
-    return records
+        yield record

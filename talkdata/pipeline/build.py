@@ -34,7 +34,7 @@ from ..files import sha256_file, write_atomic
 from ..manifest import MANIFEST, canonical_json, write_manifest
 from ..recipe import Recipe, load_recipe
 from ..corpora import index_cache
-from ..corpora.records import ClipRecord, RecordList
+from ..corpora.records import RecordList
 from ..acquire.resolve import check_source
 from ..corpora.splits import assign_splits
 from .cache import GENERATION, ClipCache, KeyList, cache_key, read_generation
@@ -46,7 +46,7 @@ from .pack import (INDEX_COLUMNS, REJECT_COLUMNS, ColumnTypes, Member, ShapeRef,
                    plan_shards, shape_bytes, write_shard)
 from .fingerprint import SourceFingerprint
 from .shape_fit import FrameSampler, fit_basis, sampled_frames
-from .generations import commit, drop_parked, park, release_shard
+from .generations import KeyLookup, commit, drop_parked, park, release_shard
 from .task import warm_up
 
 WORK_DIR = ".work"
@@ -177,23 +177,17 @@ def index_clips(recipe: Recipe, source: Path, config: BuildConfig, exclude: tupl
     fingerprint = index_cache.tree_fingerprint(source, recipe.data, exclude) if stored is not None else None
     records = index_cache.load(stored, fingerprint) if fingerprint else None
     reused = records is not None
-    if records is None:
-        found = recipe.indexer()(source, config, exclude=exclude)
-        keys: dict[str, ClipRecord] = {}
-        for record in found:
-            if record.key in keys:
-                raise UserError(f"two clips map to the key {record.key!r}: {keys[record.key].relpath} and "
-                                f"{record.relpath}")
-            keys[record.key] = record
-        del keys
-        found.sort(key=lambda r: r.key)
-        records = RecordList.pack(found)
-        del found
+    if records is None:  # the indexer's records, one at a time, straight into the compact list in key order
+        records = RecordList.pack(recipe.indexer()(source, config, exclude=exclude), by_key=True)
     unsplit = records.unsplit()
     if len(unsplit):  # splits come from the config each time (a stored index keeps the indexer's own)
-        todo = [_Speaker(records[int(i)].speaker) for i in unsplit]
-        assign_splits(todo, config.split, recipe.protocols)
-        records.set_splits(unsplit, (t.split for t in todo))
+        speakers: dict[str, int] = {}  # one entry per speaker, not per record
+        codes = np.fromiter((speakers.setdefault(records.speaker(int(i)), len(speakers)) for i in unsplit),
+                            dtype=np.int64, count=len(unsplit))
+        todo = [_Speaker(speaker) for speaker in speakers]
+        del speakers
+        assign_splits(todo, config.split, recipe.protocols)  # depends only on the set of speakers
+        records.set_splits(unsplit, (todo[code].split for code in codes))
     records.fingerprint, records.reused = fingerprint, reused
     return records
 
@@ -303,7 +297,7 @@ def _shape_model(config: BuildConfig, records: RecordList, keys: Sequence[str], 
             raise UserError(f"cannot read shape model {given}: {err}") from None
     settings = config.shape
     split = settings.fit_split
-    fitting = np.array([i for i in done if split == "all" or records.split(i) == split], dtype=np.int64)
+    fitting = done if split == "all" else records.in_split(done, split)
     if not len(fitting):
         fitting = done
     sampler = FrameSampler(settings.max_frames, settings.seed)
@@ -318,9 +312,10 @@ def _shape_model(config: BuildConfig, records: RecordList, keys: Sequence[str], 
 
 
 def _release(executor: Executor, out: Path, cache: ClipCache, generation: str, keep: bool,
-             shards: Iterable[tuple[str, dict[str, str]]], total: int) -> None:
-    """Point cache entries into the shards of ``generation`` (``store.release_shard`` per shard)."""
-    for _ in executor.map(release_shard, shards, shared=(str(out), str(cache.work), generation, keep),
+             shards: Iterable[tuple[str, dict[str, str] | None]], total: int, lookup: KeyLookup | None = None) -> None:
+    """Point cache entries into the shards of ``generation`` (``release_shard`` per shard: its members as
+    ``{key: cache key}``, or None to find them in ``lookup``, sent once)."""
+    for _ in executor.map(release_shard, shards, shared=(str(out), str(cache.work), generation, keep, lookup),
                           total=total, desc="release cache", unit="shard"):
         pass
 
@@ -362,17 +357,16 @@ def pack(out: Path, recipe: Recipe, config: BuildConfig, records: RecordList, ke
                         "output folder and run the same command again")
 
     def finish_release() -> None:  # a committed pack whose release was cut short: finish it first
-        by_key = {records.key(i): keys[i] for i in done}
-        shards = [(p.relative_to(out).as_posix(), by_key) for p in own if p.name.endswith(".tar")]
-        _release(executor, out, cache, read_generation(cache.work / GENERATION), keep_cache, shards, len(shards))
+        lookup = KeyLookup((records.key(int(i)) for i in done), (keys[int(i)] for i in done))
+        shards = [(p.relative_to(out).as_posix(), None) for p in own if p.name.endswith(".tar")]
+        _release(executor, out, cache, read_generation(cache.work / GENERATION), keep_cache, shards, len(shards),
+                 lookup=lookup)
 
     park(out, cache.work, own, finish_release)
 
     # sizes, frame counts and index columns of every done entry, measured on the executor from ledgers and
     # meta.json (no payload read); the driver keeps 12 bytes per clip of it
-    split_of = np.array([records.split(i) for i in done], dtype=object)
-    by_split = {split: done[split_of == split] for split in SPLITS}
-    del split_of
+    by_split = {split: records.in_split(done, split) for split in SPLITS}
     base = np.zeros(len(records), dtype=np.int64)
     frames = np.zeros(len(records), dtype=np.int32)
     columns = ColumnTypes(INDEX_COLUMNS)

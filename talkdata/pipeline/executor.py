@@ -21,6 +21,7 @@ import functools
 import itertools
 import logging
 import os
+import pickle
 import signal
 import threading
 import time
@@ -112,7 +113,14 @@ class Executor:
         for name, value in BLAS_ENV.items():  # inherited by the local cluster's worker processes
             os.environ.setdefault(name, value)
         _quiet_worker_logs()
+        import dask
         from dask.distributed import Client, LocalCluster
+
+        # distributed keeps the last ``low-level-log-length`` messages of every batched stream (client ->
+        # scheduler: each graph; scheduler -> worker: each task with its items) for debugging: 1,000 by default,
+        # held in this process (the client, and the local cluster's scheduler); a batch of items is a few
+        # hundred KB, so that log alone would grow with the corpus up to hundreds of MB
+        dask.config.set({"distributed.admin.low-level-log-length": 0})
 
         if self.scheduler:
             try:
@@ -125,8 +133,6 @@ class Executor:
             main = threading.current_thread() is threading.main_thread()
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
             try:
-                import dask
-
                 # one task per worker thread at a time: a worker that dies takes only the clip it was processing
                 dask.config.set({"distributed.scheduler.worker-saturation": 1.0})
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
@@ -177,64 +183,89 @@ class Executor:
         sizer = BatchSizer(workers, total)
         task = functools.partial(run_batch, fn)
         name = getattr(fn, "__name__", "task")
-        pending: dict = {}  # future -> (index of its first item, its items)
+        pending: dict = {}  # future -> (index of its first item, number of items, the items pickled)
         done: dict[int, Any] = {}
         next_out = 0
         iterator = iter(items)
         exhausted = False
         completed = as_completed()
         submitted = 0
+        held = 0  # bytes of the pickled items whose results have not been given back yet
+        seen = [0, 0]  # items pickled so far and their bytes: the batch also fits what is left of the byte budget
 
-        def send(batches: list[tuple[int, list]]) -> None:
-            """One ``client.map`` call for several batches (one message, not one per task)."""
+        def pickled(first: int, batch: list) -> tuple[int, int, bytes]:
+            data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+            seen[0] += len(batch)
+            seen[1] += len(data)
+            return first, len(batch), data
+
+        def send(packed: list[tuple[int, int, bytes]]) -> None:
+            """One ``client.map`` call for several batches (one message, not one per task); each batch's
+            items travel (and wait in ``pending``) pickled: a few hundred bytes per item, not Python objects."""
+            nonlocal held
             tag = os.urandom(4).hex()
-            futures = client.map(task, *[[value] * len(batches) for value in sent], [b for _, b in batches],
-                                 pure=False, key=[f"{name}-{first}-{tag}" for first, _ in batches])
-            pending.update(zip(futures, batches))
+            futures = client.map(task, *[[value] * len(packed) for value in sent], [data for _, _, data in packed],
+                                 pure=False, key=[f"{name}-{first}-{tag}" for first, _, _ in packed])
+            pending.update(zip(futures, packed))
             completed.update(futures)
+            held += sum(len(data) for _, _, data in packed)
 
         def refill() -> None:
-            """Top the window up; the batch size follows the measured seconds per item."""
+            """Top the window up; the batch size follows the measured seconds per item. The window is
+            bounded in tasks, in items and in bytes (``BatchSizer.BYTES_IN_FLIGHT`` of pickled items)."""
             nonlocal submitted, exhausted
             size = sizer.size(submitted)
             room = min(sizer.window(size) - len(pending), (sizer.items_in_flight - (submitted - next_out)) // size)
             if exhausted or room < 1 or (pending and room < max(1, sizer.window(size) // 4)):
                 return
-            batches = []
+            packed, adding = [], 0
             for _ in range(room):
+                budget = sizer.BYTES_IN_FLIGHT - held - adding
+                if budget < (seen[1] / seen[0] if seen[0] else 1) and (pending or packed):
+                    break
+                if seen[0]:  # items of the size seen so far
+                    size = max(1, min(size, int(budget * seen[0] / seen[1])))
                 batch = list(itertools.islice(iterator, size))
                 if batch:
-                    batches.append((submitted, batch))
+                    packed.append(pickled(submitted, batch))
+                    adding += len(packed[-1][2])
                     submitted += len(batch)
                 if len(batch) < size:
                     exhausted = True
                     break
-            if batches:
-                send(batches)
+            if packed:
+                send(packed)
 
         try:
             refill()
             while pending:
                 future = next(completed)
-                first, batch = pending.pop(future)
+                first, count, data = pending.pop(future)
                 try:
                     results, seconds = future.result()
-                    sizer.observe(len(batch), seconds)
+                    sizer.observe(count, seconds)
                 except (UserError, KeyboardInterrupt):
                     raise
                 except Exception as err:
-                    if len(batch) > 1:  # find the item it belongs to: each item of the batch as its own task
-                        send([(first + j, [item]) for j, item in enumerate(batch)])
+                    batch = pickle.loads(data)
+                    if count > 1:  # find the item it belongs to: each item of the batch as its own task
+                        held -= len(data)
+                        send([pickled(first + j, [item]) for j, item in enumerate(batch)])
                         future.release()
                         continue
                     if on_error is None:
                         raise
                     results = [on_error(batch[0], err)]
                 future.release()
+                # an item's bytes count against the window until its result is given back (results that
+                # finished out of order wait in ``done``)
+                share, rest = divmod(len(data), count)
                 for j, result in enumerate(results):
-                    done[first + j] = result
+                    done[first + j] = (result, share + (rest if j == count - 1 else 0))
                 while next_out in done:
-                    yield done.pop(next_out)
+                    result, size = done.pop(next_out)
+                    held -= size
+                    yield result
                     next_out += 1
                     bar.update(1)
                 refill()
@@ -244,10 +275,11 @@ class Executor:
 
 
 def run_batch(fn: Callable, *args) -> tuple[list, float]:
-    """Executor task: ``fn(*shared, item)`` for each item of a batch (the last argument), and the seconds it took."""
-    *shared, batch = args
+    """Executor task: ``fn(*shared, item)`` for each item of a batch (the last argument: the items pickled), and
+    the seconds it took."""
+    *shared, data = args
     started = time.perf_counter()
-    results = [fn(*shared, item) for item in batch]
+    results = [fn(*shared, item) for item in pickle.loads(data)]
     return results, time.perf_counter() - started
 
 
@@ -259,19 +291,22 @@ class BatchSizer:
     from one item per task), more on a big cluster: ``SECONDS_PER_WORKER`` x workers keeps the
     driver at about 5 tasks a second however many workers it feeds. The batch never grows past what
     keeps every worker busy until the end (``total`` items: at least ``TAIL_TASKS`` batches per
-    worker for what is left), and the items in flight stay under ``items_in_flight``, so the
-    driver's memory does not grow with the batch.
+    worker for what is left), and the items in flight stay under ``items_in_flight`` (4,096, more
+    on a big cluster: 256 per worker) and under ``BYTES_IN_FLIGHT`` of pickled items, so the
+    driver's memory is a constant: it grows neither with the batch nor with the number of items.
     """
 
     TARGET_SECONDS = 2.0
     SECONDS_PER_WORKER = 0.2
     MAX_BATCH = 256
     TAIL_TASKS = 2
-    ITEMS_IN_FLIGHT = 16384
+    ITEMS_IN_FLIGHT = 4096
+    ITEMS_PER_WORKER = 256
+    BYTES_IN_FLIGHT = 32 * 2**20
 
     def __init__(self, workers: int, total: int | None):
         self.workers, self.total = workers, total
-        self.items_in_flight = max(self.ITEMS_IN_FLIGHT, 16 * workers)
+        self.items_in_flight = max(self.ITEMS_IN_FLIGHT, self.ITEMS_PER_WORKER * workers)
         self.target = max(self.TARGET_SECONDS, self.SECONDS_PER_WORKER * workers)
         self._items = 0
         self._seconds = 0.0

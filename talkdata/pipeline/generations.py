@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import shutil
 import tarfile
+from collections.abc import Iterable
 from pathlib import Path
+
+import numpy as np
 
 from ..files import write_atomic
 from ..shards import split_member
@@ -30,11 +33,34 @@ def shard_members(path: Path) -> dict[str, dict[str, tuple[int, int]]]:
     return samples
 
 
-def release_shard(out: str, work_dir: str, generation: str, keep: bool, item: tuple[str, dict[str, str]]) -> int:
-    """Executor task: point the entries of one shard's samples (``item``: shard path, ``{key: cache key}``)
-    into it and drop their payload copies (with ``keep``, only entries already released are re-pointed).
-    Returns how many entries now point into the shard."""
+class KeyLookup:
+    """Record key -> cache key for many records, as two fixed-width arrays in key order (about 100 bytes
+    per record, no object per record): what ``release_shard`` needs when the shards' members are not
+    known (a release that did not finish), sent to the workers once."""
+
+    def __init__(self, keys: Iterable[str], cache_keys: Iterable[str]):
+        """``keys`` and ``cache_keys``: the same records in the same order."""
+        names = np.array([key.encode("ascii") for key in keys], dtype=bytes)
+        cached = np.fromiter((key.encode("ascii") for key in cache_keys), dtype="S64", count=len(names))
+        order = np.argsort(names, kind="stable")
+        self._keys, self._cache_keys = names[order], cached[order]
+
+    def get(self, key: str) -> str | None:
+        name = key.encode("ascii", "replace")
+        at = int(np.searchsorted(self._keys, name))
+        if at < len(self._keys) and self._keys[at] == name:
+            return self._cache_keys[at].decode("ascii")
+        return None
+
+
+def release_shard(out: str, work_dir: str, generation: str, keep: bool, lookup: KeyLookup | None,
+                  item: tuple[str, dict[str, str] | None]) -> int:
+    """Executor task: point the entries of one shard's samples (``item``: shard path, ``{key: cache key}``, or
+    None to find them in ``lookup``) into it and drop their payload copies (with ``keep``, only entries already
+    released are re-pointed). Returns how many entries now point into the shard."""
     shard, members = item
+    if members is None:
+        members = lookup
     cache = ClipCache(work_dir)
     count = 0
     for key, offsets in shard_members(Path(out) / shard).items():
