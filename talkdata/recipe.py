@@ -2,8 +2,9 @@
 
 A recipe is data: sources, license and access notes, layout, split protocols and processing defaults.
 The corpus-specific code it names (``index = "talkdata.corpora.grid"``) turns a raw folder into clip
-records: ``index(root, config, exclude) -> list[ClipRecord]`` (``exclude``: folders never entered,
-such as the build's output when it lies inside the source).
+records: ``index(root, config, exclude) -> Iterator[ClipRecord]``, one record at a time (the build packs
+them into a compact ``RecordList``; ``exclude``: folders never entered, such as the build's output when it
+lies inside the source).
 """
 
 from __future__ import annotations

@@ -405,6 +405,30 @@ def test_a_failing_item_in_a_batch_reaches_only_its_own_result():
     assert results[:450] + results[451:] == [1.0 / x for x in items[:450] + items[451:]]
 
 
+def test_the_local_cluster_leaves_the_dashboard_port_to_the_users_own_cluster(recwarn):
+    """A user's own dask cluster on 127.0.0.1:8787: a ``--workers N`` build neither warns about the port
+    nor takes it."""
+    import socket
+    import warnings
+
+    from talkdata.pipeline.executor import Executor
+
+    theirs = socket.socket()
+    try:
+        theirs.bind(("127.0.0.1", 8787))
+    except OSError:
+        theirs.close()
+        pytest.skip("127.0.0.1:8787 is taken on this machine")  # the condition the test sets up, already there
+    theirs.listen()
+    try:
+        warnings.simplefilter("always")
+        with Executor(1, None) as executor:
+            assert list(executor.map(abs, [-1, -2], total=2)) == [1, 2]
+    finally:
+        theirs.close()
+    assert not [w for w in recwarn if "8787" in str(w.message)]
+
+
 def test_index_rows_are_buffered_columnar_and_written_as_one_table_would_be(tmp_path, monkeypatch):
     """``TableWriter`` keeps at most ``ROWS_AS_DICTS`` rows as dicts; its file is the bytes pyarrow writes for
     the whole table in row groups of ``ROW_GROUP`` rows."""

@@ -136,7 +136,10 @@ class Executor:
                 # one task per worker thread at a time: a worker that dies takes only the clip it was processing
                 dask.config.set({"distributed.scheduler.worker-saturation": 1.0})
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                             dashboard_address=None, silence_logs=logging.CRITICAL)
+                                             dashboard_address=None, silence_logs=logging.CRITICAL,
+                                             # its HTTP routes (no dashboard) on a free loopback port, not
+                                             # 8787: a cluster the user already runs keeps that port
+                                             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
             finally:
                 if main:
                     signal.signal(signal.SIGINT, previous)
