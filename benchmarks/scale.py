@@ -22,7 +22,11 @@ per clip, a projection for VoxCeleb2 dev (1,092,009 clips) on one 64-core node, 
 Each (N, workers) runs in a fresh process, so peak RSS is that run's own, on a hard-linked copy of
 the same synthesized cache entries, so every worker count does the same work (release included).
 Driver memory alone: ``--sizes 2000,16000 --frames 10 --video-kb 1`` (the cheapest payload; the
-per-clip growth does not depend on the payload sizes).
+per-clip growth does not depend on the payload sizes). The driver has bounded buffers that are not
+full at such N (``index.parquet``'s row group: 65,536 rows; the frame sampler's slack: 65,536
+frames), so part of the growth between two small N is those buffers filling up, which stops at a
+corpus of about 65,536 clips. ``--small-buffers`` cuts them to 1,024 (the outputs are the same bytes),
+so that they are full at the smallest N and the growth is what the driver keeps per clip.
 """
 
 from __future__ import annotations
@@ -241,10 +245,17 @@ def main() -> None:
     parser.add_argument("--max-frames", type=int, default=20000,
                         help="shape.max_frames (default 20000: below N x frames for every N, so the fit works at its "
                              "cap as on a real corpus; the build's default is 100000)")
+    parser.add_argument("--small-buffers", action="store_true",
+                        help="the driver's bounded buffers (parquet row group, frame sampler slack) cut to 1,024 "
+                             "rows/frames, full at the smallest N: the growth per clip without their filling up")
     parser.add_argument("--root", default=None, help="scratch folder (default: a temporary one, removed)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one (n, workers) here
     args = parser.parse_args()
     if args.one:
+        if args.small_buffers:
+            from talkdata.pipeline import pack, shape_fit
+
+            pack.ROW_GROUP, pack.ROWS_AS_DICTS, shape_fit.SLACK_FRAMES = 1024, 256, 1024
         n, workers, keep = (int(x) for x in args.one.split(","))
         print(json.dumps(run_one(n, workers, args.frames, args.video_kb, Path(args.root), bool(keep),
                                  args.max_frames)))
@@ -265,7 +276,8 @@ def main() -> None:
                 fresh_out(root)
                 proc = subprocess.run([sys.executable, __file__, "--one", f"{n},{workers},{keep}", "--root", str(root),
                                        "--frames", str(args.frames), "--video-kb", str(args.video_kb),
-                                       "--max-frames", str(args.max_frames)],
+                                       "--max-frames", str(args.max_frames),
+                                       *(["--small-buffers"] if args.small_buffers else [])],
                                       capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
                 if proc.returncode:
                     sys.exit(f"run n={n} workers={workers} failed:\n{proc.stderr[-3000:]}")
@@ -280,7 +292,7 @@ def main() -> None:
     finally:
         if not args.root:
             shutil.rmtree(scratch, ignore_errors=True)
-    report(results, sizes, worker_counts)
+    report(results, sizes, worker_counts, args.small_buffers)
 
 
 def _slope(by: dict, sizes: list[int], workers: int, stage: str) -> tuple[float, float]:
@@ -291,7 +303,7 @@ def _slope(by: dict, sizes: list[int], workers: int, stage: str) -> tuple[float,
     return per_clip, max(tb - per_clip * b, 0.0)
 
 
-def report(results: list[dict], sizes: list[int], worker_counts: list[int]) -> None:
+def report(results: list[dict], sizes: list[int], worker_counts: list[int], small_buffers: bool = False) -> None:
     by = {(r["n"], r["workers"]): r for r in results}
     w1, w2 = worker_counts[0], worker_counts[-1]
     big, prev = sizes[-1], sizes[-2]
@@ -353,7 +365,8 @@ def report(results: list[dict], sizes: list[int], worker_counts: list[int]) -> N
     print(f"projected dataset-level stages (submit, measure, fit, plan, pack, release, card): {projected:.2f} h")
     print(f"OUT / shards after the build: {out_ratio:.3f}")
     goals = [
-        (f"driver RSS growth < 1 KB/clip ({per_clip_rss:.0f} B/clip, N={small} -> {big}; projected "
+        (f"driver RSS growth < 1 KB/clip ({per_clip_rss:.0f} B/clip, N={small} -> {big}"
+         f"{', bounded buffers full (--small-buffers)' if small_buffers else ''}; projected "
          f"{projected_rss:.2f} GB at {VOX_DEV_CLIPS / 1e6:.2f} M clips <= 4 GB)", per_clip_rss < 1024 and projected_rss <= 4),
         (f"driver RSS N={big} vs N={prev} {rss_ratio:.2f}x <= 1.2x", rss_ratio <= 1.2),
         (f"dataset-level RSS growth {'/'.join(f'{p:.0f}' for p in fit_growth)} MB independent of N",

@@ -51,6 +51,9 @@ def frame_hashes(key: str, frames: int, seed: int) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
+SLACK_FRAMES = 65536  # frames buffered beyond 4 x max_frames before the smallest hashes are kept
+
+
 class FrameSampler:
     """Choose ``max_frames`` frames of the fitting clips from their frame counts alone.
 
@@ -76,7 +79,7 @@ class FrameSampler:
         self._parts.append((frame_hashes(key, frames, self.seed), np.full(frames, number, dtype=np.int64),
                             np.arange(frames, dtype=np.int64)))
         self._buffered += frames
-        if self._buffered > 4 * self.max_frames + 65536:
+        if self._buffered > 4 * self.max_frames + SLACK_FRAMES:
             self._reduce()
 
     def _reduce(self) -> None:
