@@ -644,7 +644,7 @@ def test_the_executor_window_is_bounded_in_bytes(monkeypatch):
 
 
 _KEPT_AFTER_TASKS = """
-import gc, tracemalloc
+import gc, time, tracemalloc
 from talkdata.pipeline.executor import Executor
 
 with Executor(1, None) as executor:
@@ -653,6 +653,12 @@ with Executor(1, None) as executor:
     tracemalloc.start()
     start = tracemalloc.get_traced_memory()[0]
     results = list(executor.map(len, (bytes([n % 251]) * 100_000 for n in range(300)), total=300))
+    # the client's release of the finished tasks reaches the scheduler (in this process) asynchronously:
+    # wait until it has forgotten them, as it does in a build long before the end
+    deadline = time.monotonic() + 120
+    while executor._cluster.scheduler.tasks and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not executor._cluster.scheduler.tasks, "the scheduler still holds the finished tasks"
     gc.collect()
     kept = tracemalloc.get_traced_memory()[0] - start
     tracemalloc.stop()
