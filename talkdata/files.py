@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes, *, sync: bool = True) -> None:
-    """Write ``data`` to ``path`` through ``PATH.tmp`` and a rename, so readers (and a resumed build)
-    never see half a file. ``sync=False`` skips the fsync, for small per-clip files on hot paths
-    whose loss after a power cut only means the clip is processed again."""
+@contextmanager
+def atomic_writer(path: str | os.PathLike[str], *, sync: bool = True) -> Iterator[BinaryIO]:
+    """An open binary file whose content becomes ``path`` whole or not at all: written as ``PATH.tmp``
+    and renamed into place when the block ends without an error (for content written as a stream, not
+    held in memory). ``sync=False`` skips the fsync, for small per-clip files on hot paths whose loss
+    after a power cut only means the clip is processed again."""
     path = Path(path)
     temp = path.with_name(path.name + ".tmp")
     with open(temp, "wb") as handle:
-        handle.write(data)
+        yield handle
         if sync:
             handle.flush()
             os.fsync(handle.fileno())
     os.replace(temp, path)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, sync: bool = True) -> None:
+    """Write ``data`` to ``path`` through ``PATH.tmp`` and a rename, so readers (and a resumed build)
+    never see half a file (:func:`atomic_writer`)."""
+    with atomic_writer(path, sync=sync) as handle:
+        handle.write(data)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 from typing import Iterable
 
+from ..files import atomic_writer
 from ..version import __version__
 from .records import RecordList
 from .walk import walk
@@ -66,12 +67,8 @@ def save(folder: Path, fingerprint: str, records: RecordList) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{fingerprint}{SUFFIX}"
     if not path.is_file():  # written as it is made (no copy of the records in memory), then renamed into place
-        temp = path.with_name(path.name + ".tmp")
-        with open(temp, "wb") as handle:
+        with atomic_writer(path) as handle:
             records.write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
     for other in [*folder.glob(f"*{SUFFIX}"), *folder.glob(f"*{SUFFIX}.tmp")]:  # with an interrupted save's
         if other != path:
             other.unlink(missing_ok=True)
