@@ -29,11 +29,12 @@ What is measured, on the same clips:
 - building blocks, timed directly because ``track`` mixes decoding, detection and landmarks:
   decoding only (``iter_frames`` consumed), detection only (the configured ``FaceDetector`` on every
   ``face.detect_every``-th frame, as the tracker does), landmarks only (the dlib backend's
-  ``predict`` on every frame with a fixed box).
+  ``predict``, which evaluates dlib's model with :mod:`talkdata.face.ert`, on every frame with a
+  fixed box).
 - ``naive``: the pipeline as published demo / preprocessing scripts write it (ATVGnet's
   ``demo.py``, and the many scripts derived from it): every frame is decoded, dlib's HOG detector
-  runs with one upsampling step on every frame, the first face is taken, the 68-point predictor
-  runs on every frame, each frame gets its own similarity transform (no smoothing) and
+  runs with one upsampling step on every frame, the first face is taken, dlib's own 68-point
+  ``shape_predictor`` runs on every frame, each frame gets its own similarity transform (no smoothing) and
   ``cv2.warpAffine`` to 256 x 256, each crop is written as a JPEG with ``cv2.imwrite`` into a
   temporary folder, and MFCCs come from ``python_speech_features.mfcc`` on the whole audio track.
   It uses talkdata only to decode frames and for the template / similarity helpers.
@@ -342,7 +343,7 @@ def report(results: list[Result]) -> None:
         ("talkdata end to end", out_frames, lambda p: p.e2e),
         ("block: decode (iter_frames 25 fps)", out_frames, lambda p: p.blocks["decode"]),
         (f"block: detect ({BuildConfig().face.detector}, every 10th frame)", out_frames, lambda p: p.blocks["detect"]),
-        ("block: landmarks (dlib 68, every frame)", out_frames, lambda p: p.blocks["landmarks"]),
+        ("block: landmarks (dlib model, every frame)", out_frames, lambda p: p.blocks["landmarks"]),
         ("block: decode+detect+landmarks", out_frames, lambda p: sum(p.blocks.values())),
     ]
     spec += [(f"naive {s}", naive_frames, (lambda s: lambda p: p.naive_stages[s])(s)) for s in NAIVE_STAGES]

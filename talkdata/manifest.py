@@ -6,7 +6,7 @@ the manifest's canonical JSON over what determines the data's bytes, which is
 
 - the processing ``config`` (without model paths), the sha256 of every model used (``models``),
   the talkdata version (``toolkit``) and the versions of the packages that compute or write the
-  data (``dependencies``: numpy, scipy, av, ...; not webdataset, which only readers use);
+  data (``dependencies``: numpy, scipy, av, numba, ...; not webdataset, which only readers use);
 - the recipe's fields that drive processing (``name``, ``index``, ``protocols``, ``defaults``);
   its prose (title, description, license, homepage, citation, size, access, layout, download
   notes) is recorded for the card but outside the version;
@@ -35,7 +35,7 @@ MANIFEST = "dataset.json"
 FORMAT = "talkdata-dataset/1"
 
 #: packages whose code computes or writes the bytes of a build
-DEPENDENCIES = ("numpy", "scipy", "av", "opencv-python-headless", "dlib-bin", "python_speech_features",
+DEPENDENCIES = ("numpy", "scipy", "av", "opencv-python-headless", "dlib-bin", "numba", "python_speech_features",
                 "onnxruntime", "pyarrow")
 #: packages that compute the landmarks when ``face.backend`` is ``fan``
 FAN_DEPENDENCIES = ("face-alignment", "torch")
