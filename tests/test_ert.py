@@ -9,6 +9,8 @@ view, the way the tracker passes them.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import dlib
 import numpy as np
@@ -117,3 +119,23 @@ def test_a_damaged_model_file_is_one_error_line(damage, tmp_path):
     assert "\n" not in message and str(path) in message
     if damage != "missing":
         assert "not a readable dlib shape predictor" in message
+
+
+def test_it_works_where_no_compile_cache_can_be_written(dlib_predictor, tmp_path):
+    """A read-only install and home: numba finds no cache folder; the evaluator compiles in the process."""
+    gray = gray_frames("grid/s1/bbaf2n.mpg", every=25)[1]
+    np.save(tmp_path / "gray.npy", gray)
+    code = (
+        "import sys, numpy as np, numba.core.caching as caching\n"
+        "caching.CacheImpl._locator_classes = []  # as if no folder were writable\n"
+        "from talkdata.face import ert\n"
+        "from talkdata.face.landmarks import dlib_model_path\n"
+        "print(type(ert._predict._cache).__name__)\n"
+        "points = ert.predict(ert.load(dlib_model_path()), np.load(sys.argv[1]), (132, 71, 236, 176))\n"
+        "np.save(sys.argv[2], points)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "gray.npy"), str(tmp_path / "points.npy")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["NullCache"]
+    np.testing.assert_array_equal(np.load(tmp_path / "points.npy"), dlib_points(dlib_predictor, gray, (132, 71, 236, 176)))

@@ -54,7 +54,16 @@ class _Malformed(Exception):
     pass
 
 
-@numba.njit(cache=True, nogil=True)
+def _compiled(func):
+    """``func`` compiled by numba, cached on disk next to this file or in numba's user cache folder; where
+    neither can be written (a read-only install and home), compiled afresh in each process instead."""
+    try:
+        return numba.njit(cache=True, nogil=True)(func)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(func)
+
+
+@_compiled
 def _int(buf, pos):
     """One serialized integer at ``pos``: (value, next position); position -1 past the end."""
     if pos >= buf.size:
@@ -71,7 +80,7 @@ def _int(buf, pos):
     return value, pos + 1 + length
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _float(buf, pos):
     mantissa, pos = _int(buf, pos)
     if pos < 0:
@@ -82,7 +91,7 @@ def _float(buf, pos):
     return np.float32(np.ldexp(np.float64(mantissa), exponent)), pos
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _vector(buf, pos, out):
     """A float32 column vector of ``out.size`` values (dlib writes its size as -rows, -1)."""
     rows, pos = _int(buf, pos)
@@ -98,7 +107,7 @@ def _vector(buf, pos, out):
     return pos
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _forest(buf, pos, split_pixels, thresholds, leaves):
     """One cascade's trees into the (T, ...) arrays; -1 when the bytes do not follow the layout."""
     trees, splits = thresholds.shape
@@ -210,7 +219,7 @@ def load(path: str | Path) -> ErtModel:
         ) from None
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _predict(gray, x0, y0, x1, y1, mean_shape, split_pixels, thresholds, leaves, anchors, offsets, out):
     points = mean_shape.size // 2
     height, width = gray.shape
