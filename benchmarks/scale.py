@@ -32,6 +32,7 @@ so that they are full at the smallest N and the growth is what the driver keeps 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -177,9 +178,68 @@ def fresh_out(root: Path) -> None:
     subprocess.run(["cp", "-al", str(root / "pristine" / "clips"), str(out / ".work" / "clips")], check=True)
 
 
-def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_cache: bool, max_frames: int) -> dict:
+def current_rss_mb() -> float:
+    """RSS of this process now (MB): ``VmRSS``."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class Tracer:
+    """``--trace``: after each stage (and each of ``pack``'s own stages), the RSS, tracemalloc's current and peak
+    bytes within the stage, and the live Python allocations by file:line (those over ``MIN_BYTES``)."""
+
+    MIN_BYTES = 16 * 1024
+
+    def __init__(self, depth: int):
+        import tracemalloc
+
+        self.tracemalloc = tracemalloc
+        self.points: list[dict] = []
+        tracemalloc.start(depth)
+
+    def mark(self, name: str) -> None:
+        current, peak = self.tracemalloc.get_traced_memory()
+        lines = {}
+        for stat in self.tracemalloc.take_snapshot().statistics("lineno"):
+            if stat.size >= self.MIN_BYTES:
+                frame = stat.traceback[0]
+                lines[f"{Path(frame.filename).name}:{frame.lineno}"] = stat.size
+        self.points.append({"stage": name, "rss_mb": current_rss_mb(), "hwm_mb": rss_mb(), "traced": current,
+                            "traced_peak": peak, "lines": lines})
+        self.tracemalloc.reset_peak()
+
+
+def trace_report(results: list[dict], sizes: list[int], workers: int, top: int = 12) -> None:
+    """Per stage: RSS, traced bytes and their peak, and the file:lines whose live bytes grow most per clip,
+    between the smallest and the largest N."""
+    by = {(r["n"], r["workers"]): r for r in results}
+    small, big = sizes[0], sizes[-1]
+    a, b = by[(small, workers)]["trace"], by[(big, workers)]["trace"]
+    per = (big - small)
+    print(f"\ntrace (workers={workers}, N={small} -> {big}; bytes per clip):")
+    for pa_, pb in zip(a, b):
+        grow = {line: (pb["lines"].get(line, 0) - pa_["lines"].get(line, 0)) / per
+                for line in set(pa_["lines"]) | set(pb["lines"])}
+        print(f"  after {pb['stage']:14s} rss {(pb['rss_mb'] - pa_['rss_mb']) * 2**20 / per:+6.0f}  "
+              f"hwm {(pb['hwm_mb'] - pa_['hwm_mb']) * 2**20 / per:+6.0f}  "
+              f"traced {(pb['traced'] - pa_['traced']) / per:+6.0f}  "
+              f"traced peak in stage {(pb['traced_peak'] - pa_['traced_peak']) / per:+6.0f}")
+        for line, g in sorted(grow.items(), key=lambda kv: -abs(kv[1]))[:top]:
+            if abs(g) >= 2:
+                print(f"      {g:+7.1f}  {line}")
+
+
+def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_cache: bool, max_frames: int,
+            trace: int = 0) -> dict:
     """Index, submit, fit, pack, manifest and card for n synthetic clips with ``workers`` (in this process)."""
     from talkdata.config import pinned, resolve
+    from talkdata.pipeline import build as build_module
     from talkdata.pipeline.build import index_clips, pack
     from talkdata.pipeline.cache import ClipCache, KeyList, cache_key
     from talkdata.pipeline.executor import Executor
@@ -189,12 +249,25 @@ def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_c
     recipe = load_recipe("voxceleb2")
     config = resolve(recipe.defaults, recipe.name, {"shape.max_frames": max_frames})
     tree, out = root / "tree", root / "out"
+    tracer = Tracer(trace) if trace else None
+    if tracer:
+        tracer.mark("start")
+        timed = build_module._timed
+
+        @contextlib.contextmanager
+        def traced(timings, name):  # pack's own stages, marked as they end
+            with timed(timings, name):
+                yield
+            tracer.mark(name)
+        build_module._timed = traced
 
     def stage(name, fn):
         before = rss_mb()
         start = time.perf_counter()
         result = fn()
         stages[name] = {"seconds": time.perf_counter() - start, "peak_rss_mb": rss_mb(), "growth_mb": rss_mb() - before}
+        if tracer:
+            tracer.mark(name)
         return result
 
     records = stage("index", lambda: index_clips(recipe, tree, config))
@@ -230,7 +303,7 @@ def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_c
     shards = du(out / "shards")
     total = du(out)
     return {"n": n, "workers": workers, "stages": stages, "shard_bytes": shards, "out_bytes": total,
-            "work_bytes": du(out / ".work"), "peak_rss_mb": driver_peak}
+            "work_bytes": du(out / ".work"), "peak_rss_mb": driver_peak, "trace": tracer.points if tracer else None}
 
 
 # --------------------------------------------------------------------------- driver
@@ -248,6 +321,9 @@ def main() -> None:
     parser.add_argument("--small-buffers", action="store_true",
                         help="the driver's bounded buffers (parquet row group, frame sampler slack) cut to 1,024 "
                              "rows/frames, full at the smallest N: the growth per clip without their filling up")
+    parser.add_argument("--trace", type=int, default=0, metavar="DEPTH",
+                        help="trace the driver's Python allocations (tracemalloc, DEPTH frames) after every stage and "
+                             "print what grows per clip by file:line (slower; RSS then includes the tracing)")
     parser.add_argument("--root", default=None, help="scratch folder (default: a temporary one, removed)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one (n, workers) here
     args = parser.parse_args()
@@ -258,7 +334,7 @@ def main() -> None:
             pack.ROW_GROUP, pack.ROWS_AS_DICTS, shape_fit.SLACK_FRAMES = 1024, 256, 1024
         n, workers, keep = (int(x) for x in args.one.split(","))
         print(json.dumps(run_one(n, workers, args.frames, args.video_kb, Path(args.root), bool(keep),
-                                 args.max_frames)))
+                                 args.max_frames, args.trace)))
         return
 
     sizes = [int(x) for x in args.sizes.split(",")]
@@ -277,7 +353,8 @@ def main() -> None:
                 proc = subprocess.run([sys.executable, __file__, "--one", f"{n},{workers},{keep}", "--root", str(root),
                                        "--frames", str(args.frames), "--video-kb", str(args.video_kb),
                                        "--max-frames", str(args.max_frames),
-                                       *(["--small-buffers"] if args.small_buffers else [])],
+                                       *(["--small-buffers"] if args.small_buffers else []),
+                                       *(["--trace", str(args.trace)] if args.trace else [])],
                                       capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
                 if proc.returncode:
                     sys.exit(f"run n={n} workers={workers} failed:\n{proc.stderr[-3000:]}")
@@ -292,6 +369,9 @@ def main() -> None:
     finally:
         if not args.root:
             shutil.rmtree(scratch, ignore_errors=True)
+    if args.trace:
+        for workers in worker_counts:
+            trace_report(results, sizes, workers)
     report(results, sizes, worker_counts, args.small_buffers)
 
 

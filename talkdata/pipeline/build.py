@@ -428,6 +428,7 @@ def pack(out: Path, recipe: Recipe, config: BuildConfig, records: RecordList, ke
         artifacts[name] = {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
 
     splits = {split: {"samples": len(by_split[split]), "shards": shard_counts[split]} for split in SPLITS}
+    del by_split, base, frames, done  # per-clip arrays the stages below do not need (the card is drawn with them gone)
     manifest = {
         "name": recipe.name,
         "recipe": recipe.data,
@@ -444,6 +445,7 @@ def pack(out: Path, recipe: Recipe, config: BuildConfig, records: RecordList, ke
         "audio_features": sorted(audio_features),
         "shape_model": _shape_summary(model),
     }
+    del fingerprint
     manifest = write_manifest(out, manifest, config)
     commit(cache.work, manifest["version"])  # entries may now point into these shards
     with _timed(timings, "release"):
