@@ -252,20 +252,24 @@ def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_c
     tracer = Tracer(trace) if trace else None
     if tracer:
         tracer.mark("start")
-        timed = build_module._timed
+    timed, inner = build_module._timed, {}
 
-        @contextlib.contextmanager
-        def traced(timings, name):  # pack's own stages, marked as they end
-            with timed(timings, name):
-                yield
+    @contextlib.contextmanager
+    def measured(timings, name):  # pack's own stages: the driver's peak RSS as each ends
+        before = rss_mb()
+        with timed(timings, name):
+            yield
+        inner[name] = {"peak_rss_mb": rss_mb(), "growth_mb": rss_mb() - before, "rss_now_mb": current_rss_mb()}
+        if tracer:
             tracer.mark(name)
-        build_module._timed = traced
+    build_module._timed = measured
 
     def stage(name, fn):
         before = rss_mb()
         start = time.perf_counter()
         result = fn()
-        stages[name] = {"seconds": time.perf_counter() - start, "peak_rss_mb": rss_mb(), "growth_mb": rss_mb() - before}
+        stages[name] = {"seconds": time.perf_counter() - start, "peak_rss_mb": rss_mb(), "growth_mb": rss_mb() - before,
+                        "rss_now_mb": current_rss_mb()}
         if tracer:
             tracer.mark(name)
         return result
@@ -299,7 +303,7 @@ def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_c
                                              timings))
     driver_peak = rss_mb()  # before this benchmark's own listing of OUT below
     for name, seconds in timings.items():
-        stages[name] = {"seconds": seconds}
+        stages[name] = {"seconds": seconds, **inner.get(name, {})}
     shards = du(out / "shards")
     total = du(out)
     return {"n": n, "workers": workers, "stages": stages, "shard_bytes": shards, "out_bytes": total,
@@ -325,6 +329,9 @@ def main() -> None:
                         help="trace the driver's Python allocations (tracemalloc, DEPTH frames) after every stage and "
                              "print what grows per clip by file:line (slower; RSS then includes the tracing)")
     parser.add_argument("--root", default=None, help="scratch folder (default: a temporary one, removed)")
+    parser.add_argument("--keep-corpus", action="store_true",
+                        help="with --root: keep each N's synthesized corpus there and reuse it when it was made with "
+                             "the same --frames, --video-kb and --max-frames (the runs themselves start afresh)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one (n, workers) here
     args = parser.parse_args()
     if args.one:
@@ -344,9 +351,12 @@ def main() -> None:
     try:
         for n in sizes:
             root = scratch / f"n{n}"
-            shutil.rmtree(root, ignore_errors=True)
-            vox_tree(root / "tree", n, args.frames)
-            synth_cache(root, args.frames, args.video_kb, args.max_frames)
+            made = f"{n} {args.frames} {args.video_kb} {args.max_frames}\n"
+            if not (args.keep_corpus and (root / "corpus").is_file() and (root / "corpus").read_text() == made):
+                shutil.rmtree(root, ignore_errors=True)
+                vox_tree(root / "tree", n, args.frames)
+                synth_cache(root, args.frames, args.video_kb, args.max_frames)
+                (root / "corpus").write_text(made)
             for workers in worker_counts:
                 keep = 0  # every run releases the cache (stored once), so the runs do the same work
                 fresh_out(root)
@@ -365,7 +375,8 @@ def main() -> None:
                                  for name, s in result["stages"].items())
                 print(f"N={n:>7} workers={workers}: {line}  shards {result['shard_bytes'] / 1e6:.1f}MB "
                       f"OUT {result['out_bytes'] / 1e6:.1f}MB .work {result['work_bytes'] / 1e6:.1f}MB", flush=True)
-            shutil.rmtree(root, ignore_errors=True)
+            if not args.keep_corpus:
+                shutil.rmtree(root, ignore_errors=True)
     finally:
         if not args.root:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -404,6 +415,9 @@ def report(results: list[dict], sizes: list[int], worker_counts: list[int], smal
                 cells.append(f"{name} {a['stages'][name]['peak_rss_mb']:.0f}->{stage['peak_rss_mb']:.0f} ({per_clip:+.0f} B)")
         print(f"  workers={workers}: " + ", ".join(cells)
               + f"; whole run {a['peak_rss_mb']:.0f}->{b['peak_rss_mb']:.0f} MB: {growth[workers]:.0f} B/clip")
+        now = [f"{name} {(stage['rss_now_mb'] - a['stages'][name]['rss_now_mb']) * 2**20 / (big - small):+.0f} B"
+               for name, stage in b["stages"].items() if "rss_now_mb" in stage and "rss_now_mb" in a["stages"].get(name, {})]
+        print(f"    RSS held as each stage ends (growth per clip): " + ", ".join(now))
     worst = max(growth, key=growth.get)
     per_clip_rss = max(growth[worst], 0.0)
     projected_rss = (by[(big, worst)]["peak_rss_mb"] * 2**20 + per_clip_rss * (VOX_DEV_CLIPS - big)) / 2**30
