@@ -27,6 +27,12 @@ full at such N (``index.parquet``'s row group: 65,536 rows; the frame sampler's 
 frames), so part of the growth between two small N is those buffers filling up, which stops at a
 corpus of about 65,536 clips. ``--small-buffers`` cuts them to 1,024 (the outputs are the same bytes),
 so that they are full at the smallest N and the growth is what the driver keeps per clip.
+
+Where the growth comes from: the table gives the peak RSS and the RSS held as each stage (and each
+of the pack's own stages) ends; ``--trace DEPTH`` also runs tracemalloc in each run and prints, per
+stage, the Python allocations whose live bytes grow per clip, by file:line. ``--root DIR
+--keep-corpus`` keeps each N's synthesized corpus in DIR for the next invocation with the same
+payload settings.
 """
 
 from __future__ import annotations
