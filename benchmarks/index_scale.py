@@ -112,7 +112,8 @@ def child(root: str, store: str) -> None:
     gc.collect()
     after = rss_bytes()
     peak = rss_bytes("VmHWM:")
-    parts = [records._blob, records._offsets, records._splits, *([records._order] if records._order is not None else [])]
+    parts = [records._blob, records._offsets, records._splits, *records._texts.arrays(),
+             *([records._order] if records._order is not None else [])]
     held = sum(memoryview(part).nbytes for part in parts)
     row_bytes = len(json.dumps(records[0].meta))
     index_cache.save(Path(store), index_cache.tree_fingerprint(Path(root), load_recipe("voxceleb2").data), records)

@@ -27,11 +27,18 @@ full at such N (``index.parquet``'s row group: 65,536 rows; the frame sampler's 
 frames), so part of the growth between two small N is those buffers filling up, which stops at a
 corpus of about 65,536 clips. ``--small-buffers`` cuts them to 1,024 (the outputs are the same bytes),
 so that they are full at the smallest N and the growth is what the driver keeps per clip.
+
+Where the growth comes from: the table gives the peak RSS and the RSS held as each stage (and each
+of the pack's own stages) ends; ``--trace DEPTH`` also runs tracemalloc in each run and prints, per
+stage, the Python allocations whose live bytes grow per clip, by file:line. ``--root DIR
+--keep-corpus`` keeps each N's synthesized corpus in DIR for the next invocation with the same
+payload settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -177,9 +184,68 @@ def fresh_out(root: Path) -> None:
     subprocess.run(["cp", "-al", str(root / "pristine" / "clips"), str(out / ".work" / "clips")], check=True)
 
 
-def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_cache: bool, max_frames: int) -> dict:
+def current_rss_mb() -> float:
+    """RSS of this process now (MB): ``VmRSS``."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class Tracer:
+    """``--trace``: after each stage (and each of ``pack``'s own stages), the RSS, tracemalloc's current and peak
+    bytes within the stage, and the live Python allocations by file:line (those over ``MIN_BYTES``)."""
+
+    MIN_BYTES = 16 * 1024
+
+    def __init__(self, depth: int):
+        import tracemalloc
+
+        self.tracemalloc = tracemalloc
+        self.points: list[dict] = []
+        tracemalloc.start(depth)
+
+    def mark(self, name: str) -> None:
+        current, peak = self.tracemalloc.get_traced_memory()
+        lines = {}
+        for stat in self.tracemalloc.take_snapshot().statistics("lineno"):
+            if stat.size >= self.MIN_BYTES:
+                frame = stat.traceback[0]
+                lines[f"{Path(frame.filename).name}:{frame.lineno}"] = stat.size
+        self.points.append({"stage": name, "rss_mb": current_rss_mb(), "hwm_mb": rss_mb(), "traced": current,
+                            "traced_peak": peak, "lines": lines})
+        self.tracemalloc.reset_peak()
+
+
+def trace_report(results: list[dict], sizes: list[int], workers: int, top: int = 12) -> None:
+    """Per stage: RSS, traced bytes and their peak, and the file:lines whose live bytes grow most per clip,
+    between the smallest and the largest N."""
+    by = {(r["n"], r["workers"]): r for r in results}
+    small, big = sizes[0], sizes[-1]
+    a, b = by[(small, workers)]["trace"], by[(big, workers)]["trace"]
+    per = (big - small)
+    print(f"\ntrace (workers={workers}, N={small} -> {big}; bytes per clip):")
+    for pa_, pb in zip(a, b):
+        grow = {line: (pb["lines"].get(line, 0) - pa_["lines"].get(line, 0)) / per
+                for line in set(pa_["lines"]) | set(pb["lines"])}
+        print(f"  after {pb['stage']:14s} rss {(pb['rss_mb'] - pa_['rss_mb']) * 2**20 / per:+6.0f}  "
+              f"hwm {(pb['hwm_mb'] - pa_['hwm_mb']) * 2**20 / per:+6.0f}  "
+              f"traced {(pb['traced'] - pa_['traced']) / per:+6.0f}  "
+              f"traced peak in stage {(pb['traced_peak'] - pa_['traced_peak']) / per:+6.0f}")
+        for line, g in sorted(grow.items(), key=lambda kv: -abs(kv[1]))[:top]:
+            if abs(g) >= 2:
+                print(f"      {g:+7.1f}  {line}")
+
+
+def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_cache: bool, max_frames: int,
+            trace: int = 0) -> dict:
     """Index, submit, fit, pack, manifest and card for n synthetic clips with ``workers`` (in this process)."""
     from talkdata.config import pinned, resolve
+    from talkdata.pipeline import build as build_module
     from talkdata.pipeline.build import index_clips, pack
     from talkdata.pipeline.cache import ClipCache, KeyList, cache_key
     from talkdata.pipeline.executor import Executor
@@ -189,12 +255,29 @@ def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_c
     recipe = load_recipe("voxceleb2")
     config = resolve(recipe.defaults, recipe.name, {"shape.max_frames": max_frames})
     tree, out = root / "tree", root / "out"
+    tracer = Tracer(trace) if trace else None
+    if tracer:
+        tracer.mark("start")
+    timed, inner = build_module._timed, {}
+
+    @contextlib.contextmanager
+    def measured(timings, name):  # pack's own stages: the driver's peak RSS as each ends
+        before = rss_mb()
+        with timed(timings, name):
+            yield
+        inner[name] = {"peak_rss_mb": rss_mb(), "growth_mb": rss_mb() - before, "rss_now_mb": current_rss_mb()}
+        if tracer:
+            tracer.mark(name)
+    build_module._timed = measured
 
     def stage(name, fn):
         before = rss_mb()
         start = time.perf_counter()
         result = fn()
-        stages[name] = {"seconds": time.perf_counter() - start, "peak_rss_mb": rss_mb(), "growth_mb": rss_mb() - before}
+        stages[name] = {"seconds": time.perf_counter() - start, "peak_rss_mb": rss_mb(), "growth_mb": rss_mb() - before,
+                        "rss_now_mb": current_rss_mb()}
+        if tracer:
+            tracer.mark(name)
         return result
 
     records = stage("index", lambda: index_clips(recipe, tree, config))
@@ -226,11 +309,11 @@ def run_one(n: int, workers: int, frames: int, video_kb: int, root: Path, keep_c
                                              timings))
     driver_peak = rss_mb()  # before this benchmark's own listing of OUT below
     for name, seconds in timings.items():
-        stages[name] = {"seconds": seconds}
+        stages[name] = {"seconds": seconds, **inner.get(name, {})}
     shards = du(out / "shards")
     total = du(out)
     return {"n": n, "workers": workers, "stages": stages, "shard_bytes": shards, "out_bytes": total,
-            "work_bytes": du(out / ".work"), "peak_rss_mb": driver_peak}
+            "work_bytes": du(out / ".work"), "peak_rss_mb": driver_peak, "trace": tracer.points if tracer else None}
 
 
 # --------------------------------------------------------------------------- driver
@@ -248,7 +331,13 @@ def main() -> None:
     parser.add_argument("--small-buffers", action="store_true",
                         help="the driver's bounded buffers (parquet row group, frame sampler slack) cut to 1,024 "
                              "rows/frames, full at the smallest N: the growth per clip without their filling up")
+    parser.add_argument("--trace", type=int, default=0, metavar="DEPTH",
+                        help="trace the driver's Python allocations (tracemalloc, DEPTH frames) after every stage and "
+                             "print what grows per clip by file:line (slower; RSS then includes the tracing)")
     parser.add_argument("--root", default=None, help="scratch folder (default: a temporary one, removed)")
+    parser.add_argument("--keep-corpus", action="store_true",
+                        help="with --root: keep each N's synthesized corpus there and reuse it when it was made with "
+                             "the same --frames, --video-kb and --max-frames (the runs themselves start afresh)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one (n, workers) here
     args = parser.parse_args()
     if args.one:
@@ -258,7 +347,7 @@ def main() -> None:
             pack.ROW_GROUP, pack.ROWS_AS_DICTS, shape_fit.SLACK_FRAMES = 1024, 256, 1024
         n, workers, keep = (int(x) for x in args.one.split(","))
         print(json.dumps(run_one(n, workers, args.frames, args.video_kb, Path(args.root), bool(keep),
-                                 args.max_frames)))
+                                 args.max_frames, args.trace)))
         return
 
     sizes = [int(x) for x in args.sizes.split(",")]
@@ -268,16 +357,20 @@ def main() -> None:
     try:
         for n in sizes:
             root = scratch / f"n{n}"
-            shutil.rmtree(root, ignore_errors=True)
-            vox_tree(root / "tree", n, args.frames)
-            synth_cache(root, args.frames, args.video_kb, args.max_frames)
+            made = f"{n} {args.frames} {args.video_kb} {args.max_frames}\n"
+            if not (args.keep_corpus and (root / "corpus").is_file() and (root / "corpus").read_text() == made):
+                shutil.rmtree(root, ignore_errors=True)
+                vox_tree(root / "tree", n, args.frames)
+                synth_cache(root, args.frames, args.video_kb, args.max_frames)
+                (root / "corpus").write_text(made)
             for workers in worker_counts:
                 keep = 0  # every run releases the cache (stored once), so the runs do the same work
                 fresh_out(root)
                 proc = subprocess.run([sys.executable, __file__, "--one", f"{n},{workers},{keep}", "--root", str(root),
                                        "--frames", str(args.frames), "--video-kb", str(args.video_kb),
                                        "--max-frames", str(args.max_frames),
-                                       *(["--small-buffers"] if args.small_buffers else [])],
+                                       *(["--small-buffers"] if args.small_buffers else []),
+                                       *(["--trace", str(args.trace)] if args.trace else [])],
                                       capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
                 if proc.returncode:
                     sys.exit(f"run n={n} workers={workers} failed:\n{proc.stderr[-3000:]}")
@@ -288,10 +381,14 @@ def main() -> None:
                                  for name, s in result["stages"].items())
                 print(f"N={n:>7} workers={workers}: {line}  shards {result['shard_bytes'] / 1e6:.1f}MB "
                       f"OUT {result['out_bytes'] / 1e6:.1f}MB .work {result['work_bytes'] / 1e6:.1f}MB", flush=True)
-            shutil.rmtree(root, ignore_errors=True)
+            if not args.keep_corpus:
+                shutil.rmtree(root, ignore_errors=True)
     finally:
         if not args.root:
             shutil.rmtree(scratch, ignore_errors=True)
+    if args.trace:
+        for workers in worker_counts:
+            trace_report(results, sizes, workers)
     report(results, sizes, worker_counts, args.small_buffers)
 
 
@@ -324,6 +421,9 @@ def report(results: list[dict], sizes: list[int], worker_counts: list[int], smal
                 cells.append(f"{name} {a['stages'][name]['peak_rss_mb']:.0f}->{stage['peak_rss_mb']:.0f} ({per_clip:+.0f} B)")
         print(f"  workers={workers}: " + ", ".join(cells)
               + f"; whole run {a['peak_rss_mb']:.0f}->{b['peak_rss_mb']:.0f} MB: {growth[workers]:.0f} B/clip")
+        now = [f"{name} {(stage['rss_now_mb'] - a['stages'][name]['rss_now_mb']) * 2**20 / (big - small):+.0f} B"
+               for name, stage in b["stages"].items() if "rss_now_mb" in stage and "rss_now_mb" in a["stages"].get(name, {})]
+        print(f"    RSS held as each stage ends (growth per clip): " + ", ".join(now))
     worst = max(growth, key=growth.get)
     per_clip_rss = max(growth[worst], 0.0)
     projected_rss = (by[(big, worst)]["peak_rss_mb"] * 2**20 + per_clip_rss * (VOX_DEV_CLIPS - big)) / 2**30

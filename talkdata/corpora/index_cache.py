@@ -6,7 +6,8 @@ seconds, so the index is stored (``RecordList.write``) under a fingerprint of:
 
 - the listing: every file the walk reaches (the corpus's metadata files and every clip), with its
   size and modification time (``walk.walk``: the same folders the indexers enter);
-- the source folder's path (records hold absolute paths), the recipe and the toolkit version.
+- the source folder's path (records hold absolute paths), the recipe, the toolkit version and the stored
+  form's format (``RecordList.FORMAT``: an index stored in an earlier format is parsed again, not read).
 
 A file added, removed, renamed, rewritten or touched changes the fingerprint, and the tree is
 indexed again. The stored index lives in the build's own folder (``OUT/.work/index``), never in the
@@ -32,9 +33,9 @@ SUFFIX = ".records.npz"
 
 def tree_fingerprint(root: Path, recipe: dict, exclude: Iterable[Path] = ()) -> str:
     """sha256 of the tree's listing (relative path, size, mtime of every file the walk reaches, ``exclude``
-    left out), the root, the recipe and the version."""
-    digest = hashlib.sha256(json.dumps({"root": str(Path(root).resolve()), "recipe": recipe, "toolkit": __version__},
-                                       sort_keys=True, default=str).encode())
+    left out), the root, the recipe, the version and the stored form's format."""
+    digest = hashlib.sha256(json.dumps({"root": str(Path(root).resolve()), "recipe": recipe, "toolkit": __version__,
+                                        "format": RecordList.FORMAT}, sort_keys=True, default=str).encode())
     for folder, names in walk(root, exclude):
         prefix = os.path.relpath(folder, root).encode("utf-8", "surrogateescape") + b"/"
         lines = []
@@ -62,13 +63,13 @@ def load(folder: Path, fingerprint: str) -> RecordList | None:
 
 
 def save(folder: Path, fingerprint: str, records: RecordList) -> None:
-    """Store the index under ``fingerprint``; earlier stored indexes are removed."""
+    """Store the index under ``fingerprint`` (replacing a file there that ``load`` could not read); earlier stored
+    indexes are removed."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{fingerprint}{SUFFIX}"
-    if not path.is_file():  # written as it is made (no copy of the records in memory), then renamed into place
-        with atomic_writer(path) as handle:
-            records.write(handle)
+    with atomic_writer(path) as handle:  # written as it is made (no copy of the records in memory), then renamed
+        records.write(handle)
     for other in [*folder.glob(f"*{SUFFIX}"), *folder.glob(f"*{SUFFIX}.tmp")]:  # with an interrupted save's
         if other != path:
             other.unlink(missing_ok=True)

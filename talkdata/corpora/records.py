@@ -81,9 +81,54 @@ class ClipRecord:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
+class StringTable:
+    """Distinct strings held as one buffer (no Python object per string): ``add`` gives a string's number (the same
+    number for the same string while the table is being filled), ``table[n]`` the string. Any ``str`` round-trips,
+    the surrogate escapes of a file name that is not UTF-8 included."""
+
+    def __init__(self, blob: bytes | bytearray | np.ndarray = b"", offsets: np.ndarray | None = None):
+        self._blob = blob if len(blob) else bytearray()
+        self._offsets = offsets if offsets is not None else np.zeros(1, dtype=np.int64)
+        self._growing: tuple[array, dict[str, int]] | None = None
+
+    def add(self, text: str) -> int:
+        if self._growing is None:
+            self._blob = bytearray(self._blob)
+            self._growing = array("q", self._offsets.tolist()), {}
+        offsets, numbers = self._growing
+        number = numbers.get(text)
+        if number is None:
+            number = numbers[text] = len(offsets) - 1
+            self._blob += text.encode("utf-8", "surrogatepass")
+            offsets.append(len(self._blob))
+        return number
+
+    def freeze(self) -> None:
+        """Stop adding: drop the lookup of strings to numbers (the table keeps only the buffer and the offsets)."""
+        if self._growing is not None:
+            self._offsets = np.frombuffer(self._growing[0], dtype=np.int64).copy()
+            self._growing = None
+
+    def __len__(self) -> int:
+        return len(self._growing[0]) - 1 if self._growing is not None else len(self._offsets) - 1
+
+    def __getitem__(self, number: int) -> str:
+        offsets = self._growing[0] if self._growing is not None else self._offsets
+        return bytes(self._blob[int(offsets[number]):int(offsets[number + 1])]).decode("utf-8", "surrogatepass")
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        self.freeze()
+        return np.frombuffer(self._blob, dtype=np.uint8), self._offsets
+
+
 class RecordList(Sequence[ClipRecord]):
-    """Clip records, held as one buffer of their JSON forms (a few hundred bytes per clip, no Python
+    """Clip records, held as one buffer of compact JSON entries (about 200 bytes per VoxCeleb2 clip, no Python
     object per clip): ``records[i]`` makes the ``ClipRecord`` when it is needed.
+
+    An entry holds the values of a record, not its field names, and no string that many records share: those are
+    numbers into one :class:`StringTable` (the dataset name, the folder of ``path``, the source root that
+    ``relpath`` is relative to, the names of the ``meta`` fields). ``path`` is that folder and a file name;
+    ``relpath`` is not stored when it is ``path`` past the root (as every indexer makes it).
 
     ``pack`` takes the records one at a time (an indexer's generator: no list of records is ever
     held); with ``by_key`` the list is in key order without moving the buffer: the records stay in
@@ -93,11 +138,14 @@ class RecordList(Sequence[ClipRecord]):
     """
 
     KEY_CHUNK = 1024  # keys gathered as one fixed-width array per this many records while packing
+    FORMAT = "talkdata-records/2"  # the stored form (``write``); ``read`` refuses any other
 
     def __init__(self, blob: bytes | bytearray | np.ndarray, offsets: np.ndarray, splits: np.ndarray,
-                 split_names: list[str], order: np.ndarray | None = None):
+                 split_names: list[str], order: np.ndarray | None = None, texts: StringTable | None = None):
         self._blob, self._offsets, self._order = blob, offsets, order
         self._splits, self._split_names = splits, split_names
+        self._texts = texts if texts is not None else StringTable()
+        self._layouts: dict[int, list[str]] = {}  # meta field names by their number (a few per corpus)
         self._indexed = splits  # the indexer's own splits (what is stored), before ``set_splits``
         self.fingerprint: str | None = None  # set by the index stage: the source tree it was made from
         self.reused = False  # True when it was read from a stored index
@@ -107,24 +155,24 @@ class RecordList(Sequence[ClipRecord]):
         """The records of ``records`` (any iterable, consumed once), in that order or (``by_key``) in key
         order; ``by_key`` stops with one line when two records have the same key."""
         blob, offsets, splits, names = bytearray(), array("q", [0]), array("B"), {"": 0}
+        texts = StringTable()
         keys: list[np.ndarray] = []
         chunk: list[bytes] = []
         for record in records:
-            data = record.to_dict()
-            split = data.pop("split")
-            blob += json.dumps(data, separators=(",", ":")).encode("ascii")  # JSON escapes keep undecodable names
+            blob += _encode(record, texts)
             offsets.append(len(blob))
-            splits.append(names.setdefault(split, len(names)))
+            splits.append(names.setdefault(record.split, len(names)))
             if by_key:
                 chunk.append(record.key.encode("ascii"))  # keys are [A-Za-z0-9_-/]: byte order is str order
                 if len(chunk) == cls.KEY_CHUNK:
                     keys.append(np.array(chunk))
                     chunk = []
+        texts.freeze()
         codes = np.frombuffer(splits, dtype=np.uint8).copy()
         del splits
         positions = np.frombuffer(offsets, dtype=np.int64).copy()
         del offsets
-        order = None
+        held = cls(blob, positions, codes, list(names), None, texts)
         if by_key:
             if chunk:
                 keys.append(np.array(chunk))
@@ -132,10 +180,12 @@ class RecordList(Sequence[ClipRecord]):
             every = np.concatenate(keys) if keys else np.zeros(0, dtype="S1")
             del keys
             order = np.argsort(every, kind="stable")  # records with one key stay in the order they came
-            _refuse_duplicates(every[order], order, blob, positions)
+            every = every[order]
+            held._refuse_duplicates(every, order)
             del every
-            codes = codes[order]
-        return cls(blob, positions, codes, list(names), order)
+            held._order, held._splits = order, codes[order]
+            held._indexed = held._splits
+        return held
 
     def __len__(self) -> int:
         return len(self._splits)
@@ -154,22 +204,47 @@ class RecordList(Sequence[ClipRecord]):
             stop = max(start, stop)
             if self._order is not None:  # the buffer is shared, not copied
                 part = RecordList(self._blob, self._offsets, self._splits[start:stop], self._split_names,
-                                  self._order[start:stop])
+                                  self._order[start:stop], self._texts)
             else:
                 first, last = int(self._offsets[start]), int(self._offsets[stop])
                 part = RecordList(self._blob[first:last], self._offsets[start:stop + 1] - first,
-                                  self._splits[start:stop], self._split_names)
+                                  self._splits[start:stop], self._split_names, None, self._texts)
             part._indexed = self._indexed[start:stop]
             return part
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(index)
-        return ClipRecord(**self._data(index), split=self.split(index))
+        return self._record(self._entry(index if self._order is None else int(self._order[index])),
+                            self.split(index))
 
-    def _data(self, index: int) -> dict[str, Any]:
-        """The stored fields of ``records[index]`` (all but the split)."""
-        return _entry(self._blob, self._offsets, index if self._order is None else int(self._order[index]))
+    def _entry(self, stored: int) -> list:
+        """The ``stored``-th entry of the buffer (in the order the records came)."""
+        return json.loads(bytes(self._blob[int(self._offsets[stored]):int(self._offsets[stored + 1])]).decode("ascii"))
+
+    def _data(self, index: int) -> list:
+        return self._entry(index if self._order is None else int(self._order[index]))
+
+    def _record(self, entry: list, split: str) -> ClipRecord:
+        dataset, speaker, clip, folder, name, relpath, layout, values, *skip = entry
+        path = name if folder < 0 else f"{self._texts[folder]}/{name}"
+        if isinstance(relpath, int):  # ``path`` past the root numbered ``relpath``
+            relpath = path[len(self._texts[relpath]) + 1:]
+        fields = self._layouts.get(layout)
+        if fields is None:
+            if len(self._layouts) >= 256:  # a corpus whose records differ in their meta fields
+                self._layouts.clear()
+            fields = self._layouts[layout] = json.loads(self._texts[layout])
+        return ClipRecord(self._texts[dataset], speaker, clip, path, relpath, split, dict(zip(fields, values)), *skip)
+
+    def _refuse_duplicates(self, ordered_keys: np.ndarray, order: np.ndarray) -> None:
+        """One line naming the first record (in the order they came) whose key an earlier one has, and that one."""
+        same = np.flatnonzero(ordered_keys[1:] == ordered_keys[:-1]) if len(ordered_keys) > 1 else np.zeros(0, np.int64)
+        if not len(same):
+            return
+        at = same[np.argmin(order[same + 1])]  # a stable order: the earlier record of a pair comes first
+        first, second = (self._record(self._entry(int(order[n])), "") for n in (at, at + 1))
+        raise UserError(f"two clips map to the key {first.key!r}: {first.relpath} and {second.relpath}")
 
     def split(self, index: int) -> str:
         return self._split_names[self._splits[index]]
@@ -181,10 +256,12 @@ class RecordList(Sequence[ClipRecord]):
         return indices[self._splits[indices] == self._split_names.index(split)]
 
     def key(self, index: int) -> str:
-        return self[index].key
+        """``records[index].key`` without making the record."""
+        entry = self._data(index)
+        return f"{safe_key_part(representable(entry[1]))}/{safe_key_part(representable(entry[2]))}"
 
     def speaker(self, index: int) -> str:
-        return self._data(index)["speaker"]
+        return representable(self._data(index)[1])
 
     def unsplit(self) -> np.ndarray:
         """Indices of the records the indexer gave no split (``assign_splits`` fills them)."""
@@ -199,10 +276,12 @@ class RecordList(Sequence[ClipRecord]):
         self._splits, self._split_names = codes, list(names)
 
     def write(self, handle: BinaryIO) -> None:
-        """The stored form into an open binary file: ``np.savez`` of the buffer, the offsets, the splits and
-        the key order (no pickle; the buffer is written in pieces, never copied whole)."""
-        arrays = {"blob": np.frombuffer(self._blob, dtype=np.uint8), "offsets": self._offsets, "splits": self._indexed,
-                  "split_names": np.array("\n".join(self._split_names))}
+        """The stored form into an open binary file: ``np.savez`` of the buffer, the offsets, the splits, the key
+        order and the string table (no pickle; the buffer is written in pieces, never copied whole)."""
+        texts, text_offsets = self._texts.arrays()
+        arrays = {"format": np.array(self.FORMAT), "blob": np.frombuffer(self._blob, dtype=np.uint8),
+                  "offsets": self._offsets, "splits": self._indexed,
+                  "split_names": np.array("\n".join(self._split_names)), "texts": texts, "text_offsets": text_offsets}
         if self._order is not None:
             arrays["order"] = self._order
         np.savez(handle, **arrays)
@@ -214,30 +293,33 @@ class RecordList(Sequence[ClipRecord]):
 
     @classmethod
     def read(cls, source: str | Path | BinaryIO) -> "RecordList":
-        """A stored form from a file (path or open binary file): the buffer is the array read, not a copy of it."""
+        """A stored form from a file (path or open binary file): the buffer is the array read, not a copy of it.
+        ``ValueError`` when it is not of this :data:`FORMAT` (an index stored by an earlier version)."""
         with np.load(source, allow_pickle=False) as stored:
+            if "format" not in stored.files or str(stored["format"]) != cls.FORMAT:
+                raise ValueError(f"not a stored index of the format {cls.FORMAT}")
             return cls(stored["blob"], stored["offsets"], stored["splits"], str(stored["split_names"]).split("\n"),
-                       stored["order"] if "order" in stored.files else None)
+                       stored["order"] if "order" in stored.files else None,
+                       StringTable(stored["texts"], stored["text_offsets"]))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "RecordList":
         return cls.read(io.BytesIO(data))
 
 
-def _entry(blob: bytes | bytearray | np.ndarray, offsets: np.ndarray, entry: int) -> dict[str, Any]:
-    """The stored fields of the ``entry``-th record packed into ``blob`` (bytes, or a uint8 array read back)."""
-    return json.loads(bytes(blob[int(offsets[entry]):int(offsets[entry + 1])]).decode("ascii"))
-
-
-def _refuse_duplicates(ordered_keys: np.ndarray, order: np.ndarray, blob: bytes | bytearray,
-                       offsets: np.ndarray) -> None:
-    """One line naming the first record (in the order they came) whose key an earlier one has, and that one."""
-    same = np.flatnonzero(ordered_keys[1:] == ordered_keys[:-1]) if len(ordered_keys) > 1 else np.zeros(0, np.int64)
-    if not len(same):
-        return
-    at = same[np.argmin(order[same + 1])]  # a stable order: the earlier record of a pair comes first
-    first, second = (ClipRecord(**_entry(blob, offsets, int(order[n])), split="") for n in (at, at + 1))
-    raise UserError(f"two clips map to the key {first.key!r}: {first.relpath} and {second.relpath}")
+def _encode(record: ClipRecord, texts: StringTable) -> bytes:
+    """A record's entry (all but its split): ``[dataset, speaker, clip, folder, file name, relpath, meta layout,
+    meta values]`` and, when set, ``skip`` and ``skip_message``; the numbers are of ``texts``. JSON escapes keep
+    the surrogates of undecodable names."""
+    folder, sep, name = record.path.rpartition("/")
+    relpath: int | str = record.relpath
+    if record.relpath and record.path.endswith("/" + record.relpath):  # ``relpath`` is ``path`` past a root
+        relpath = texts.add(record.path[:len(record.path) - len(record.relpath) - 1])
+    entry = [texts.add(record.dataset), record.speaker, record.clip, texts.add(folder) if sep else -1, name, relpath,
+             texts.add(json.dumps(list(record.meta), separators=(",", ":"))), list(record.meta.values())]
+    if record.skip or record.skip_message:
+        entry += [record.skip, record.skip_message]
+    return json.dumps(entry, separators=(",", ":")).encode("ascii")
 
 
 def find_videos(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:

@@ -9,6 +9,7 @@ order.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
 import logging
@@ -303,11 +304,19 @@ def _shape_model(config: BuildConfig, records: RecordList, keys: Sequence[str], 
     sampler = FrameSampler(settings.max_frames, settings.seed)
     for i in fitting:  # the sample is chosen from frame counts alone, before any landmark is read
         sampler.add(records.key(i), int(frames[i]))
-    chosen = sampler.selection()
-    tasks = _chunks(((keys[fitting[n]], frames) for n, frames in sorted(chosen.items())), FIT_CHUNK)
-    parts = list(executor.map(fit_task, tasks, shared=(str(cache.root.parent), settings),
-                              total=-(-len(chosen) // FIT_CHUNK), desc="fit shape model", unit="task"))
-    sample = np.concatenate(parts) if parts else np.zeros((0, 68, 2))
+    numbers, _ = sampler.chosen()
+    clips, count = int(np.count_nonzero(np.diff(numbers, prepend=-1))), len(numbers)
+    del numbers
+    tasks = _chunks(((keys[fitting[n]], frames) for n, frames in sampler.groups()), FIT_CHUNK)
+    sample, position = np.zeros((0, 68, 2)), 0  # filled in (clip, frame) order as the tasks' frames come back
+    for part in executor.map(fit_task, tasks, shared=(str(cache.root.parent), settings),
+                             total=-(-clips // FIT_CHUNK), desc="fit shape model", unit="task"):
+        if not position:
+            sample = np.empty((count, *part.shape[1:]), dtype=part.dtype)
+        sample[position:position + len(part)] = part
+        position += len(part)
+    if position != count:
+        raise RuntimeError(f"the shape fit got {position} sampled frames back, {count} were chosen")
     return fit_basis(sample, settings, len(fitting))
 
 
@@ -317,6 +326,16 @@ def _release(executor: Executor, out: Path, cache: ClipCache, generation: str, k
     ``{key: cache key}``, or None to find them in ``lookup``, sent once)."""
     for _ in executor.map(release_shard, shards, shared=(str(out), str(cache.work), generation, keep, lookup),
                           total=total, desc="release cache", unit="shard"):
+        pass
+
+
+def return_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc ``malloc_trim``; nothing elsewhere). Called before the
+    stages that peak: the memory the earlier stages freed (reading a million ledgers, decoding task results) would
+    otherwise stay resident under the fit's and the card's own arrays."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
         pass
 
 
@@ -366,13 +385,16 @@ def pack(out: Path, recipe: Recipe, config: BuildConfig, records: RecordList, ke
 
     # sizes, frame counts and index columns of every done entry, measured on the executor from ledgers and
     # meta.json (no payload read); the driver keeps 12 bytes per clip of it
-    by_split = {split: records.in_split(done, split) for split in SPLITS}
+    parts = [records.in_split(done, split) for split in SPLITS]
+    order = np.concatenate(parts)  # the done records split by split, in key order within each
+    ends = np.cumsum([0] + [len(part) for part in parts])
+    del parts
+    by_split = {split: order[ends[n]:ends[n + 1]] for n, split in enumerate(SPLITS)}  # views of ``order``
     base = np.zeros(len(records), dtype=np.int64)
     frames = np.zeros(len(records), dtype=np.int32)
     columns = ColumnTypes(INDEX_COLUMNS)
     fingerprint = SourceFingerprint()
     audio_features: set[str] = set()
-    order = np.concatenate([by_split[split] for split in SPLITS])
     with _timed(timings, "measure"):
         batches = _chunks(order, MEASURE_CHUNK)
         results = executor.map(measure, ([(records.split(i), keys[i]) for i in batch] for batch in batches),
@@ -386,6 +408,9 @@ def pack(out: Path, recipe: Recipe, config: BuildConfig, records: RecordList, ke
             columns.merge(measured.columns)
             fingerprint.extend(measured.fingerprint)
             audio_features |= measured.audio_features
+        source_sha256 = fingerprint.sha256()
+        del fingerprint  # its pairs are not held through the fit (the driver's peak)
+    return_free_memory()
 
     artifacts = {}
     model = None
@@ -428,13 +453,14 @@ def pack(out: Path, recipe: Recipe, config: BuildConfig, records: RecordList, ke
         artifacts[name] = {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
 
     splits = {split: {"samples": len(by_split[split]), "shards": shard_counts[split]} for split in SPLITS}
+    del by_split, base, frames, done  # per-clip arrays the stages below do not need (the card is drawn with them gone)
     manifest = {
         "name": recipe.name,
         "recipe": recipe.data,
         "config": to_dict(config),
         "source": {
             "clips_indexed": len(records),
-            "fingerprint": fingerprint.sha256(),
+            "fingerprint": source_sha256,
         },
         "splits": splits,
         "shards": shards,

@@ -66,10 +66,13 @@ def cache_key(record: ClipRecord, config: dict) -> str:
 
 
 class KeyList(Sequence[str]):
-    """Cache keys (64 hex digits each) in one fixed-width array: 64 bytes per clip, no object per key."""
+    """Cache keys (sha256s, 64 hex digits each) held as their 32 raw bytes in one array: no object per key."""
 
     def __init__(self, keys: Iterable[str]):
-        self._keys = np.fromiter((key.encode("ascii") for key in keys), dtype="S64")
+        digests = bytearray()
+        for key in keys:
+            digests += bytes.fromhex(key)
+        self._keys = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -79,7 +82,7 @@ class KeyList(Sequence[str]):
             part = KeyList(())
             part._keys = self._keys[index]
             return part
-        return self._keys[index].decode("ascii")
+        return self._keys[index].tobytes().hex()
 
 
 class ClipCache:

@@ -16,7 +16,7 @@ the sampled frames reach the driver and the PCA.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -58,8 +58,11 @@ class FrameSampler:
     """Choose ``max_frames`` frames of the fitting clips from their frame counts alone.
 
     Feed the clips in key order (``add``); ``selection()`` gives ``{clip number: sorted frame
-    indices}``. Memory is O(max_frames) whatever the number of clips; the choice does not depend on
-    how the clips are processed."""
+    indices}``: the ``max_frames`` frames of smallest (hash, clip number, frame index). Memory is
+    three flat arrays of ``4 x max_frames + SLACK_FRAMES`` frames whatever the number of clips (no
+    object per clip): once ``max_frames`` frames are kept, a frame hashed at or above the largest
+    kept hash can never be chosen and is not buffered. The choice does not depend on how the clips
+    are processed."""
 
     def __init__(self, max_frames: int, seed: int):
         if max_frames < 1:
@@ -67,8 +70,12 @@ class FrameSampler:
         self.max_frames, self.seed = max_frames, seed
         self.total = 0
         self.clips = 0
-        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        capacity = 4 * max_frames + SLACK_FRAMES
+        self._hashes = np.empty(capacity, dtype=np.uint64)
+        self._numbers = np.empty(capacity, dtype=np.int64)
+        self._frames = np.empty(capacity, dtype=np.int64)
         self._buffered = 0
+        self._threshold: np.uint64 | None = None  # the largest kept hash, once max_frames frames are kept
 
     def add(self, key: str, frames: int) -> None:
         number = self.clips
@@ -76,29 +83,51 @@ class FrameSampler:
         self.total += frames
         if frames <= 0:
             return
-        self._parts.append((frame_hashes(key, frames, self.seed), np.full(frames, number, dtype=np.int64),
-                            np.arange(frames, dtype=np.int64)))
-        self._buffered += frames
-        if self._buffered > 4 * self.max_frames + SLACK_FRAMES:
+        hashes, index = frame_hashes(key, frames, self.seed), np.arange(frames, dtype=np.int64)
+        if len(hashes) > self.max_frames:  # a clip longer than the sample: only its own smallest can be chosen
+            keep = np.lexsort((index, hashes))[: self.max_frames]
+            hashes, index = hashes[keep], index[keep]
+        if self._threshold is not None:  # this clip comes after every kept one: it loses a tie
+            keep = hashes < self._threshold
+            hashes, index = hashes[keep], index[keep]
+        if self._buffered + len(hashes) > len(self._hashes):
             self._reduce()
+            if self._threshold is not None:
+                keep = hashes < self._threshold
+                hashes, index = hashes[keep], index[keep]
+        at, self._buffered = self._buffered, self._buffered + len(hashes)
+        self._hashes[at:self._buffered], self._frames[at:self._buffered] = hashes, index
+        self._numbers[at:self._buffered] = number
 
     def _reduce(self) -> None:
-        hashes, clips, frames = (np.concatenate(part) for part in zip(*self._parts))
-        if len(hashes) > self.max_frames:
-            order = np.lexsort((frames, clips, hashes))[: self.max_frames]  # smallest hashes, ties by position
-            hashes, clips, frames = hashes[order], clips[order], frames[order]
-        self._parts = [(hashes, clips, frames)]
-        self._buffered = len(hashes)
+        count = self._buffered
+        if count <= self.max_frames:
+            return
+        hashes, numbers, frames = self._hashes[:count], self._numbers[:count], self._frames[:count]
+        order = np.lexsort((frames, numbers, hashes))[: self.max_frames]  # smallest hashes, ties by position
+        kept = hashes[order], numbers[order], frames[order]
+        self._buffered = self.max_frames
+        self._hashes[:self.max_frames], self._numbers[:self.max_frames], self._frames[:self.max_frames] = kept
+        self._threshold = kept[0][-1]
+
+    def chosen(self) -> tuple[np.ndarray, np.ndarray]:
+        """The chosen frames as two flat arrays sorted by (clip number, frame index): clip numbers, frame indices."""
+        self._reduce()
+        count = self._buffered
+        numbers, frames = self._numbers[:count], self._frames[:count]
+        order = np.lexsort((frames, numbers))
+        return numbers[order], frames[order]
+
+    def groups(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(clip number, its sorted frame indices)`` in clip order, made one at a time (no object per clip held)."""
+        numbers, frames = self.chosen()
+        starts = np.flatnonzero(np.diff(numbers, prepend=-1))
+        for n, start in enumerate(starts):
+            end = starts[n + 1] if n + 1 < len(starts) else len(numbers)
+            yield int(numbers[start]), frames[start:end].copy()
 
     def selection(self) -> dict[int, np.ndarray]:
-        if not self._parts:
-            return {}
-        self._reduce()
-        _, clips, frames = self._parts[0]
-        order = np.lexsort((frames, clips))
-        clips, frames = clips[order], frames[order]
-        cuts = np.flatnonzero(np.diff(clips)) + 1
-        return {int(c[0]): f for c, f in zip(np.split(clips, cuts), np.split(frames, cuts))}
+        return dict(self.groups())
 
 
 def sampled_frames(settings: Shape, landmarks: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -130,8 +159,7 @@ def fit_shape_model(clips: Iterable[tuple[str, np.ndarray]], settings: Shape) ->
     sampler = FrameSampler(settings.max_frames, settings.seed)
     for key, landmarks in clips:
         sampler.add(key, len(landmarks))
-    chosen = sampler.selection()
-    parts = [sampled_frames(settings, clips[i][1], frames) for i, frames in sorted(chosen.items())]
+    parts = [sampled_frames(settings, clips[i][1], frames) for i, frames in sampler.groups()]
     sample = np.concatenate(parts) if parts else np.zeros((0, 68, 2))
     return fit_basis(sample, settings, len(clips))
 
