@@ -220,6 +220,18 @@ def load(path: str | Path) -> ErtModel:
 
 
 @_compiled
+def _centroid(shape):
+    """Mean point of a flat (x0, y0, x1, y1, ...) float32 shape, summed in double in point order (as dlib does)."""
+    points = shape.size // 2
+    x = 0.0
+    y = 0.0
+    for i in range(points):
+        x += np.float64(shape[2 * i])
+        y += np.float64(shape[2 * i + 1])
+    return x / points, y / points
+
+
+@_compiled
 def _predict(gray, x0, y0, x1, y1, mean_shape, split_pixels, thresholds, leaves, anchors, offsets, out):
     points = mean_shape.size // 2
     height, width = gray.shape
@@ -227,13 +239,7 @@ def _predict(gray, x0, y0, x1, y1, mean_shape, split_pixels, thresholds, leaves,
     box_h = np.float64(y1 - y0)
     shape = mean_shape.copy()
 
-    mean_x = 0.0
-    mean_y = 0.0
-    for i in range(points):
-        mean_x += np.float64(mean_shape[2 * i])
-        mean_y += np.float64(mean_shape[2 * i + 1])
-    mean_x /= points
-    mean_y /= points
+    mean_x, mean_y = _centroid(mean_shape)
     spread = 0.0
     for i in range(points):
         dx = np.float64(mean_shape[2 * i]) - mean_x
@@ -247,13 +253,7 @@ def _predict(gray, x0, y0, x1, y1, mean_shape, split_pixels, thresholds, leaves,
     chosen = np.empty(trees, np.int64)
     for c in range(cascades):
         # similarity transform from the mean shape to the current one (Umeyama, in double)
-        cur_x = 0.0
-        cur_y = 0.0
-        for i in range(points):
-            cur_x += np.float64(shape[2 * i])
-            cur_y += np.float64(shape[2 * i + 1])
-        cur_x /= points
-        cur_y /= points
+        cur_x, cur_y = _centroid(shape)
         a = 0.0
         b = 0.0
         d = 0.0
