@@ -56,17 +56,23 @@ SINGLE_TASKS = 300  # one-item tasks timed to show what a dask task costs the dr
 CLIP_SECONDS = 5.0  # assumed per-clip processing time, for the batch size the executor picks for real clips
 
 
-def rss_mb() -> float:
-    """Peak RSS of this process so far (MB): ``VmHWM`` of its own memory (``ru_maxrss`` keeps, across the exec
-    of a run's process, the RSS its parent had when it forked, here the synthesis of the corpus)."""
+def _status_mb(field: str) -> float | None:
+    """A memory line of ``/proc/self/status`` (``VmHWM``, ``VmRSS``) in MB; None where there is none."""
     try:
         with open("/proc/self/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return None
+
+
+def rss_mb() -> float:
+    """Peak RSS of this process so far (MB): ``VmHWM`` of its own memory (``ru_maxrss`` keeps, across the exec
+    of a run's process, the RSS its parent had when it forked, here the synthesis of the corpus)."""
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def du(path: Path) -> int:
@@ -186,14 +192,7 @@ def fresh_out(root: Path) -> None:
 
 def current_rss_mb() -> float:
     """RSS of this process now (MB): ``VmRSS``."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return _status_mb("VmRSS") or 0.0
 
 
 class Tracer:
