@@ -142,18 +142,21 @@ class _Reader:
         self.buf, self.pos = buf, 0
 
     def int(self) -> int:
-        value = self.peek()
-        self.pos = _int(self.buf, self.pos)[1]
-        return value
+        value, pos = _int(self.buf, self.pos)
+        if pos < 0:
+            raise _Malformed("ends early")
+        self.pos = pos
+        return int(value)
 
     def peek(self, skip: int = 0) -> int:
         """The integer ``skip`` integers ahead, without consuming anything."""
-        pos = self.pos
-        for _ in range(skip + 1):
-            value, pos = _int(self.buf, pos)
-            if pos < 0:
-                raise _Malformed("ends early")
-        return int(value)
+        start = self.pos
+        try:
+            for _ in range(skip):
+                self.int()
+            return self.int()
+        finally:
+            self.pos = start
 
     def check(self, pos: int) -> None:
         if pos < 0:

@@ -46,7 +46,7 @@ from .pack_stats import PackStats
 from .pack import (INDEX_COLUMNS, REJECT_COLUMNS, ColumnTypes, Member, ShapeRef, TableWriter, measure,
                    plan_shards, shape_bytes, write_shard)
 from .fingerprint import SourceFingerprint
-from .shape_fit import FrameSampler, fit_basis, sampled_frames
+from .shape_fit import FrameSampler, clip_groups, fit_basis, sampled_frames
 from .generations import KeyLookup, commit, drop_parked, park, release_shard
 from .task import warm_up
 
@@ -304,10 +304,9 @@ def _shape_model(config: BuildConfig, records: RecordList, keys: Sequence[str], 
     sampler = FrameSampler(settings.max_frames, settings.seed)
     for i in fitting:  # the sample is chosen from frame counts alone, before any landmark is read
         sampler.add(records.key(i), int(frames[i]))
-    numbers, _ = sampler.chosen()
+    numbers, chosen_frames = sampler.chosen()  # max_frames entries at most
     clips, count = int(np.count_nonzero(np.diff(numbers, prepend=-1))), len(numbers)
-    del numbers
-    tasks = _chunks(((keys[fitting[n]], frames) for n, frames in sampler.groups()), FIT_CHUNK)
+    tasks = _chunks(((keys[fitting[n]], frames) for n, frames in clip_groups(numbers, chosen_frames)), FIT_CHUNK)
     sample, position = np.zeros((0, 68, 2)), 0  # filled in (clip, frame) order as the tasks' frames come back
     for part in executor.map(fit_task, tasks, shared=(str(cache.root.parent), settings),
                              total=-(-clips // FIT_CHUNK), desc="fit shape model", unit="task"):

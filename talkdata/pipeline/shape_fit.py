@@ -87,14 +87,11 @@ class FrameSampler:
         if len(hashes) > self.max_frames:  # a clip longer than the sample: only its own smallest can be chosen
             keep = np.lexsort((index, hashes))[: self.max_frames]
             hashes, index = hashes[keep], index[keep]
+        if self._buffered + len(hashes) > len(self._hashes):
+            self._reduce()
         if self._threshold is not None:  # this clip comes after every kept one: it loses a tie
             keep = hashes < self._threshold
             hashes, index = hashes[keep], index[keep]
-        if self._buffered + len(hashes) > len(self._hashes):
-            self._reduce()
-            if self._threshold is not None:
-                keep = hashes < self._threshold
-                hashes, index = hashes[keep], index[keep]
         at, self._buffered = self._buffered, self._buffered + len(hashes)
         self._hashes[at:self._buffered], self._frames[at:self._buffered] = hashes, index
         self._numbers[at:self._buffered] = number
@@ -119,15 +116,19 @@ class FrameSampler:
         return numbers[order], frames[order]
 
     def groups(self) -> Iterator[tuple[int, np.ndarray]]:
-        """``(clip number, its sorted frame indices)`` in clip order, made one at a time (no object per clip held)."""
-        numbers, frames = self.chosen()
-        starts = np.flatnonzero(np.diff(numbers, prepend=-1))
-        for n, start in enumerate(starts):
-            end = starts[n + 1] if n + 1 < len(starts) else len(numbers)
-            yield int(numbers[start]), frames[start:end].copy()
+        return clip_groups(*self.chosen())
 
     def selection(self) -> dict[int, np.ndarray]:
         return dict(self.groups())
+
+
+def clip_groups(numbers: np.ndarray, frames: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """``(clip number, its sorted frame indices)`` of :meth:`FrameSampler.chosen`'s arrays, in clip order, made one
+    at a time (no object per clip held)."""
+    starts = np.flatnonzero(np.diff(numbers, prepend=-1))
+    for n, start in enumerate(starts):
+        end = starts[n + 1] if n + 1 < len(starts) else len(numbers)
+        yield int(numbers[start]), frames[start:end].copy()
 
 
 def sampled_frames(settings: Shape, landmarks: np.ndarray, frames: np.ndarray) -> np.ndarray:
