@@ -64,7 +64,9 @@ def test_codes_reconstruct_with_the_dropped_variance(grid):
 
 
 def test_identity_removed_landmarks_keep_mouth_motion(grid):
-    for files in samples(grid).values():
+    clips = samples(grid)
+    assert len(clips) == 3  # every GRID sample
+    for files in clips.values():
         src = npy(files["lmk_src.npy"])
         norm = npy(files["lmk_norm.npy"])
         opening_src = np.linalg.norm(src[:, 66] - src[:, 62], axis=1) / np.linalg.norm(src[:, 45] - src[:, 36], axis=1)
@@ -94,7 +96,9 @@ def test_reprojection_onto_another_datasets_basis(grid, tmp_path):
     build("crema-d", "--source", str(DATA / "crema_d"), "--out", str(out), "--limit", "2", "--shape-model", str(given))
     assert (out / "stats/shape_model.npz").read_bytes() == given.read_bytes()
     model = load_shape_model(given)
-    for files in samples(out).values():
+    built = samples(out)
+    assert len(built) == 2  # --limit 2
+    for files in built.values():
         assert np.allclose(npy(files["pca.npy"]), project(npy(files["lmk_norm.npy"]), model.basis), atol=1e-5)
         assert json.loads(files["json"])["shape_model"]["sha256"] == json.loads(
             (grid / "dataset.json").read_text())["artifacts"]["stats/shape_model.npz"]["sha256"]

@@ -52,7 +52,9 @@ def atvg_mfcc(wav: bytes) -> np.ndarray:
 
 @pytest.mark.parametrize("which", ["grid_dataset", "crema_dataset"])
 def test_mfcc_is_atvgs_mfcc_of_the_stored_audio(which, request):
-    for key, files in shard_clips(request.getfixturevalue(which)).items():
+    clips = shard_clips(request.getfixturevalue(which))
+    assert len(clips) == {"grid_dataset": 3, "crema_dataset": 4}[which]  # every sample of the build
+    for key, files in clips.items():
         stored = npy(files["mfcc.npy"])
         frames = stored.shape[0]
         reference = atvg_mfcc(files["audio.wav"])
@@ -100,7 +102,9 @@ def facial_windows(logits: np.ndarray, n_audio_samples: int, fps: int) -> np.nda
 
 def test_deepspeech_field_is_facials_50hz_logits_of_the_stored_audio(ds_grid):
     model = open_dataset(ds_grid).manifest["config"]["audio"]["deepspeech_model"]
-    for files in shard_clips(ds_grid).values():
+    clips = shard_clips(ds_grid)
+    assert len(clips) == 3  # every GRID sample
+    for files in clips.values():
         stored = npy(files["deepspeech.npy"])
         reference = facial_logits(files["audio.wav"], model)
         assert stored.shape == reference.shape == (150, 29)  # 3 s at 50 steps per second
