@@ -310,10 +310,12 @@ def test_cli_inspect_writes_sample_png_and_contact_sheet(grid_dataset, sample, s
     (["--html", "x.html"], "--html needs --key"),
 ])
 def test_cli_inspect_bad_input_is_one_line_exit_2(grid_dataset, tmp_path, args, message):
+    args = [str(tmp_path / a) if a.endswith((".png", ".html")) else a for a in args]
     result = CliRunner().invoke(main, ["inspect", str(grid_dataset), *args])
     assert result.exit_code == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 def test_cli_inspect_on_a_folder_that_is_not_a_dataset(tmp_path):
