@@ -124,11 +124,28 @@ def test_fan_weights_missing_names_the_file(tmp_path, monkeypatch):
     assert fan_weights_path() == checkpoints / FAN_WEIGHTS[1]
 
 
-def test_fan_backend_without_the_extra_is_a_clear_error(tmp_path):
+def test_fan_backend_without_the_extra_is_a_clear_error(tmp_path, monkeypatch):
+    """Without face-alignment: install the extra. With it but without the weights (a torch cache of the test's
+    own, the weights' URL on a closed local port, never the internet): the file and the folder are named."""
+    import dataclasses
+    import importlib.util
+    import socket
+
+    from talkdata.acquire import models
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    fan = models.REGISTRY["fan-2d"]
+    monkeypatch.setitem(models.REGISTRY, "fan-2d", dataclasses.replace(fan, url=f"http://127.0.0.1:{port}/{fan.file}"))
     result = CliRunner().invoke(main, ["build", "grid", "--source", str(DATA / "grid"), "--out", str(tmp_path / "o"),
                                        "--set", 'face.backend="fan"'])
     assert result.exit_code == 2
-    assert "talkdata[fan]" in result.output or "FAN weights not found" in result.output
+    if importlib.util.find_spec("face_alignment") is None:
+        assert "face.backend=fan needs the optional extra: pip install 'talkdata[fan]'" in result.output
+    else:
+        assert f"FAN weights not found: {tmp_path / 'torch' / 'hub' / 'checkpoints' / fan.file}" in result.output
 
 
 def test_card_shows_the_shape_modes(grid):
