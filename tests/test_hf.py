@@ -224,6 +224,7 @@ def test_documented_per_split_patterns_read_every_sample_with_webdataset(grid_da
     import webdataset as wds
 
     manifest = json.loads((grid_dataset / "dataset.json").read_text())
+    assert {split: info["samples"] for split, info in manifest["splits"].items()} == {"train": 1, "val": 1, "test": 1}
     for split, info in manifest["splits"].items():
         if not info["samples"]:
             continue
