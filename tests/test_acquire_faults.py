@@ -339,9 +339,10 @@ def test_unknown_recipe_name_suggests_the_close_one(typed, suggestion):
     assert line.startswith(f"error: unknown recipe {typed!r}: did you mean {suggestion}?")
 
 
-def test_unknown_recipe_name_without_a_close_one_lists_them_all():
-    line = one_error("build", "zzzz", "--source", str(DATA / "grid"), "--out", "unused")
+def test_unknown_recipe_name_without_a_close_one_lists_them_all(tmp_path):
+    line = one_error("build", "zzzz", "--source", str(DATA / "grid"), "--out", str(tmp_path / "unused"))
     assert "did you mean" not in line and "available: crema-d, grid, lrw, talkinghead-1kh, videos, voxceleb2" in line
+    assert not (tmp_path / "unused").exists()
 
 
 def test_youtube_downloads_refuse_a_mirror_login_without_showing_it():

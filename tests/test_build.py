@@ -154,7 +154,9 @@ def test_webdataset_reads_the_shards(grid_out):
 
 
 def test_tar_members_are_deterministic(grid_out):
-    for shard in (grid_out / "shards").rglob("*.tar"):
+    shards = sorted((grid_out / "shards").rglob("*.tar"))
+    assert len(shards) == 3  # one per split
+    for shard in shards:
         with tarfile.open(shard) as tar:
             members = tar.getmembers()
         names = [m.name for m in members]

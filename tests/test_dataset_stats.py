@@ -64,7 +64,9 @@ def test_codes_reconstruct_with_the_dropped_variance(grid):
 
 
 def test_identity_removed_landmarks_keep_mouth_motion(grid):
-    for files in samples(grid).values():
+    clips = samples(grid)
+    assert len(clips) == 3  # every GRID sample
+    for files in clips.values():
         src = npy(files["lmk_src.npy"])
         norm = npy(files["lmk_norm.npy"])
         opening_src = np.linalg.norm(src[:, 66] - src[:, 62], axis=1) / np.linalg.norm(src[:, 45] - src[:, 36], axis=1)
@@ -94,7 +96,9 @@ def test_reprojection_onto_another_datasets_basis(grid, tmp_path):
     build("crema-d", "--source", str(DATA / "crema_d"), "--out", str(out), "--limit", "2", "--shape-model", str(given))
     assert (out / "stats/shape_model.npz").read_bytes() == given.read_bytes()
     model = load_shape_model(given)
-    for files in samples(out).values():
+    built = samples(out)
+    assert len(built) == 2  # --limit 2
+    for files in built.values():
         assert np.allclose(npy(files["pca.npy"]), project(npy(files["lmk_norm.npy"]), model.basis), atol=1e-5)
         assert json.loads(files["json"])["shape_model"]["sha256"] == json.loads(
             (grid / "dataset.json").read_text())["artifacts"]["stats/shape_model.npz"]["sha256"]
@@ -120,11 +124,28 @@ def test_fan_weights_missing_names_the_file(tmp_path, monkeypatch):
     assert fan_weights_path() == checkpoints / FAN_WEIGHTS[1]
 
 
-def test_fan_backend_without_the_extra_is_a_clear_error(tmp_path):
+def test_fan_backend_without_the_extra_is_a_clear_error(tmp_path, monkeypatch):
+    """Without face-alignment: install the extra. With it but without the weights (a torch cache of the test's
+    own, the weights' URL on a closed local port, never the internet): the file and the folder are named."""
+    import dataclasses
+    import importlib.util
+    import socket
+
+    from talkdata.acquire import models
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    fan = models.REGISTRY["fan-2d"]
+    monkeypatch.setitem(models.REGISTRY, "fan-2d", dataclasses.replace(fan, url=f"http://127.0.0.1:{port}/{fan.file}"))
     result = CliRunner().invoke(main, ["build", "grid", "--source", str(DATA / "grid"), "--out", str(tmp_path / "o"),
                                        "--set", 'face.backend="fan"'])
     assert result.exit_code == 2
-    assert "talkdata[fan]" in result.output or "FAN weights not found" in result.output
+    if importlib.util.find_spec("face_alignment") is None:
+        assert "face.backend=fan needs the optional extra: pip install 'talkdata[fan]'" in result.output
+    else:
+        assert f"FAN weights not found: {tmp_path / 'torch' / 'hub' / 'checkpoints' / fan.file}" in result.output
 
 
 def test_card_shows_the_shape_modes(grid):

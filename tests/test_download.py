@@ -488,7 +488,7 @@ def test_lrw_basic_auth_tar_parts_then_build(server, home, tmp_path, monkeypatch
 # --------------------------------------------------------------------------- plan, recipes and pieces
 
 
-def test_only_values_are_checked_against_the_recipe(home):
+def test_only_values_are_checked_against_the_recipe(home, tmp_path):
     plan = ok("download", "grid", "--only", "s1", "--dry-run").output
     assert "to fetch: s1.zip (423.5 MB, md5)" in plan
     assert "to fetch: alignments.zip (size unknown, checksum from the source's list)" in plan
@@ -497,7 +497,8 @@ def test_only_values_are_checked_against_the_recipe(home):
     assert line.startswith("error: unknown --only value s21 for grid: speakers s1 ... s34 (no s21)")
     assert "valid values: s1, s2, s3" in line and "audio_25k" in line
     assert "no download" in failed("download", "videos")
-    assert "--source FOLDER" in failed("build", "videos", "--out", "/tmp/never-written")
+    assert "--source FOLDER" in failed("build", "videos", "--out", str(tmp_path / "never-written"))
+    assert not (tmp_path / "never-written").exists()
 
 
 def test_plan_selection_units_and_mirror():

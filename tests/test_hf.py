@@ -198,8 +198,10 @@ def test_video_members_have_the_index_in_front(grid_dataset):
 
     from talkdata.shards import read_shard
 
+    checked = []
     for shard in sorted((grid_dataset / "shards").rglob("*.tar")):
         for key, files in read_shard(shard).items():
+            checked.append(key)
             video = files["video.mp4"]
             boxes = _top_level_boxes(video)
             assert boxes.index("moov") < boxes.index("mdat"), (key, boxes)
@@ -212,6 +214,7 @@ def test_video_members_have_the_index_in_front(grid_dataset):
                 except av.error.FFmpegError:
                     pass  # the cut-off end
             assert decoded >= 10, key
+    assert len(checked) == 3  # every GRID sample
 
 
 def test_documented_per_split_patterns_read_every_sample_with_webdataset(grid_dataset):
@@ -221,6 +224,7 @@ def test_documented_per_split_patterns_read_every_sample_with_webdataset(grid_da
     import webdataset as wds
 
     manifest = json.loads((grid_dataset / "dataset.json").read_text())
+    assert {split: info["samples"] for split, info in manifest["splits"].items()} == {"train": 1, "val": 1, "test": 1}
     for split, info in manifest["splits"].items():
         if not info["samples"]:
             continue

@@ -11,7 +11,6 @@ import re
 import select
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -310,10 +309,12 @@ def test_cli_inspect_writes_sample_png_and_contact_sheet(grid_dataset, sample, s
     (["--html", "x.html"], "--html needs --key"),
 ])
 def test_cli_inspect_bad_input_is_one_line_exit_2(grid_dataset, tmp_path, args, message):
+    args = [str(tmp_path / a) if a.endswith((".png", ".html")) else a for a in args]
     result = CliRunner().invoke(main, ["inspect", str(grid_dataset), *args])
     assert result.exit_code == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 def test_cli_inspect_on_a_folder_that_is_not_a_dataset(tmp_path):
@@ -341,12 +342,14 @@ def chromium_binary() -> str:
 
 class Chromium:
     """Headless Chromium driven over the DevTools protocol on a pipe (--remote-debugging-pipe:
-    JSON messages separated by NUL bytes, browser reads fd 3 and writes fd 4)."""
+    JSON messages separated by NUL bytes, browser reads fd 3 and writes fd 4). Its profile is the
+    test's folder ``profile``."""
 
-    def __init__(self):
+    def __init__(self, profile: Path):
         import fcntl
 
-        self.profile = tempfile.mkdtemp(prefix="talkdata-chromium-")
+        profile.mkdir()
+        self.profile = str(profile)
         to_browser, self._write_end = os.pipe()
         self._read_end, from_browser = os.pipe()
         # move the child's ends above 9 so the shell can place them at 3 and 4 whatever their numbers
@@ -459,7 +462,7 @@ def test_html_page_plays_the_clip_and_the_slider_moves_the_frame(grid_dataset, s
     assert "http" not in inline and "file:" not in inline and "href" not in inline
     frames = all_frames(sample.video)
 
-    browser = Chromium()
+    browser = Chromium(tmp_path / "chromium-profile")
     try:
         browser.open(page.as_uri())
         browser.evaluate(WAIT_FOR.format(condition="typeof video !== 'undefined' && video.readyState >= 2",

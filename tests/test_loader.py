@@ -300,9 +300,12 @@ def test_vid2vid_pairs(grid_dataset, tmp_path):
         assert np.array_equal(item["driving_pose"], npy(files["pose.npy"])[d, :3] * np.float32([-1, 1, -1]))
     big = next(iter(talkdata.load(grid_dataset, profile="vid2vid", size=512, fields=["video.mp4"])))
     assert big["source"].shape == (3, 512, 512) and 0 <= big["source"].min() and big["source"].max() <= 1
-    for bad in ({"size": 300}, {"window": 16}, {"stride": 2}):
-        with pytest.raises(UserError):
+    for bad, message in (({"size": 300}, "option 'size' of profile 'vid2vid' must be one of 256, 512, got 300"),
+                         ({"window": 16}, "profile 'vid2vid' does not take a window"),
+                         ({"stride": 2}, "profile 'vid2vid' does not take a stride")):
+        with pytest.raises(UserError) as err:
             talkdata.load(grid_dataset, profile="vid2vid", **bad)
+        assert message in str(err.value) and "\n" not in str(err.value), bad
 
 
 # --------------------------------------------------------------------------------- facial profile

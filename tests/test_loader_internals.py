@@ -146,9 +146,11 @@ def test_header_checksum_sum_is_exact():
 
 def test_partial_decoding_gives_the_frames_of_a_full_decode(grid_dataset, crema_dataset):
     rng = np.random.default_rng(0)
+    clips = 0
     for dataset in (grid_dataset, crema_dataset):  # 25 fps GRID crops; CREMA-D 29.97 -> 25 fps
         for path in shard_paths(dataset):
             for files in read_shard(path).values():
+                clips += 1
                 frames = all_frames(files["video.mp4"])
                 assert np.array_equal(decode_video(files["video.mp4"]), frames)
                 picks = [[0], [len(frames) - 1], [5, 5, 2], list(range(len(frames)))]
@@ -157,6 +159,7 @@ def test_partial_decoding_gives_the_frames_of_a_full_decode(grid_dataset, crema_
                     assert np.array_equal(decode_video(files["video.mp4"], indices), frames[indices]), indices
                 with pytest.raises(ValueError, match="fewer frames"):
                     decode_video(files["video.mp4"], [len(frames)])
+    assert clips == 3 + 4  # every GRID and CREMA-D sample
 
 
 def test_partial_decoding_of_a_variable_frame_rate_stream(tmp_path):

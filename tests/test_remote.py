@@ -143,8 +143,9 @@ def test_train_on_s3(remote_grid, endpoint, tmp_path):
     assert (run / "checkpoint.pt").stat().st_size > 0
 
 
-def test_denied_store_is_one_error_line(remote_grid, endpoint, grid_dataset):
+def test_denied_store_is_one_error_line(remote_grid, endpoint, grid_dataset, tmp_path):
     """moto checks credentials once its auth is switched on: the test keys are then unknown (403)."""
+    never = tmp_path / "never.png"
 
     def set_auth(count: str) -> None:
         request = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=count.encode(), method="POST",
@@ -154,25 +155,28 @@ def test_denied_store_is_one_error_line(remote_grid, endpoint, grid_dataset):
     set_auth("0")
     try:
         for args in (["verify", remote_grid], ["diff", remote_grid, remote_grid],
-                     ["inspect", remote_grid, "--png", "never.png"],
-                     ["train", "atnet", "--data", remote_grid, "--steps", "1", "--no-progress"],
+                     ["inspect", remote_grid, "--png", str(never)],
+                     ["train", "atnet", "--data", remote_grid, "--steps", "1", "--no-progress",
+                      "--out", str(tmp_path / "run")],
                      ["push", str(grid_dataset), remote_grid]):
             line = one_error_line(talkdata_cli(*args, *cli_options(endpoint)))
             assert line.startswith(f"error: access denied to {remote_grid}"), line
     finally:
         set_auth("inf")
-    assert not Path("never.png").exists()
+    assert list(tmp_path.iterdir()) == []  # no figure, no run folder
 
 
-def test_unreachable_store_is_one_error_line(grid_dataset):
+def test_unreachable_store_is_one_error_line(grid_dataset, tmp_path):
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     url = f"s3://{BUCKET}/grid"
     store = ["--storage-option", f"endpoint_url={closed}", "--storage-option", "key=testing",
              "--storage-option", "secret=testing", "--storage-option", "config_kwargs.retries.max_attempts=1"]
-    for args in (["verify", url], ["diff", url, url], ["inspect", url, "--png", "never.png"],
-                 ["train", "atnet", "--data", url, "--steps", "1", "--no-progress"], ["push", str(grid_dataset), url]):
+    for args in (["verify", url], ["diff", url, url], ["inspect", url, "--png", str(tmp_path / "never.png")],
+                 ["train", "atnet", "--data", url, "--steps", "1", "--no-progress", "--out", str(tmp_path / "run")],
+                 ["push", str(grid_dataset), url]):
         line = one_error_line(talkdata_cli(*args, *store))
         assert line.startswith(f"error: cannot read {url}") and "reachable" in line, line
+    assert list(tmp_path.iterdir()) == []  # no figure, no run folder
     import talkdata
     from talkdata.errors import UserError
 

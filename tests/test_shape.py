@@ -135,7 +135,7 @@ def test_reflection_handling(landmarks, template):
 
 
 def test_procrustes_rejects_bad_input(template):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"landmarks must have shape \(T, 68, 2\), got \(3, 67, 2\)"):
         normalize_procrustes(np.zeros((3, 67, 2)), template)
     with pytest.raises(ValueError, match="degenerate"):
         normalize_procrustes(np.ones((2, 68, 2)), template)
