@@ -95,6 +95,9 @@ def load_recipe(name: str) -> Recipe:
     """A bundled recipe by name, or a recipe file by path."""
     if name.endswith(".toml") and Path(name).is_file():
         return parse_recipe(read_recipe_text(Path(name)), name)
+    if name.endswith(".toml"):
+        raise UserError(f"recipe file {name} not found (a bundled recipe is named without .toml: "
+                        f"{', '.join(recipe_names())})")
     if name not in recipe_names():
         close = difflib.get_close_matches(name.lower(), recipe_names(), n=3, cutoff=0.6)
         hint = f"did you mean {' or '.join(close)}? " if close else ""

@@ -83,6 +83,8 @@ def store_errors(location: str) -> Iterator[None]:
             raise
         raise UserError(f"cannot open {location}: {_describe(err)} (check the --storage-option names)") from None
     except PermissionError as err:
+        if not is_url(location):  # a local folder: its permissions, not credentials
+            raise UserError(f"access denied to {location}: {_describe(err)}") from None
         raise UserError(f"access denied to {location}: {_describe(err)} (check the credentials: "
                         "--storage-option key=... secret=..., or the store's usual environment variables)") from None
     except Exception as err:  # noqa: BLE001 - fsspec backends raise their own exception types

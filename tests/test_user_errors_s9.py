@@ -1,0 +1,182 @@
+"""Failures a user hits with the command line, run as a user runs it: each is one ``error:`` line with
+exit status 2 and no traceback, and files talkdata did not write are left as they were.
+
+Covers what the other CLI tests do not: a damaged dataset given to ``talkdata inspect`` (index,
+shard cut short, undecodable members), ``talkdata train --out`` on a folder of someone else's files,
+a recipe path that does not exist, and a local push target that cannot be written."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from checks import error_line
+from talkdata.cli import main
+
+DATA = Path(__file__).parent / "data"
+TRAIN_SHARD = "shards/train/grid-train-000000.tar"  # holds s2/swwp2s, the GRID samples' train split
+KEY = "s2/swwp2s"
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder``, by relative path."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def replace_member(shard: Path, suffix: str, data: bytes) -> None:
+    """Rewrite ``shard`` with the member ending in ``suffix`` replaced by ``data`` (a well-formed tar
+    whose member bytes are damaged, as a bad copy or a bit flip leaves it)."""
+    with tarfile.open(shard) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    assert any(m.name.endswith(suffix) for m, _ in members)
+    with tarfile.open(shard, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for member, content in members:
+            if member.name.endswith(suffix):
+                content = data
+                member.size = len(content)
+            tar.addfile(member, io.BytesIO(content))
+
+
+@pytest.fixture
+def damaged(grid_dataset, tmp_path) -> Path:
+    """A copy of the GRID samples' build, for the test to damage."""
+    out = tmp_path / "grid"
+    shutil.copytree(grid_dataset, out)
+    return out
+
+
+# ----------------------------------------------------------------------------- inspect on damaged data
+
+
+def test_inspect_a_garbage_index_is_one_line(damaged, tmp_path):
+    (damaged / "index.parquet").write_bytes(b"not a parquet file\n")
+    before = tree_digest(damaged)
+    for args in ([], ["--key", KEY]):
+        line = error_line(run("inspect", str(damaged), *args, "--png", str(tmp_path / "x.png")))
+        assert line == (f"error: cannot read {damaged}/index.parquet (ArrowInvalid: Parquet magic bytes not found in "
+                        "footer. Either the file is corrupted or this is not a parquet file.); "
+                        f"run `talkdata verify {damaged}`")
+    assert tree_digest(damaged) == before and not (tmp_path / "x.png").exists()
+
+
+def test_inspect_a_missing_index_says_the_dataset_is_incomplete(damaged, tmp_path):
+    (damaged / "index.parquet").unlink()
+    line = error_line(run("inspect", str(damaged), "--png", str(tmp_path / "x.png")))
+    assert line == f"error: {damaged}/index.parquet not found: the dataset is incomplete (run `talkdata verify {damaged}`)"
+
+
+def test_inspect_a_shard_cut_short_is_one_line(damaged, tmp_path):
+    shard = damaged / TRAIN_SHARD
+    shard.write_bytes(shard.read_bytes()[:5000])  # an interrupted copy
+    before = tree_digest(damaged)
+    expected = (f"error: shard {TRAIN_SHARD} cannot be read (ReadError: unexpected end of data): it is truncated or "
+                f"damaged; run `talkdata verify {damaged}`")
+    assert error_line(run("inspect", str(damaged), "--png", str(tmp_path / "sheet.png"))) == expected
+    assert error_line(run("inspect", str(damaged), "--key", KEY, "--png", str(tmp_path / "one.png"))) == expected
+    assert tree_digest(damaged) == before
+    assert not (tmp_path / "sheet.png").exists() and not (tmp_path / "one.png").exists()
+
+
+@pytest.mark.parametrize("field, content, reason", [
+    ("lmk.npy", b"garbage", "ValueError: This file contains pickled (object) data."),
+    ("video.mp4", b"garbage", "InvalidDataError: [Errno 1094995529] Invalid data found when processing input"),
+    ("json", b"{garbage", "JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+    ("audio.wav", b"garbage", "EOFError"),
+])
+def test_inspect_a_damaged_member_names_shard_sample_and_member(damaged, tmp_path, field, content, reason):
+    replace_member(damaged / TRAIN_SHARD, f".{field}", content)
+    before = tree_digest(damaged)
+    head = f"error: shard {TRAIN_SHARD}, sample {KEY}: {field} cannot be decoded ({reason}"
+    tail = f"); the shard is damaged - run `talkdata verify {damaged}`"
+    outputs = [["--key", KEY, "--png", str(tmp_path / "one.png")]]
+    if field in ("video.mp4", "lmk.npy"):  # what the contact sheet reads
+        outputs.append(["--png", str(tmp_path / "sheet.png")])
+    if field == "video.mp4":
+        outputs.append(["--key", KEY, "--html", str(tmp_path / "one.html")])
+    for args in outputs:
+        line = error_line(run("inspect", str(damaged), *args))
+        assert line.startswith(head) and line.endswith(tail), line
+    assert tree_digest(damaged) == before
+    assert not any((tmp_path / name).exists() for name in ("one.png", "sheet.png", "one.html"))
+    # verify finds the same damage (exit 1, the shard's checksum)
+    verify = run("verify", str(damaged))
+    assert verify.exit_code == 1 and f"{TRAIN_SHARD}" in verify.output
+
+
+# ----------------------------------------------------------------------------- train --out
+
+
+SMALL_ATNET = ["--set", "channels=4", "--set", "fc=64", "--set", "audio_dim=32", "--set", "example_dim=32",
+               "--set", "hidden=32", "--set", "layers=1", "--set", "batch_size=4", "--set", "threads=1"]
+
+
+def refused_run_folder(folder: Path) -> str:
+    return (f"error: --out {folder} is not empty and holds no talkdata training run (no config.json of a run); "
+            "give a new or empty folder: a run writes config.json, metrics.csv, metrics.json and checkpoint.pt there")
+
+
+def test_train_never_writes_into_a_folder_of_other_files(grid_dataset, tmp_path):
+    pytest.importorskip("torch", reason="the training loops need the train extra (torch)")
+    mine = tmp_path / "my-project"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"learning_rate": 0.1}\n')  # the user's own files, with a run's names
+    (mine / "metrics.csv").write_text("epoch,acc\n1,0.5\n")
+    before = tree_digest(mine)
+    line = error_line(run("train", "atnet", "--data", str(grid_dataset), "--steps", "1", "--out", str(mine),
+                          "--no-progress", *SMALL_ATNET))
+    assert line == refused_run_folder(mine)
+    assert tree_digest(mine) == before
+
+
+def test_train_into_the_dataset_folder_is_refused_and_the_dataset_still_verifies(damaged):
+    pytest.importorskip("torch", reason="the training loops need the train extra (torch)")
+    before = tree_digest(damaged)
+    line = error_line(run("train", "atnet", "--data", str(damaged), "--steps", "1", "--out", str(damaged),
+                          "--no-progress", *SMALL_ATNET))
+    assert line == refused_run_folder(damaged)
+    assert tree_digest(damaged) == before
+    assert run("verify", str(damaged)).exit_code == 0
+
+
+def test_train_takes_an_empty_folder(grid_dataset, tmp_path):
+    pytest.importorskip("torch", reason="the training loops need the train extra (torch)")
+    empty = tmp_path / "made-for-the-run"
+    empty.mkdir()
+    result = run("train", "atnet", "--data", str(grid_dataset), "--steps", "1", "--out", str(empty), "--no-progress",
+                 "--set", "eval_splits=none", *SMALL_ATNET)
+    assert result.exit_code == 0, result.output
+    assert json.loads((empty / "config.json").read_text())["loop"] == "atnet"
+
+
+# ----------------------------------------------------------------------------- recipes, push
+
+
+@pytest.mark.parametrize("command", [["recipes"], ["build"]])
+def test_a_recipe_file_that_does_not_exist_is_named(tmp_path, command):
+    missing = tmp_path / "my-corpus.toml"
+    extra = ["--source", str(DATA / "grid"), "--out", str(tmp_path / "out")] if command == ["build"] else []
+    line = error_line(run(*command, str(missing), *extra))
+    assert line == (f"error: recipe file {missing} not found (a bundled recipe is named without .toml: crema-d, grid, "
+                    "lrw, talkinghead-1kh, videos, voxceleb2)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_push_to_a_local_folder_that_cannot_be_written_blames_the_folder_not_credentials(grid_dataset):
+    target = Path("/sys/talkdata-test-push")  # sysfs refuses new folders even to root
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("needs a read-only file system at /sys to make an unwritable folder (tests may run as root)")
+    line = error_line(run("push", str(grid_dataset), str(target)))
+    assert line.startswith(f"error: access denied to {target}/.talkdata-push.json: [Errno ")
+    assert "credentials" not in line and "--storage-option" not in line
