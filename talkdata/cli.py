@@ -30,9 +30,16 @@ class _Command(click.Command):
             ctx.exit(130)
         except OSError as err:
             if err.errno in DISK_FULL_ERRNOS:
-                click.echo(f"error: {disk_full_error(err)}", err=True)
+                kept = _KEPT_AFTER_DISK_FULL.get(ctx.command.name, "what was finished is kept")
+                click.echo(f"error: {disk_full_error(err, kept)}", err=True)
                 ctx.exit(2)
             raise
+
+
+#: what each resumable command keeps when the disk fills up (said in its one error line)
+_KEPT_AFTER_DISK_FULL = {"build": "finished clips are kept", "demo": "finished clips are kept",
+                         "download": "verified files are kept", "push": "files already pushed are kept",
+                         "train": "the last checkpoint is kept"}
 
 
 def _one_line(text: str) -> str:

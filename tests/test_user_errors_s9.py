@@ -3,14 +3,18 @@ exit status 2 and no traceback, and files talkdata did not write are left as the
 
 Covers what the other CLI tests do not: a damaged dataset given to ``talkdata inspect`` (index,
 shard cut short, undecodable members), ``talkdata train --out`` on a folder of someone else's files,
-a recipe path that does not exist, and a local push target that cannot be written."""
+a recipe path that does not exist, a local push target that cannot be written, a build of another
+recipe into a built folder, and a full disk while pushing or saving a training checkpoint."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import resource
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -180,3 +184,67 @@ def test_push_to_a_local_folder_that_cannot_be_written_blames_the_folder_not_cre
     line = error_line(run("push", str(grid_dataset), str(target)))
     assert line.startswith(f"error: access denied to {target}/.talkdata-push.json: [Errno ")
     assert "credentials" not in line and "--storage-option" not in line
+
+
+# ----------------------------------------------------------------------------- one dataset per output folder
+
+
+def test_building_another_recipe_into_a_built_folder_is_refused_before_any_clip(damaged):
+    before = tree_digest(damaged)  # the cache in .work too: nothing is indexed, processed or written
+    line = error_line(run("build", "crema-d", "--source", str(DATA / "crema_d"), "--out", str(damaged),
+                          "--no-progress"))
+    assert line == (f"error: --out {damaged} holds the grid dataset; build crema-d into another folder (one dataset "
+                    "per output folder)")
+    assert tree_digest(damaged) == before
+
+
+# ----------------------------------------------------------------------------- a full disk
+
+
+def limited_run(args: list[str], max_file_bytes: int | None) -> subprocess.CompletedProcess:
+    """``python -m talkdata.cli ARGS`` as a user runs it; with ``max_file_bytes``, a write past that many
+    bytes fails with EFBIG, which is what a full disk looks like to the program."""
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
+    return subprocess.run([sys.executable, "-m", "talkdata.cli", *args], capture_output=True, text=True, timeout=600,
+                          preexec_fn=limit_file_size if max_file_bytes else None)
+
+
+def only_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_push_to_a_full_disk_says_so_and_the_same_command_resumes(grid_dataset, tmp_path):
+    target = tmp_path / "published"
+    args = ["--quiet", "push", str(grid_dataset), str(target)]
+    before = tree_digest(grid_dataset)
+    line = only_line(limited_run(args, 100_000))  # the shards and the contact sheet are larger
+    assert line.startswith(f"error: no space left while writing {target}/"), line
+    assert line.endswith(" (File too large); free space and run the same command again to resume (files already "
+                         "pushed are kept)"), line
+    assert not (target / "dataset.json").exists()  # readers see no dataset until the push finishes
+    resumed = limited_run(args, None)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "already there" in resumed.stdout
+    assert run("verify", str(target)).exit_code == 0
+    assert tree_digest(grid_dataset) == before
+
+
+def test_train_with_a_full_disk_at_the_checkpoint_is_one_line_and_runs_again(grid_dataset, tmp_path):
+    pytest.importorskip("torch", reason="the training loops need the train extra (torch)")
+    out = tmp_path / "run"
+    args = ["--quiet", "train", "atnet", "--data", str(grid_dataset), "--steps", "1", "--out", str(out),
+            "--no-progress", "--set", "eval_splits=none", *SMALL_ATNET]
+    line = only_line(limited_run(args, 100_000))  # config.json and metrics fit, the 1 MB checkpoint does not
+    assert line.startswith(f"error: cannot write the checkpoint {out}/checkpoint.pt ("), line
+    assert line.endswith("); is the disk full? free space and run the same command again (it resumes from the last "
+                         "checkpoint written)"), line
+    assert not (out / "checkpoint.pt").exists() and not (out / "checkpoint.pt.partial").exists()
+    again = limited_run(args, None)
+    assert again.returncode == 0, again.stderr
+    assert (out / "checkpoint.pt").stat().st_size > 100_000
