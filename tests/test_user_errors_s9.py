@@ -248,3 +248,46 @@ def test_train_with_a_full_disk_at_the_checkpoint_is_one_line_and_runs_again(gri
     again = limited_run(args, None)
     assert again.returncode == 0, again.stderr
     assert (out / "checkpoint.pt").stat().st_size > 100_000
+
+
+# ----------------------------------------------------------------------------- build: where it reads and runs
+
+
+def test_a_source_url_is_refused_with_what_to_do(tmp_path):
+    line = error_line(run("build", "grid", "--source", "s3://bucket/grid", "--out", str(tmp_path / "out")))
+    assert line == ("error: --source s3://bucket/grid: a build reads a local folder (every clip is decoded from it); "
+                    "copy or mount the corpus there first, or leave out --source to download it into the data root")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_scheduler_address_that_is_not_dask_fails_instead_of_hanging(tmp_path):
+    """An HTTP server (what the dashboard's port 8787 is) accepts the connection and never answers
+    dask's handshake; distributed's Client then waits forever."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    address = f"tcp://127.0.0.1:{server.server_address[1]}"
+    try:
+        result = run("build", "grid", "--source", str(DATA / "grid"), "--out", str(tmp_path / "out"), "--no-progress",
+                     "--scheduler", address)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert error_line(result) == (f"error: no dask scheduler answered at {address} within 15 s: give the scheduler's "
+                                  "address (tcp://HOST:8786 by default; 8787 is its dashboard)")
+
+
+# ----------------------------------------------------------------------------- inspect: where it writes
+
+
+def test_inspect_output_below_a_file_names_the_file(grid_dataset, tmp_path):
+    blocker = tmp_path / "figures"
+    blocker.write_text("my notes\n")
+    for png in (blocker / "sheet.png", blocker / "deeper" / "sheet.png"):
+        line = error_line(run("inspect", str(grid_dataset), "--png", str(png)))
+        assert line == f"error: cannot write {png}: {blocker} is a file, not a folder"
+    assert blocker.read_text() == "my notes\n"

@@ -98,6 +98,8 @@ def prepare_output(out: Path) -> None:
 def check_same_dataset(out: Path, name: str) -> None:
     """A finished build in OUT must be of the recipe ``name``: refused before indexing or processing,
     not after every clip ran (OUT holds one dataset; its shards are named after it)."""
+    if not is_talkdata_output(out):
+        return  # a new folder, or someone else's (refused by prepare_output)
     try:
         built = json.loads((out / MANIFEST).read_text()).get("name")
     except (OSError, ValueError, AttributeError):

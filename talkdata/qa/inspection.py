@@ -19,6 +19,9 @@ def _write(path: str | Path, data: bytes) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, data)
+    except (FileExistsError, NotADirectoryError):  # a folder on the way is a file
+        blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), path.parent)
+        raise UserError(f"cannot write {path}: {blocker} is a file, not a folder") from None
     except OSError as err:
         raise UserError(f"cannot write {path}: {err.strerror or err}") from None
     return path
