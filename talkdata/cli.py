@@ -46,6 +46,10 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+#: options of ``talkdata`` itself, which users also put after the command name
+_MAIN_OPTIONS = ("-q", "--quiet", "-v", "--verbose")
+
+
 class _Group(click.Group):
     """Every usage or value error click finds (unknown option, out-of-range number, missing argument)
     is printed as one ``error: ...`` line and exits 2, as talkdata's own errors are."""
@@ -62,7 +66,11 @@ class _Group(click.Group):
             sys.exit(err.exit_code)
         except click.ClickException as err:
             hint = f" (see '{err.ctx.command_path} --help')" if getattr(err, "ctx", None) is not None else ""
-            click.echo(f"error: {_one_line(err.format_message())}{hint}", err=True)
+            message = _one_line(err.format_message()) + hint
+            if isinstance(err, click.NoSuchOption) and err.option_name in _MAIN_OPTIONS and err.ctx is not None:
+                option = err.option_name
+                message = f"{option} comes before the command name: talkdata {option} {err.ctx.info_name} ..."
+            click.echo(f"error: {message}", err=True)
             sys.exit(2)
         except UserError as err:  # raised while parsing (an option's callback)
             click.echo(f"error: {err}", err=True)

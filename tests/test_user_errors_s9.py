@@ -291,3 +291,17 @@ def test_inspect_output_below_a_file_names_the_file(grid_dataset, tmp_path):
         line = error_line(run("inspect", str(grid_dataset), "--png", str(png)))
         assert line == f"error: cannot write {png}: {blocker} is a file, not a folder"
     assert blocker.read_text() == "my notes\n"
+
+
+# ----------------------------------------------------------------------------- options in the wrong place
+
+
+@pytest.mark.parametrize("args, option, command", [
+    (["verify", "OUT", "--quiet"], "--quiet", "verify"),
+    (["build", "grid", "--source", "SRC", "--out", "OUT", "-v"], "-v", "build"),
+    (["train", "atnet", "--verbose"], "--verbose", "train"),
+    (["inspect", "OUT", "-q", "--png", "x.png"], "-q", "inspect"),
+])
+def test_quiet_or_verbose_after_the_command_says_where_it_goes(args, option, command):
+    line = error_line(run(*args))
+    assert line == f"error: {option} comes before the command name: talkdata {option} {command} ..."
