@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import errno
 import json
 import logging
 import os
@@ -33,8 +34,16 @@ class _Command(click.Command):
                 kept = _KEPT_AFTER_DISK_FULL.get(ctx.command.name, "what was finished is kept")
                 click.echo(f"error: {disk_full_error(err, kept)}", err=True)
                 ctx.exit(2)
+            if err.errno in _DENIED_ERRNOS and err.filename:
+                what = f"move {err.filename} to {err.filename2}" if err.filename2 else f"access {err.filename}"
+                click.echo(f"error: cannot {what} ({err.strerror}); fix the permissions (or the file system's) and "
+                           "run the same command again", err=True)
+                ctx.exit(2)
             raise
 
+
+#: a file or folder the command must write is not writable: permissions, a read-only file system
+_DENIED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 #: what each resumable command keeps when the disk fills up (said in its one error line)
 _KEPT_AFTER_DISK_FULL = {"build": "finished clips are kept", "demo": "finished clips are kept",

@@ -305,3 +305,104 @@ def test_inspect_output_below_a_file_names_the_file(grid_dataset, tmp_path):
 def test_quiet_or_verbose_after_the_command_says_where_it_goes(args, option, command):
     line = error_line(run(*args))
     assert line == f"error: {option} comes before the command name: talkdata {option} {command} ..."
+
+
+# ----------------------------------------------------------------------------- an output folder that cannot be written
+
+
+def _unwritable_output_steps(base: Path) -> list[dict]:
+    """Build, then make the clip cache and then the shards folder read-only under the next builds, then
+    resume: each step's exit code and output (run in this process, as the user the caller chose)."""
+    source, out = base / "videos", base / "out"
+    args = ["--quiet", "build", "videos", "--source", str(source), "--out", str(out), "--no-isolation"]
+    steps = []
+
+    def build() -> None:
+        result = run(*args)
+        steps.append({"code": result.exit_code, "output": result.output,
+                      "error": repr(result.exception) if result.exit_code not in (0, 2) else ""})
+
+    build()
+    if steps[0]["code"] != 0:
+        return steps
+    (source / "bob").mkdir()
+    shutil.copy(DATA / "grid" / "s2" / "swwp2s.mpg", source / "bob" / "clip.mpg")
+    clips = out / ".work" / "clips"
+    clips.chmod(0o555)
+    build()
+    clips.chmod(0o755)
+    (out / "shards").chmod(0o555)  # the new clip is processed now; the old shards cannot be moved aside
+    build()
+    (out / "shards").chmod(0o755)
+    build()
+    steps.append({"code": run("verify", str(out)).exit_code, "output": "", "error": ""})
+    return steps
+
+
+def test_an_output_folder_that_turns_unwritable_is_one_line_and_resumes():
+    """Permissions that change under a build (a shared folder, another user's OUT): the clip cache, then
+    the shards folder, refuse writes. Root writes anywhere, so as root the steps run in a forked child
+    that is nobody, in a folder of their own."""
+    import os
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="talkdata-permissions-"))
+    try:
+        base.chmod(0o755)
+        (base / "videos" / "anna").mkdir(parents=True)
+        shutil.copy(DATA / "grid" / "s1" / "bbaf2n.mpg", base / "videos" / "anna" / "clip.mpg")
+        if os.geteuid() != 0:
+            steps = _unwritable_output_steps(base)
+        else:
+            # the same build and verify once as root first: nobody may not be able to enter the folder the
+            # Python install is in, so every module the steps use is imported before the fork
+            warm = base / "warm-up"
+            assert run("--quiet", "build", "videos", "--source", str(base / "videos"), "--out", str(warm),
+                       "--no-isolation").exit_code == 0
+            assert run("verify", str(warm)).exit_code == 0
+            shutil.rmtree(warm)
+            import encodings.cp437  # noqa: F401 - zip member names (a rebuild reads the shape model's npz)
+            for path in [base, *base.rglob("*")]:
+                os.chown(path, 65534, 65534)
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: nobody, reports its steps as JSON and leaves without cleanup
+                try:
+                    os.close(read)
+                    os.setgroups([])
+                    os.setgid(65534)
+                    os.setuid(65534)
+                    os.environ["HOME"] = str(base)
+                    report = _unwritable_output_steps(base)
+                except BaseException:  # noqa: BLE001 - said to the parent, which fails the test with it
+                    import traceback
+
+                    report = [{"code": -1, "output": traceback.format_exc(), "error": "child crashed"}]
+                finally:
+                    with os.fdopen(write, "wb") as pipe:
+                        pipe.write(json.dumps(report).encode())
+                    os._exit(0)
+            os.close(write)
+            with os.fdopen(read, "rb") as pipe:
+                report = pipe.read()
+            os.waitpid(pid, 0)
+            steps = json.loads(report)
+        if "No module named" in steps[0]["error"]:
+            pytest.skip(f"nobody cannot import what this Python has not loaded yet: {steps[0]['error']}")
+        out = base / "out"
+        assert [step["code"] for step in steps] == [0, 2, 2, 0, 0], steps
+        for failed in steps[1:3]:
+            assert "Traceback" not in failed["output"] and failed["output"].count("\n") == 1, failed
+        line = steps[1]["output"].strip()
+        assert line.startswith(f"error: cannot write {out}/.work/clips/"), line
+        assert line.endswith(" in the output folder (Permission denied); fix its permissions (or its file system) and "
+                             "run the same command again to resume (finished clips are kept)"), line
+        assert steps[2]["output"].strip() == (
+            f"error: cannot move {out}/shards to {out}/.work/previous-shards (Permission denied); fix the permissions "
+            "(or the file system's) and run the same command again")
+        assert "clips seen: 2" in steps[3]["output"]
+    finally:
+        for path in [base, *base.rglob("*")]:
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
+        shutil.rmtree(base)
