@@ -42,7 +42,7 @@ class _Command(click.Command):
             raise
 
 
-#: a file or folder the command must write is not writable: permissions, a read-only file system
+#: a file or folder the command cannot read or write: permissions, a read-only file system
 _DENIED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 #: what each resumable command keeps when the disk fills up (said in its one error line)
