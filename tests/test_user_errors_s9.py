@@ -406,3 +406,38 @@ def test_an_output_folder_that_turns_unwritable_is_one_line_and_resumes():
             if path.is_dir() and not path.is_symlink():
                 path.chmod(0o755)
         shutil.rmtree(base)
+
+
+# ----------------------------------------------------------------------------- a corpus's metadata files
+
+
+def crema_source(tmp_path: Path, demographics: bytes) -> Path:
+    source = tmp_path / "crema"
+    shutil.copytree(DATA / "crema_d", source)
+    (source / "VideoDemographics.csv").write_bytes(demographics)
+    return source
+
+
+def test_crema_d_demographics_not_utf8_is_named(tmp_path):
+    source = crema_source(tmp_path, b"\xff\xfeActorID,Age\n")  # saved as UTF-16 by a spreadsheet, say
+    line = error_line(run("build", "crema-d", "--source", str(source), "--out", str(tmp_path / "out")))
+    assert line == (f"error: {source}/VideoDemographics.csv: not UTF-8 text (byte 0xff at offset 0); restore the "
+                    "corpus's own file (download or extract it again)")
+
+
+def test_crema_d_demographics_without_its_columns_is_named(tmp_path):
+    source = crema_source(tmp_path, b"ActorID;Age;Sex\n1001;51;Male\n")  # re-saved with semicolons
+    line = error_line(run("build", "crema-d", "--source", str(source), "--out", str(tmp_path / "out")))
+    assert line == (f"error: {source}/VideoDemographics.csv: no column ActorID, Age, Sex, Race, Ethnicity (its header: "
+                    "'ActorID;Age;Sex'); expected the CREMA-D file with columns ActorID, Age, Sex, Race, Ethnicity")
+
+
+def test_vox2_meta_not_utf8_is_named(tmp_path):
+    source = tmp_path / "VoxCeleb2"
+    clip = source / "dev" / "mp4" / "id00012" / "21Uxsk56VDQ" / "00001.mp4"
+    clip.parent.mkdir(parents=True)
+    shutil.copy(DATA / "voxceleb2_like" / "00002.mp4", clip)
+    (source / "vox2_meta.csv").write_bytes((DATA / "voxceleb2_like" / "vox2_meta.csv").read_bytes()[:40] + b"\xe9t\xe9\n")
+    line = error_line(run("build", "voxceleb2", "--source", str(source), "--out", str(tmp_path / "out")))
+    assert line == (f"error: {source}/vox2_meta.csv: not UTF-8 text (byte 0xe9 at offset 40); restore the corpus's "
+                    "own file (download or extract it again)")  # the offset in the file, its byte order mark included
