@@ -9,6 +9,7 @@ lies inside the source).
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import importlib
 import json
@@ -79,10 +80,12 @@ def corpus_modules() -> list[str]:
 def read_recipe_text(path: Path) -> str:
     """A recipe file's text (a UTF-8 byte order mark is dropped); one line naming the file when it is not UTF-8."""
     data = path.read_bytes()
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data.decode("utf-8-sig")
+        return data[skip:].decode("utf-8")
     except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); save the recipe "
+        offset = skip + err.start  # in the file, the mark included
+        raise UserError(f"{path}: not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset}); save the recipe "
                         "as UTF-8") from None
 
 

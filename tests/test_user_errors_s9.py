@@ -441,3 +441,13 @@ def test_vox2_meta_not_utf8_is_named(tmp_path):
     line = error_line(run("build", "voxceleb2", "--source", str(source), "--out", str(tmp_path / "out")))
     assert line == (f"error: {source}/vox2_meta.csv: not UTF-8 text (byte 0xe9 at offset 40); restore the corpus's "
                     "own file (download or extract it again)")  # the offset in the file, its byte order mark included
+
+
+def test_a_recipe_not_utf8_after_a_byte_order_mark_names_the_right_byte(tmp_path):
+    recipe = tmp_path / "mine.toml"
+    text = (Path(__file__).parents[1] / "recipes" / "grid.toml").read_bytes()
+    recipe.write_bytes(b"\xef\xbb\xbf" + text.replace(b'title = "', b'title = "Caf\xe9 ', 1))
+    offset = 3 + text.index(b'title = "') + len(b'title = "Caf')
+    line = error_line(run("recipes", str(recipe)))
+    assert line == f"error: {recipe}: not UTF-8 text (byte 0xe9 at offset {offset}); save the recipe as UTF-8"
+    assert recipe.read_bytes()[offset] == 0xE9
