@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import errno
 import json
 import logging
 import os
@@ -30,13 +31,32 @@ class _Command(click.Command):
             ctx.exit(130)
         except OSError as err:
             if err.errno in DISK_FULL_ERRNOS:
-                click.echo(f"error: {disk_full_error(err)}", err=True)
+                kept = _KEPT_AFTER_DISK_FULL.get(ctx.command.name, "what was finished is kept")
+                click.echo(f"error: {disk_full_error(err, kept)}", err=True)
+                ctx.exit(2)
+            if err.errno in _DENIED_ERRNOS and err.filename:
+                what = f"move {err.filename} to {err.filename2}" if err.filename2 else f"access {err.filename}"
+                click.echo(f"error: cannot {what} ({err.strerror}); fix the permissions (or the file system's) and "
+                           "run the same command again", err=True)
                 ctx.exit(2)
             raise
 
 
+#: a file or folder the command cannot read or write: permissions, a read-only file system
+_DENIED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+#: what each resumable command keeps when the disk fills up (said in its one error line)
+_KEPT_AFTER_DISK_FULL = {"build": "finished clips are kept", "demo": "finished clips are kept",
+                         "download": "verified files are kept", "push": "files already pushed are kept",
+                         "train": "the last checkpoint is kept"}
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+#: options of ``talkdata`` itself, which users also put after the command name
+_MAIN_OPTIONS = ("-q", "--quiet", "-v", "--verbose")
 
 
 class _Group(click.Group):
@@ -55,7 +75,11 @@ class _Group(click.Group):
             sys.exit(err.exit_code)
         except click.ClickException as err:
             hint = f" (see '{err.ctx.command_path} --help')" if getattr(err, "ctx", None) is not None else ""
-            click.echo(f"error: {_one_line(err.format_message())}{hint}", err=True)
+            message = _one_line(err.format_message()) + hint
+            if isinstance(err, click.NoSuchOption) and err.option_name in _MAIN_OPTIONS and err.ctx is not None:
+                option = err.option_name
+                message = f"{option} comes before the command name: talkdata {option} {err.ctx.info_name} ..."
+            click.echo(f"error: {message}", err=True)
             sys.exit(2)
         except UserError as err:  # raised while parsing (an option's callback)
             click.echo(f"error: {err}", err=True)

@@ -18,10 +18,12 @@ class UserError(Exception):
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
-def disk_full_error(err: OSError) -> UserError:
-    where = f" while writing {err.filename}" if err.filename else ""
+def disk_full_error(err: OSError, kept: str = "finished clips are kept") -> UserError:
+    """``kept``: what the command keeps for the next run (a build: its finished clips)."""
+    target = err.filename2 or err.filename  # a copy or a rename: the second path is the one written
+    where = f" while writing {target}" if target else ""
     return UserError(f"no space left{where} ({err.strerror}); free space and run the same command again to "
-                     "resume (finished clips are kept)")
+                     f"resume ({kept})")
 
 
 class ClipError(Exception):

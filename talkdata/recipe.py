@@ -9,6 +9,7 @@ lies inside the source).
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import importlib
 import json
@@ -79,10 +80,12 @@ def corpus_modules() -> list[str]:
 def read_recipe_text(path: Path) -> str:
     """A recipe file's text (a UTF-8 byte order mark is dropped); one line naming the file when it is not UTF-8."""
     data = path.read_bytes()
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data.decode("utf-8-sig")
+        return data[skip:].decode("utf-8")
     except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); save the recipe "
+        offset = skip + err.start  # in the file, the mark included
+        raise UserError(f"{path}: not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset}); save the recipe "
                         "as UTF-8") from None
 
 
@@ -95,6 +98,9 @@ def load_recipe(name: str) -> Recipe:
     """A bundled recipe by name, or a recipe file by path."""
     if name.endswith(".toml") and Path(name).is_file():
         return parse_recipe(read_recipe_text(Path(name)), name)
+    if name.endswith(".toml"):
+        raise UserError(f"recipe file {name} not found (a bundled recipe is named without .toml: "
+                        f"{', '.join(recipe_names())})")
     if name not in recipe_names():
         close = difflib.get_close_matches(name.lower(), recipe_names(), n=3, cutoff=0.6)
         hint = f"did you mean {' or '.join(close)}? " if close else ""

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import UserError
+from .errors import DISK_FULL_ERRNOS, UserError
 
 #: top-level modules whose exceptions mean "the store could not be read" (network, auth, protocol)
 _STORE_ERROR_MODULES = {"botocore", "aiobotocore", "aiohttp", "requests", "urllib3", "google", "gcsfs", "s3fs",
@@ -83,11 +83,13 @@ def store_errors(location: str) -> Iterator[None]:
             raise
         raise UserError(f"cannot open {location}: {_describe(err)} (check the --storage-option names)") from None
     except PermissionError as err:
+        if not is_url(location):  # a local folder: its permissions, not credentials
+            raise UserError(f"access denied to {location}: {_describe(err)}") from None
         raise UserError(f"access denied to {location}: {_describe(err)} (check the credentials: "
                         "--storage-option key=... secret=..., or the store's usual environment variables)") from None
     except Exception as err:  # noqa: BLE001 - fsspec backends raise their own exception types
-        if not _is_store_error(err):
-            raise
+        if not _is_store_error(err) or getattr(err, "errno", None) in DISK_FULL_ERRNOS:
+            raise  # a full local disk is said as such by the command line (free space, run again)
         raise UserError(f"cannot read {location}: {_describe(err)} (is the store reachable, and the URL and "
                         "--storage-option endpoint_url=... right?)") from None
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..recipe import Recipe
+from ..store import is_url
 from .download import DEFAULT_JOBS, download, has_download
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,9 @@ def resolve_source(recipe: Recipe, source: str | None, only: list[str] | None = 
     if source is not None:
         if only is not None or mirror is not None:
             raise UserError("--only and --mirror choose what to download; they cannot be used with --source")
+        if is_url(source):  # Path() would make "s3://b/x" the folder "s3:/b/x"
+            raise UserError(f"--source {source}: a build reads a local folder (every clip is decoded from it); copy "
+                            "or mount the corpus there first, or leave out --source to download it into the data root")
         return Path(source).expanduser()
     if not has_download(recipe):
         raise UserError(f"recipe {recipe.name} has no download: give the folder with --source FOLDER "

@@ -12,6 +12,7 @@ reason and reported as rejects without being processed.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -20,6 +21,7 @@ from ..config import BuildConfig
 from ..errors import UserError
 from .lfs import is_lfs_pointer
 from .records import ClipRecord
+from .text import read_text
 
 SENTENCES = {
     "IEO": "It's eleven o'clock",
@@ -49,19 +51,27 @@ KNOWN_BAD = {
 _NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
 
 
+#: the columns of VideoDemographics.csv talkdata reads
+DEMOGRAPHICS_COLUMNS = ("ActorID", "Age", "Sex", "Race", "Ethnicity")
+
+
 def read_demographics(path: Path) -> dict[str, dict]:
     if not path.is_file():
         return {}
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        return {
-            row["ActorID"].strip(): {
-                "age": int(row["Age"]) if row["Age"].strip().isdigit() else None,
-                "sex": row["Sex"].strip(),
-                "race": row["Race"].strip(),
-                "ethnicity": row["Ethnicity"].strip(),
-            }
-            for row in csv.DictReader(handle)
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    missing = [name for name in DEMOGRAPHICS_COLUMNS if name not in (reader.fieldnames or [])]
+    if missing:
+        raise UserError(f"{path}: no column {', '.join(missing)} (its header: {','.join(reader.fieldnames or [])!r}); "
+                        f"expected the CREMA-D file with columns {', '.join(DEMOGRAPHICS_COLUMNS)}")
+    return {
+        row["ActorID"].strip(): {
+            "age": int(row["Age"]) if row["Age"].strip().isdigit() else None,
+            "sex": row["Sex"].strip(),
+            "race": row["Race"].strip(),
+            "ethnicity": row["Ethnicity"].strip(),
         }
+        for row in reader
+    }
 
 
 def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> Iterator[ClipRecord]:

@@ -46,6 +46,7 @@ from typing import Iterable, Iterator
 from ..config import BuildConfig
 from ..errors import UserError
 from .records import ClipRecord
+from .text import read_text
 
 SPLITS = ("train", "val")
 LEDGER = "talkdata_fetch"  # {split}/talkdata_fetch/{video id}.json
@@ -108,7 +109,7 @@ def parse_tube_line(line: str, origin: str = "tube list", lineno: int = 0) -> Tu
 def read_tubes(path: Path) -> list[Tube]:
     """Every tube of a list, in file order; exact duplicate lines are kept once."""
     tubes, seen = [], set()
-    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         tube = parse_tube_line(line, str(path), lineno)
@@ -119,7 +120,7 @@ def read_tubes(path: Path) -> list[Tube]:
 
 
 def read_ids(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
 
 
 def find_tube_lists(root: Path) -> dict[str, Path]:

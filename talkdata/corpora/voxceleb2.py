@@ -46,6 +46,7 @@ rows (:func:`txt_summary`).
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import os
 import re
@@ -56,6 +57,7 @@ from typing import Iterable, Iterator
 from ..config import BuildConfig
 from ..errors import UserError
 from .records import ClipRecord
+from .text import read_text
 from .walk import walk
 
 META_FILE = "vox2_meta.csv"
@@ -80,8 +82,7 @@ def read_meta(path: Path) -> dict[str, dict]:
 
     Handles the BOM and the trailing spaces of every header and value.
     """
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        rows = list(csv.reader(handle))
+    rows = list(csv.reader(io.StringIO(read_text(path), newline="")))
     if not rows:
         raise UserError(f"{path} is empty: expected the header 'VoxCeleb2 ID,VGGFace2 ID,Gender,Set'")
     header = [name.strip() for name in rows[0]]

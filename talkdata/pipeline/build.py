@@ -95,6 +95,20 @@ def prepare_output(out: Path) -> None:
         raise UserError(f"cannot write to the output folder {out}: {err.strerror or err}") from None
 
 
+def check_same_dataset(out: Path, name: str) -> None:
+    """A finished build in OUT must be of the recipe ``name``: refused before indexing or processing,
+    not after every clip ran (OUT holds one dataset; its shards are named after it)."""
+    if not is_talkdata_output(out):
+        return  # a new folder, or someone else's (refused by prepare_output)
+    try:
+        built = json.loads((out / MANIFEST).read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(built, str) and built and built != name:
+        raise UserError(f"--out {out} holds the {built} dataset; build {name} into another folder (one dataset "
+                        "per output folder)")
+
+
 def is_talkdata_output(out: Path) -> bool:
     """OUT was made by talkdata: its marker, or (builds before the marker) a talkdata manifest."""
     if (out / WORK_DIR / MARKER).is_file():
@@ -216,6 +230,7 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
     config = resolve(recipe.defaults, recipe.name, sets or {})
     source, out = Path(source).expanduser(), Path(out).expanduser()
     work = out / WORK_DIR
+    check_same_dataset(out, recipe.name)
     records = index_clips(recipe, source, config, exclude=(out,),
                           stored=work / INDEX_DIR if is_talkdata_output(out) or not out.exists() else None)
     prepare_output(out)

@@ -89,6 +89,34 @@ def _quiet_worker_logs() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+#: seconds a scheduler address has to complete dask's handshake (the TCP connection itself: 10 s)
+SCHEDULER_ANSWER_TIMEOUT = 15.0
+
+
+def check_scheduler_answers(address: str) -> None:
+    """A UserError unless a dask server answers at ``address``. distributed's ``Client`` waits forever on a
+    server that accepts the connection but does not speak dask's protocol (the dashboard's HTTP port, 8787,
+    given for the scheduler's, 8786), so one connection is tried first, with a deadline. It runs on its
+    own thread and event loop (the caller may be inside one); nothing outlives the check."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm import connect
+
+    async def probe() -> None:
+        comm = await asyncio.wait_for(connect(address, timeout=10), SCHEDULER_ANSWER_TIMEOUT)
+        await comm.close()
+
+    with ThreadPoolExecutor(1, thread_name_prefix="talkdata-scheduler-probe") as pool:
+        try:
+            pool.submit(asyncio.run, probe()).result()
+        except asyncio.TimeoutError:  # connected, but no dask handshake came back
+            raise UserError(f"no dask scheduler answered at {address} within {SCHEDULER_ANSWER_TIMEOUT:g} s: give "
+                            "the scheduler's address (tcp://HOST:8786 by default; 8787 is its dashboard)") from None
+        except (OSError, ValueError, TypeError) as err:
+            raise UserError(f"cannot connect to the dask scheduler at {address}: {err}") from None
+
+
 class Executor:
     """Where tasks run: ``workers=0`` (this process), a local cluster of ``workers`` processes, or ``scheduler``."""
 
@@ -123,6 +151,7 @@ class Executor:
         dask.config.set({"distributed.admin.low-level-log-length": 0})
 
         if self.scheduler:
+            check_scheduler_answers(self.scheduler)
             try:
                 self._client = Client(self.scheduler, timeout="10s")
             except (OSError, TimeoutError, ValueError, TypeError) as err:

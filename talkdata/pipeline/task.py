@@ -32,13 +32,17 @@ def warm_up(config: BuildConfig) -> None:
 
 
 def store(cache: ClipCache, key: str, outcome: Outcome, files: dict | None = None, meta: dict | None = None) -> None:
-    """``cache.store``; a full disk stops the build (the entry is written whole or not at all)."""
+    """``cache.store``; a full disk or an output folder that cannot be written stops the build (the entry
+    is written whole or not at all): it is no fault of the clip."""
     try:
         cache.store(key, outcome, files, meta)
     except OSError as err:
         if err.errno in DISK_FULL_ERRNOS:
             raise disk_full_error(err) from None
-        raise
+        target = err.filename2 or err.filename or cache.work
+        raise UserError(f"cannot write {target} in the output folder ({err.strerror or err}); fix its permissions "
+                        "(or its file system) and run the same command again to resume (finished clips are kept)"
+                        ) from None
 
 
 def failure(key: str, source: str, err: BaseException) -> Failed:

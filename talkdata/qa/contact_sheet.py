@@ -14,7 +14,7 @@ from ..figures.choice import hash_order
 from ..figures.sheet import PER_SPLIT, SheetSample, contact_sheet_image
 from ..media.mp4_frames import decode_video
 from ..shards import SPLITS
-from .dataset import check_dataset, dataset_name, index_rows, npy, read_fields
+from .dataset import check_dataset, dataset_name, decoded, index_rows, npy, read_fields
 
 
 def choose_samples(rows: list[dict], per_split: int, seed: int = 0) -> dict[str, list[dict]]:
@@ -39,7 +39,13 @@ def contact_sheet(out, per_split: int = PER_SPLIT, seed: int = 0, rows: list[dic
     totals: dict[str, int] = {}
     for row in rows:
         totals[row["split"]] = totals.get(row["split"], 0) + 1
-    shown = {split: [SheetSample(row["key"], str(row["speaker"]), decode_video(files[row["key"]]["video.mp4"], [0])[0],
-                                 npy(files[row["key"]]["lmk.npy"])[0]) for row in group]
-             for split, group in chosen.items()}
+
+    def sheet_sample(row: dict) -> SheetSample:
+        shard, key, fields = row["shard"], row["key"], files[row["key"]]
+        return SheetSample(key, str(row["speaker"]),
+                           decoded(shard, key, "video.mp4", lambda data: decode_video(data, [0])[0], fields["video.mp4"],
+                                   out),
+                           decoded(shard, key, "lmk.npy", lambda data: npy(data)[0], fields["lmk.npy"], out))
+
+    shown = {split: [sheet_sample(row) for row in group] for split, group in chosen.items()}
     return contact_sheet_image(dataset_name(out), shown, totals, per_split, seed)

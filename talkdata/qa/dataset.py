@@ -12,9 +12,10 @@ import difflib
 import io
 import json
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from ..shards import split_member
 from ..store import Store, as_store
 
 INDEX = "index.parquet"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Sample:
     mfcc: np.ndarray  # (T, rows, 13)
     audio: np.ndarray  # (N,) float32 in [-1, 1]
     sample_rate: int
+    shard: str = ""  # the shard it was read from (named in errors)
 
     @property
     def frames(self) -> int:
@@ -59,10 +62,18 @@ def check_dataset(out: str | Path | Store, storage_options: dict | None = None) 
     store = as_store(out, storage_options)
     if not store.is_dir():
         raise UserError(f"{store.location} is not a folder; give the --out folder (or URL) of a talkdata build")
-    if not store.is_file(MANIFEST) or not store.is_file(INDEX):
-        raise UserError(f"{store.location} is not a talkdata dataset folder (no {MANIFEST} or {INDEX}); "
+    if not store.is_file(MANIFEST):
+        raise UserError(f"{store.location} is not a talkdata dataset folder (no {MANIFEST}); "
                         "give the --out folder of a finished build")
+    if not store.is_file(INDEX):
+        raise UserError(f"{store.url(INDEX)} not found: the dataset is incomplete (run `talkdata verify "
+                        f"{store.location}`)")
     return store
+
+
+def _reason(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:160]}" if text else type(err).__name__
 
 
 def dataset_name(out: str | Path | Store) -> str:
@@ -72,9 +83,16 @@ def dataset_name(out: str | Path | Store) -> str:
 
 def index_rows(out: str | Path | Store) -> list[dict]:
     """Rows of ``index.parquet`` (key, split, shard, speaker, duration, ...) in key order."""
-    with as_store(out).open(INDEX) as handle:
-        rows = read_parquet(handle).to_pylist()
-    return sorted(rows, key=lambda row: row["key"])
+    store = as_store(out)
+    try:
+        with store.open(INDEX) as handle:
+            rows = read_parquet(handle).to_pylist()
+        return sorted(rows, key=lambda row: row["key"])
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged or foreign file
+        raise UserError(f"cannot read {store.url(INDEX)} ({_reason(err)}); run `talkdata verify {store.location}`"
+                        ) from None
 
 
 def find_row(rows: list[dict], key: str, out: str | Path | Store) -> dict:
@@ -106,16 +124,20 @@ def read_fields(out: str | Path | Store, rows: list[dict], fields: Iterable[str]
             raise UserError(f"shard {shard} listed in {INDEX} is missing; run `talkdata verify {store.location}`") \
                 from None
         left = {key: set(fields) for key in wanted}
-        with handle, tarfile.open(fileobj=handle, mode="r:") as tar:
-            for member in tar:  # members are sorted by key: stop once every wanted field was read
-                key, field = split_member(member.name)
-                if field in left.get(key, ()) and member.isfile():
-                    found.setdefault(key, {})[field] = tar.extractfile(member).read()
-                    left[key].discard(field)
-                    if not left[key]:
-                        del left[key]
-                        if not left:
-                            break
+        try:
+            with handle, tarfile.open(fileobj=handle, mode="r:") as tar:
+                for member in tar:  # members are sorted by key: stop once every wanted field was read
+                    key, field = split_member(member.name)
+                    if field in left.get(key, ()) and member.isfile():
+                        found.setdefault(key, {})[field] = tar.extractfile(member).read()
+                        left[key].discard(field)
+                        if not left[key]:
+                            del left[key]
+                            if not left:
+                                break
+        except tarfile.TarError as err:  # cut short, or not a tar
+            raise UserError(f"shard {shard} cannot be read ({_reason(err)}): it is truncated or damaged; run "
+                            f"`talkdata verify {store.location}`") from None
     for row in rows:
         missing = fields - set(found.get(row["key"], {}))
         if missing:
@@ -128,6 +150,17 @@ def npy(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
+def decoded(shard: str, key: str, field: str, decode: Callable[[bytes], T], data: bytes, out: str | Path | Store) -> T:
+    """``decode(data)``, ``data`` being member ``field`` of sample ``key`` in ``shard``; damaged bytes are one
+    UserError naming the shard, the sample and the member."""
+    try:
+        return decode(data)
+    except Exception as err:  # noqa: BLE001 - each decoder (numpy, json, wave, PyAV) raises its own types
+        where = out.location if isinstance(out, Store) else out
+        raise UserError(f"shard {shard}, sample {key}: {field} cannot be decoded ({_reason(err)}); "
+                        f"the shard is damaged - run `talkdata verify {where}`") from None
+
+
 SAMPLE_FIELDS = ("video.mp4", "audio.wav", "lmk.npy", "pose.npy", "blink.npy", "pca.npy", "mfcc.npy", "json")
 
 
@@ -138,7 +171,11 @@ def load_sample(out: str | Path | Store, key: str) -> Sample:
     out = check_dataset(out)
     row = find_row(index_rows(out), key, out)
     files = read_fields(out, [row], SAMPLE_FIELDS)[key]
-    audio, rate = decode_wav(files["audio.wav"])
-    return Sample(key=key, meta=json.loads(files["json"]), video=files["video.mp4"], lmk=npy(files["lmk.npy"]),
-                  pose=npy(files["pose.npy"]), blink=npy(files["blink.npy"]), pca=npy(files["pca.npy"]),
-                  mfcc=npy(files["mfcc.npy"]), audio=audio, sample_rate=rate)
+
+    def member(field: str, decode: Callable[[bytes], T]) -> T:
+        return decoded(row["shard"], key, field, decode, files[field], out)
+
+    audio, rate = member("audio.wav", decode_wav)
+    return Sample(key=key, meta=member("json", json.loads), video=files["video.mp4"], lmk=member("lmk.npy", npy),
+                  pose=member("pose.npy", npy), blink=member("blink.npy", npy), pca=member("pca.npy", npy),
+                  mfcc=member("mfcc.npy", npy), audio=audio, sample_rate=rate, shard=row["shard"])

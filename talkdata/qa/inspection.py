@@ -10,7 +10,7 @@ from ..figures.sheet import PER_SPLIT
 from ..files import write_atomic
 from ..media.mp4_frames import decode_video
 from .contact_sheet import contact_sheet
-from .dataset import check_dataset, load_sample
+from .dataset import check_dataset, decoded, load_sample
 from .sample_figure import render_sample, strip_indices
 
 
@@ -19,6 +19,9 @@ def _write(path: str | Path, data: bytes) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, data)
+    except (FileExistsError, NotADirectoryError):  # a folder on the way is a file
+        blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), path.parent)
+        raise UserError(f"cannot write {path}: {blocker} is a file, not a folder") from None
     except OSError as err:
         raise UserError(f"cannot write {path}: {err.strerror or err}") from None
     return path
@@ -46,7 +49,8 @@ def inspect_dataset(out: str | Path, key: str | None = None, png: str | Path | N
         return lines
     sample = load_sample(out, key)
     indices = strip_indices(sample.frames, frames)
-    figure = render_sample(sample, dict(zip(indices, decode_video(sample.video, indices))), len(indices))
+    strip = decoded(sample.shard, key, "video.mp4", lambda data: decode_video(data, indices), sample.video, out)
+    figure = render_sample(sample, dict(zip(indices, strip)), len(indices))
     size = f"{figure.image.shape[1]}x{figure.image.shape[0]} px"
     if png is not None:
         path = _write(png, png_bytes(figure.image))

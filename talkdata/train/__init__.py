@@ -53,13 +53,16 @@ def run_training(name: str, data: str, *, steps: int | None = None, device: str 
     if steps is not None:
         settings = apply_overrides(settings, {"steps": int(steps)})
     device = pick_device(device)
+    run = Path(out) if out else Path("runs") / name
+    from .fit import check_run_folder
+
+    check_run_folder(run, LOOPS)  # before any data is read: a run never writes into someone else's folder
     from ..loader.shard_list import open_dataset
     from ..store import fsspec_defaults
 
     with fsspec_defaults(str(data), storage_options), torch_threads():  # neither outlives the run
         open_dataset(str(data))  # an unreachable or denied store: one error before the run starts
-        return module.train(str(data), Path(out) if out else Path("runs") / name, settings, device, int(seed),
-                            resume=resume)
+        return module.train(str(data), run, settings, device, int(seed), resume=resume)
 
 
 def training_keys() -> list[str]:

@@ -17,7 +17,13 @@ RESUMABLE_CHANGES = frozenset({"steps", "threads", "eval_every", "checkpoint_eve
 def save_checkpoint(path: Path, state: dict) -> None:
     torch = require_torch()
     partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
+    try:
+        torch.save(state, partial)
+    except (OSError, RuntimeError) as err:  # torch's zip writer reports a short write as a RuntimeError
+        partial.unlink(missing_ok=True)
+        detail = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().splitlines()[0][:200]
+        raise UserError(f"cannot write the checkpoint {path} ({detail}); is the disk full? free space and run the "
+                        "same command again (it resumes from the last checkpoint written)") from None
     os.replace(partial, path)
 
 

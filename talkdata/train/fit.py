@@ -45,6 +45,23 @@ from .model_task import Task, train_step
 logger = logging.getLogger(__name__)
 
 
+def check_run_folder(run: Path, loops) -> None:
+    """A run folder must be new, empty, or one a run wrote (its ``config.json`` names one of ``loops``):
+    a run replaces its files, so it never writes into a folder of someone else's files."""
+    try:
+        empty = not run.is_dir() or next(run.iterdir(), None) is None
+        if empty:
+            return
+        config = json.loads((run / "config.json").read_text())
+        ours = isinstance(config, dict) and config.get("loop") in loops
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise UserError(f"--out {run} is not empty and holds no talkdata training run (no config.json of a run); "
+                        "give a new or empty folder: a run writes config.json, metrics.csv, metrics.json and "
+                        "checkpoint.pt there")
+
+
 def every(steps: int, parts: int = 10) -> Callable[[int], bool]:
     """True on about ``parts`` evenly spaced steps and on the last one (progress lines)."""
     interval = max(1, steps // parts)
