@@ -1,12 +1,15 @@
-"""File rules every stage shares: write a file whole or not at all, and hash a file's content."""
+"""File rules every stage shares: write a file whole or not at all, hash a file's content, read a text file."""
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
+
+from .errors import UserError
 
 
 @contextmanager
@@ -38,6 +41,18 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_utf8(path: Path, remedy: str) -> str:
+    """A text file as UTF-8 (a byte order mark is dropped), or one ``UserError`` line that names the file,
+    the first byte that is not UTF-8 and its offset in the file, then ``remedy`` (what the user can do)."""
+    data = path.read_bytes()
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[skip:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        offset = skip + err.start  # in the file, the mark included
+        raise UserError(f"{path}: not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset}); {remedy}") from None
 
 
 def read_parquet(source, columns: list[str] | None = None):

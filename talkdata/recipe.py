@@ -9,7 +9,6 @@ lies inside the source).
 
 from __future__ import annotations
 
-import codecs
 import difflib
 import importlib
 import json
@@ -23,6 +22,7 @@ from typing import Any, Callable
 import jsonschema
 
 from .errors import UserError
+from .files import read_utf8
 
 
 @lru_cache(maxsize=None)
@@ -79,14 +79,7 @@ def corpus_modules() -> list[str]:
 
 def read_recipe_text(path: Path) -> str:
     """A recipe file's text (a UTF-8 byte order mark is dropped); one line naming the file when it is not UTF-8."""
-    data = path.read_bytes()
-    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    try:
-        return data[skip:].decode("utf-8")
-    except UnicodeDecodeError as err:
-        offset = skip + err.start  # in the file, the mark included
-        raise UserError(f"{path}: not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset}); save the recipe "
-                        "as UTF-8") from None
+    return read_utf8(path, "save the recipe as UTF-8")
 
 
 def recipe_names() -> list[str]:

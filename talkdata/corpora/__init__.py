@@ -6,8 +6,8 @@ errata (files documented as broken become rejects), optional ``check_source(root
 type and its compact list (:mod:`.records`), the train/val/test assignment (:mod:`.splits`) and the
 stored index reused while a source tree is unchanged (:mod:`.index_cache`).
 
-May import: the standard library, numpy/av where a corpus needs them, and ``talkdata.errors``
-(``index_cache``: also ``talkdata.files`` and ``talkdata.version``). Never
+May import: the standard library, numpy/av where a corpus needs them, ``talkdata.errors`` and
+``talkdata.files`` (``index_cache``: also ``talkdata.version``). Never
 ``talkdata.acquire`` (downloading is a layer above: ``acquire`` may read a corpus's layout from here,
 not the reverse), nor ``pipeline``, ``loader``, ``qa``.
 """
