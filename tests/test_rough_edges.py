@@ -113,7 +113,8 @@ def test_a_damaged_shape_model_in_the_dataset_is_one_line_naming_it(grid_dataset
                       "--out", str(tmp_path / "run"))
     assert result.exit_code == 2, result.output
     assert result.stderr.splitlines() == [
-        f"error: cannot read {model} ({reason}; {size} bytes): the file is truncated or damaged; run `talkdata verify {data}`"]
+        f"error: cannot read {model} ({reason}; {size} bytes): the file is truncated or damaged; "
+        f"run `talkdata verify {data}`"]
     assert "Aborted" not in result.output
 
 
