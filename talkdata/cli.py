@@ -27,8 +27,13 @@ class _Command(click.Command):
             click.echo(f"error: {err}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted; run the same command again to resume", err=True)
+            click.echo(_interrupted(ctx.command.name), err=True)
             ctx.exit(130)
+        except EOFError as err:  # a file or stream that ended early (click would print "Aborted!" and exit 1)
+            detail = _one_line(str(err))
+            click.echo(f"error: unexpected end of data{f' ({detail})' if detail else ''}: a file this command read is "
+                       "empty or truncated", err=True)
+            ctx.exit(2)
         except OSError as err:
             if err.errno in DISK_FULL_ERRNOS:
                 kept = _KEPT_AFTER_DISK_FULL.get(ctx.command.name, "what was finished is kept")
@@ -45,10 +50,16 @@ class _Command(click.Command):
 #: a file or folder the command cannot read or write: permissions, a read-only file system
 _DENIED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
-#: what each resumable command keeps when the disk fills up (said in its one error line)
+#: what each resumable command keeps when the disk fills up (said in its one error line); the other
+#: commands (verify, inspect, diff, recipes) keep nothing and have nothing to resume
 _KEPT_AFTER_DISK_FULL = {"build": "finished clips are kept", "demo": "finished clips are kept",
                          "download": "verified files are kept", "push": "files already pushed are kept",
                          "train": "the last checkpoint is kept"}
+
+
+def _interrupted(command: str) -> str:
+    """The line Ctrl-C prints: only a resumable command is told to run again."""
+    return "interrupted; run the same command again to resume" if command in _KEPT_AFTER_DISK_FULL else "interrupted"
 
 
 def _one_line(text: str) -> str:

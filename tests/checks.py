@@ -63,7 +63,7 @@ def pack_synthetic(synthetic: dict, out: Path, workers: int, config=None, keep_c
     from talkdata.pipeline.executor import Executor
 
     shutil.copytree(synthetic["root"] / "cache", out)
-    mark_output(out / ".work")
+    mark_output(out / ".work", synthetic["recipe"].name)
     with Executor(workers, None) as executor:
         manifest, _ = pack(out, synthetic["recipe"], config or synthetic["config"], synthetic["records"],
                            synthetic["keys"], ClipCache(out / ".work"), None, executor, keep_cache)

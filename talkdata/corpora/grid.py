@@ -15,6 +15,7 @@ Errata handled here:
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -26,6 +27,8 @@ from .records import ClipRecord, find_videos, representable
 from .walk import files_under
 
 ALIGN_UNITS_PER_SECOND = 25000.0
+
+logger = logging.getLogger(__name__)
 
 WORDS = [
     {"b": "bin", "l": "lay", "p": "place", "s": "set"},
@@ -58,17 +61,34 @@ def transcript_from_id(utterance: str) -> str | None:
 
 
 def parse_align(path: Path) -> list[dict]:
-    """Words with start/end in seconds; ``sil``/``sp`` dropped."""
+    """Words with start/end in seconds; ``sil``/``sp`` dropped. ValueError naming the file and line when a
+    line is not ``start end word`` (two whole numbers of 1/25000 s, then a token) or no line is."""
     words = []
-    for line in path.read_text(errors="replace").splitlines():
+    lines = 0
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         parts = line.split()
-        if len(parts) != 3:
+        if not parts:
             continue
+        lines += 1
+        if len(parts) != 3 or not (parts[0].isdecimal() and parts[1].isdecimal()):
+            raise ValueError(f"{path} line {number} is not 'start end word': {' '.join(line.split())[:60]!r}")
         start, end, word = parts
         if word in ("sil", "sp"):
             continue
         words.append({"word": word, "start": int(start) / ALIGN_UNITS_PER_SECOND, "end": int(end) / ALIGN_UNITS_PER_SECOND})
+    if not lines:
+        raise ValueError(f"{path} holds no 'start end word' line")
     return words
+
+
+def alignment_words(path: Path) -> list[dict] | None:
+    """:func:`parse_align`, or None (said once, as a warning) when the file is malformed: the words are
+    optional metadata (the transcript comes from the clip id), so the clip is kept without them."""
+    try:
+        return parse_align(path)
+    except ValueError as err:
+        logger.warning(f"GRID alignment {err}; the clip keeps its transcript, without word timings (words: null)")
+        return None
 
 
 def _speaker_of(path: Path, root: Path) -> str:
@@ -113,7 +133,7 @@ def index(root: Path, config: BuildConfig, exclude: Iterable[Path] = ()) -> Iter
         folder = pairing.get(speaker)
         for utterance, path in sorted(by_speaker[speaker].items()):
             align = folder / f"{utterance}.align" if folder else None
-            words = parse_align(align) if align is not None and align.is_file() else None
+            words = alignment_words(align) if align is not None and align.is_file() else None
             meta = {
                 "transcript": transcript_from_id(utterance),
                 "words": words,

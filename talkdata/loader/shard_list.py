@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -89,7 +90,14 @@ class DatasetSource:
         from ..face.shape import load_shape_model
 
         relative = (self.manifest.get("shape_model") or {}).get("path", "stats/shape_model.npz")
-        return load_shape_model(io.BytesIO(self.read_artifact(relative)))
+        data = self.read_artifact(relative)
+        try:
+            return load_shape_model(io.BytesIO(data))
+        except (EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:  # empty, cut short, or not talkdata's
+            detail = " ".join(str(err).split())[:160]
+            raise UserError(f"cannot read {join(self.source, relative)} ({type(err).__name__}{': ' if detail else ''}"
+                            f"{detail}; {len(data)} bytes): the file is truncated or damaged; run `talkdata verify "
+                            f"{self.source}`") from None
 
 
 def open_dataset(source: str | Path, storage_options: dict | None = None) -> DatasetSource:

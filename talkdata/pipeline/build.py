@@ -102,8 +102,8 @@ def check_same_dataset(out: Path, name: str) -> None:
         return  # a new folder, or someone else's (refused by prepare_output)
     try:
         built = json.loads((out / MANIFEST).read_text()).get("name")
-    except (OSError, ValueError, AttributeError):
-        return
+    except (OSError, ValueError, AttributeError):  # no manifest yet: a build stopped before its end
+        built = marked_recipe(out)
     if isinstance(built, str) and built and built != name:
         raise UserError(f"--out {out} holds the {built} dataset; build {name} into another folder (one dataset "
                         "per output folder)")
@@ -119,10 +119,23 @@ def is_talkdata_output(out: Path) -> bool:
         return False
 
 
-def mark_output(work: Path) -> None:
+def mark_output(work: Path, name: str) -> None:
+    """Write the marker with the recipe ``name`` of the first build (a folder holds one dataset)."""
     marker = work / MARKER
     if not marker.is_file():
-        write_atomic(marker, b"This folder is the output of a talkdata build.\n")
+        write_atomic(marker, f"This folder is the output of a talkdata build.\n{_MARKED_RECIPE}{name}\n".encode())
+
+
+_MARKED_RECIPE = "recipe: "
+
+
+def marked_recipe(out: Path) -> str | None:
+    """The recipe OUT's marker records; None without a marker, or for one written before markers recorded it."""
+    try:
+        lines = (out / WORK_DIR / MARKER).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((line[len(_MARKED_RECIPE):].strip() or None for line in lines if line.startswith(_MARKED_RECIPE)), None)
 
 
 def lock_output(work: Path):
@@ -237,7 +250,7 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
     fetch_models(config)
     warm_up(config)  # a missing model stops the build before any clip
     lock = lock_output(work)
-    mark_output(work)
+    mark_output(work, recipe.name)
     remove_leftovers(out, work)
     reused = records.reused
     if records.fingerprint and not reused:
