@@ -276,9 +276,11 @@ def load(source, profile: str | None = None, fields=None, window: int | None = N
     uses. Outputs that need a field left out are left out.
     ``window`` / ``stride``: frames per item and between item starts; default: the profile's window
     (16; 128 for facial; 1 for diffused_heads) and ``stride = window``. ``whole_clips=True`` gives
-    one item per clip (raw and sda).
+    one item per clip (raw and sda). A window longer than every clip of the split (by
+    ``index.parquet``'s frame counts) is a ``UserError`` naming it, the split and the longest clip.
     ``split``: ``"train"``, ``"val"``, ``"test"``, a list of them or ``"all"``.
-    ``shuffle``: seeded shard order and a ``shuffle_buffer``-item shuffle buffer; ``resampled``:
+    ``shuffle``: seeded shard order and a ``shuffle_buffer``-item shuffle buffer (an int >= 0; 0 or 1:
+    none); ``seed``: an int >= 0; ``resampled``:
     draw shards with replacement forever (bound it with ``.with_epoch(n)`` or ``itertools.islice``).
     ``handler``: what a damaged shard or sample does (a :class:`~talkdata.loader.damage.DamagedSample`,
     whose message names the shard, the sample and the member): ``"raise"`` (default), ``"warn"``
