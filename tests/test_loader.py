@@ -325,8 +325,9 @@ def test_facial_targets_are_per_clip_z_scored_pitch_yaw_roll_and_blink(ds_grid):
         assert np.allclose(item["pose"] * item["pose_std"] + item["pose_mean"], pitch_yaw_roll, atol=1e-3)
         assert np.array_equal(item["blink"], npy(clips[item["__key__"]]["blink.npy"]))
         assert item["target"].shape == (75, 7) and item["target_mean"].shape == item["target_std"].shape == (6,)
-    # FACIAL's 128-frame sequences do not fit in a 3 s GRID clip (90 frames at 30 fps)
-    assert list(talkdata.load(ds_grid, profile="facial", split="all")) == []
+    # FACIAL's 128-frame sequences do not fit in a 3 s GRID clip (90 frames at 30 fps): load() says so
+    with pytest.raises(UserError, match=r"window=128: no clip of split train\+val\+test .* the longest has 75 frames"):
+        talkdata.load(ds_grid, profile="facial", split="all")
 
 
 def test_facial_without_deepspeech_says_how_to_get_it(grid_dataset):

@@ -28,10 +28,10 @@ from ..files import read_parquet
 from .damage import DamagedSample, Handler, damaged_message, skip_damage
 from .members import decode_sample
 from .epoch_plan import current_consumer, in_dataloader_worker, keep_ordinals, plan_epoch, resampled_shards, rng_for
-from .profile_base import ItemContext, Profile, positive_int
+from .profile_base import ItemContext, Profile, non_negative_int, positive_int
 from .profiles import get_profile
 from .samples import open_shards, read_samples
-from .shard_list import DatasetSource, open_dataset, resolve_splits
+from .shard_list import DatasetSource, join, open_binary, open_dataset, resolve_splits
 
 DEFAULT_SHUFFLE_BUFFER = 64
 
@@ -66,7 +66,7 @@ class TalkDataset(wds.DataPipeline):
         """Use ``epoch`` in every seed (shard order, profile randomness, shuffle buffer) from the
         next pass on. The epoch is kept in shared memory, so it also reaches the DataLoader's
         ``persistent_workers``."""
-        self._epoch[0] = int(epoch)
+        self._epoch[0] = non_negative_int("epoch", epoch)
 
     # -- stages ------------------------------------------------------------------------------------
 
@@ -229,6 +229,35 @@ def index_hashes(dataset: DatasetSource, splits: tuple[str, ...]) -> dict[str, s
     return {row["key"]: row["sha256"] for row in table.to_pylist() if row["split"] in splits}
 
 
+def longest_clip(dataset: DatasetSource, splits: tuple[str, ...]) -> int | None:
+    """Frames of the longest clip of ``splits`` (``index.parquet``'s ``frames``; only its ``split``
+    and ``frames`` columns are read), or None when the dataset has no readable ``index.parquet``
+    (then the check this serves is not made: ``talkdata verify`` reports the file)."""
+    try:
+        with open_binary(join(dataset.source, "index.parquet"), dataset.storage_options) as handle:
+            table = read_parquet(handle, columns=["split", "frames"])
+        # numpy, not pyarrow.compute: that would start Arrow's thread pool (see files.read_parquet)
+        frames = table["frames"].to_numpy()[np.isin(table["split"].to_numpy(zero_copy_only=False), list(splits))]
+    except Exception:  # noqa: BLE001 - a missing or damaged index only leaves the check out
+        return None
+    return int(frames.max()) if len(frames) else 0
+
+
+def check_clip_length(profile: Profile, dataset: DatasetSource, splits: tuple[str, ...], window: int | None,
+                      options: dict) -> None:
+    """One ``UserError`` when no clip of ``splits`` is long enough for one item (an empty epoch,
+    which a training loop would wait on forever or divide by)."""
+    needed, why = profile.fewest_frames(window, options, dataset.fps)
+    longest = longest_clip(dataset, splits) if needed > 1 else None
+    if longest is None or longest >= needed:
+        return
+    name = "None" if profile.name == "None" else repr(profile.name)
+    asked = f"window={window}: " if profile.windowed and window is not None else ""
+    raise UserError(f"{asked}no clip of split {'+'.join(splits)} of {dataset.source} is long enough for one item "
+                    f"of profile {name}: the longest has {longest} frames, one item needs {needed} ({why}); "
+                    "give a smaller window, or build from longer clips")
+
+
 def resolve_options(profile: Profile, options: dict) -> dict:
     return profile.resolve_options(options)
 
@@ -247,9 +276,11 @@ def load(source, profile: str | None = None, fields=None, window: int | None = N
     uses. Outputs that need a field left out are left out.
     ``window`` / ``stride``: frames per item and between item starts; default: the profile's window
     (16; 128 for facial; 1 for diffused_heads) and ``stride = window``. ``whole_clips=True`` gives
-    one item per clip (raw and sda).
+    one item per clip (raw and sda). A window longer than every clip of the split (by
+    ``index.parquet``'s frame counts) is a ``UserError`` naming it, the split and the longest clip.
     ``split``: ``"train"``, ``"val"``, ``"test"``, a list of them or ``"all"``.
-    ``shuffle``: seeded shard order and a ``shuffle_buffer``-item shuffle buffer; ``resampled``:
+    ``shuffle``: seeded shard order and a ``shuffle_buffer``-item shuffle buffer (an int >= 0; 0 or 1:
+    none); ``seed``: an int >= 0; ``resampled``:
     draw shards with replacement forever (bound it with ``.with_epoch(n)`` or ``itertools.islice``).
     ``handler``: what a damaged shard or sample does (a :class:`~talkdata.loader.damage.DamagedSample`,
     whose message names the shard, the sample and the member): ``"raise"`` (default), ``"warn"``
@@ -282,11 +313,13 @@ def load(source, profile: str | None = None, fields=None, window: int | None = N
         window = positive_int("window", chosen.default_window if window is None else window) \
             if chosen.default_window is not None else None
     stride = positive_int("stride", stride if stride is not None else (window or 1))
+    seed = non_negative_int("seed", seed)
+    buffer = non_negative_int("shuffle_buffer", shuffle_buffer, " (0 or 1: no shuffle buffer)")
     fields = select_fields(chosen, dataset, fields, options)
     setup = chosen.setup(dataset, fields, options)
-    context = ItemContext(fields=fields, window=window, stride=stride, seed=int(seed), epoch=0, options=options,
+    check_clip_length(chosen, dataset, splits, window, options)
+    context = ItemContext(fields=fields, window=window, stride=stride, seed=seed, epoch=0, options=options,
                           setup=setup)
-    buffer = int(shuffle_buffer)
     hashes = index_hashes(dataset, splits) if verify else None
     return TalkDataset(dataset, splits, chosen, context, shuffle=bool(shuffle), resampled=bool(resampled),
                        shuffle_buffer=buffer, handler=resolve_handler(handler), hashes=hashes)

@@ -124,6 +124,11 @@ class ATVG(Profile):
                             "with --set shape.reference=\"last\"")
         return {"code_scale": ATVG_SCALE / float(settings.get("scale", 1.0))}
 
+    def fewest_frames(self, window, options, fps):
+        before = FIRST_EXAMPLE + 1
+        return before + window + MARGIN, (f"the window, {before} frames before it for the example frame and MFCC "
+                                          f"context, {MARGIN} after it for MFCC context")
+
     def items(self, clip: Clip, ctx: ItemContext) -> Iterator[dict]:
         starts = window_starts(clip.frames_count, ctx.window, ctx.stride, first=FIRST_EXAMPLE + 1, margin=MARGIN)
         if not starts:

@@ -90,6 +90,9 @@ class DiffusedHeads(Profile):
                         choices=("windows", "clip")),
     }
 
+    def fewest_frames(self, window, options, fps):
+        return 2, "a target frame and another identity frame"
+
     def items(self, clip: Clip, ctx: ItemContext) -> Iterator[dict]:
         total = clip.frames_count
         first = 1 if ctx.options["identity"] == "first" else 0

@@ -132,6 +132,17 @@ class FACIAL(Profile):
                             f"none: {HOW_TO_GET['deepspeech.npy']}")
         return {}
 
+    def fewest_frames(self, window, options, fps):
+        if window is None:
+            return 1, "whole clips"
+        rate = fps if options["fps"] is None else float(options["fps"])
+        needed = window + (0 if options["include_last"] else 1)
+        frames = max(1, int((needed - 0.5) / rate * fps))
+        while int(round(frames / fps * rate)) < needed:  # resample_frames' count of frames at the output rate
+            frames += 1
+        last = "" if options["include_last"] else " and one more, as dataset102.py leaves the last full window out"
+        return frames, f"{needed} frames at {rate:g} fps: the window{last}"
+
     @staticmethod
     def audio_windows(clip: Clip, fps: float, features: str) -> np.ndarray:
         """The clip's (N, 16, C) audio windows at ``fps`` (a read-only view)."""

@@ -113,6 +113,13 @@ class Profile(abc.ABC):
                                                  1)) from None
         return resolved
 
+    def fewest_frames(self, window: int | None, options: dict[str, Any], fps: float) -> tuple[int, str]:
+        """``(frames, why)``: the fewest frames a clip of a ``fps`` dataset needs to give one item
+        (a lower bound where the exact count depends on more than the frames), and what asks for them."""
+        if window is None:
+            return 1, "whole clips"
+        return window, "the window"
+
     @abc.abstractmethod
     def items(self, clip: Clip, ctx: ItemContext) -> Iterator[dict]:
         """The profile's items (dicts of numpy arrays) cut from one decoded clip."""
@@ -121,4 +128,12 @@ class Profile(abc.ABC):
 def positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise UserError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def non_negative_int(name: str, value, meaning: str = "") -> int:
+    """``value`` as an int >= 0, else one ``UserError`` line naming ``name`` and the range
+    (``meaning``: what the small values do, e.g. " (0 or 1: no shuffle buffer)")."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise UserError(f"{name} must be an integer >= 0{meaning}, got {value!r}")
     return int(value)

@@ -97,6 +97,11 @@ class Vid2Vid(Profile):
         "augment": option(bool, False, "FOMM's VoxCeleb augmentations (flip, time flip, colour jitter)"),
     }
 
+    def fewest_frames(self, window, options, fps):
+        if options["pairs"] == "distinct":
+            return 2, "two distinct frames (pairs='distinct')"
+        return 1, "a frame"
+
     def items(self, clip: Clip, ctx: ItemContext) -> Iterator[dict]:
         total = clip.frames_count
         distinct = ctx.options["pairs"] == "distinct"

@@ -46,7 +46,7 @@ from .pack_stats import PackStats
 from .pack import (INDEX_COLUMNS, REJECT_COLUMNS, ColumnTypes, Member, ShapeRef, TableWriter, measure,
                    plan_shards, shape_bytes, write_shard)
 from .fingerprint import SourceFingerprint
-from .shape_fit import FrameSampler, clip_groups, fit_basis, sampled_frames
+from .shape_fit import FrameSampler, clip_groups, fit_basis, model_mismatch, sampled_frames
 from .generations import KeyLookup, commit, drop_parked, park, release_shard
 from .task import warm_up
 
@@ -241,6 +241,8 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
     started = time.time()
     recipe = load_recipe(recipe_name)
     config = resolve(recipe.defaults, recipe.name, sets or {})
+    if shape_model:
+        _check_given_model(shape_model, config.shape)
     source, out = Path(source).expanduser(), Path(out).expanduser()
     work = out / WORK_DIR
     check_same_dataset(out, recipe.name)
@@ -315,6 +317,21 @@ def _chunks(items, size: int):
             chunk = []
     if chunk:
         yield chunk
+
+
+def _check_given_model(path: str, settings: Shape) -> None:
+    """Refuse a ``--shape-model`` fitted with other shape settings than the build's (its samples would
+    follow the model while the manifest's config says otherwise), before any clip runs."""
+    try:
+        recorded = load_shape_model(path).settings
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"cannot read shape model {path}: {err}") from None
+    mismatch = model_mismatch(recorded, settings)
+    if mismatch:
+        name, fitted, given = mismatch
+        raise UserError(f"--shape-model {path} was fitted with shape.{name}={fitted}, this build has "
+                        f"shape.{name}={given}: give --set shape.{name}={fitted} to build with this model, or leave "
+                        "out --shape-model to fit one with the build's settings")
 
 
 def _shape_model(config: BuildConfig, records: RecordList, keys: Sequence[str], done: np.ndarray, frames: np.ndarray,

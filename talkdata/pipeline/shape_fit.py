@@ -16,6 +16,7 @@ the sampled frames reach the driver and the PCA.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -151,6 +152,26 @@ def fit_basis(sample: np.ndarray, settings: Shape, clips: int) -> ShapeModel:
            "seed": settings.seed, "fit_split": settings.fit_split, "regions": list(settings.regions),
            "frames_sampled": int(len(sample)), "clips": clips}
     return ShapeModel(template=template, template_std=template_std, basis=basis, region_bases=regions, settings=fit)
+
+
+#: shape settings a given model (``build --shape-model``) decides for the samples: its basis (components,
+#: scale, regions) and how its fields are made (reference, project_identity). The others only steer a fit.
+MODEL_SETTINGS = ("reference", "project_identity", "n_components", "scale", "regions")
+
+
+def model_mismatch(recorded: dict, settings: Shape) -> tuple[str, str, str] | None:
+    """``(setting, the model's value, the build's value)`` (values as ``--set`` writes them) of the
+    first :data:`MODEL_SETTINGS` entry that the model's recorded fit settings give differently from
+    ``settings``, or None. A setting the model does not record is not compared (models from outside
+    talkdata's fit may record none)."""
+    for name in MODEL_SETTINGS:
+        if name not in recorded:
+            continue
+        given = getattr(settings, name)
+        given = list(given) if isinstance(given, tuple) else given
+        if recorded[name] != given:
+            return name, json.dumps(recorded[name]), json.dumps(given)
+    return None
 
 
 def fit_shape_model(clips: Iterable[tuple[str, np.ndarray]], settings: Shape) -> ShapeModel:
