@@ -128,7 +128,8 @@ def evaluate(model: ATNet, dataset, device, components6: np.ndarray, px_per_unit
         squared.append(((pred - target) ** 2).mean(axis=-1).ravel())
     model.train()
     if not errors:
-        raise UserError("the evaluation split has no ATVG window (clips shorter than 23 frames)")
+        raise UserError("the evaluation split has no ATVG window (every clip is shorter than the window plus 8 frames "
+                        "of example and MFCC context)")
     out = {"loss": float(np.concatenate(squared).mean()), "landmark_error_px": float(np.concatenate(errors).mean())}
     if constant:
         out["mean_code_error_px"] = float(np.concatenate(constant).mean())
