@@ -191,7 +191,7 @@ def _build_options(func):
         click.option("--no-isolation", is_flag=True,
                      help="Process clips in this process instead of a supervised child (debugging; a decoder crash "
                           "then stops the build)."),
-        click.option("--shape-model", type=click.Path(dir_okay=False), default=None, callback=_check_shape_model,
+        click.option("--shape-model", type=click.Path(dir_okay=False), default=None,
                      help="Use this stats/shape_model.npz instead of fitting one."),
         click.option("--keep-cache", is_flag=True,
                      help="Keep a full copy of every sample in OUT/.work (by default the cache points into the "
@@ -238,31 +238,6 @@ def _check_scheduler(_ctx, _param, value):
     return value
 
 
-def _check_shape_model(_ctx, _param, value):
-    """Read --shape-model now, so a bad file stops the build before any clip runs."""
-    if value is None:
-        return value
-    import zipfile
-
-    from .face.shape import load_shape_model
-
-    path = Path(value)
-    if not path.is_file():
-        raise UserError(f"cannot read shape model {value}: no such file")
-    if path.stat().st_size == 0:
-        raise UserError(f"cannot read shape model {value}: the file is empty")
-    if not zipfile.is_zipfile(path):
-        raise UserError(f"cannot read shape model {value}: not a .npz archive (truncated, or not a "
-                        "stats/shape_model.npz)")
-    try:
-        load_shape_model(path)
-    except Exception as err:  # noqa: BLE001 - any failure to read the user's file is one error line
-        reason = _one_line(str(err)) or type(err).__name__
-        raise UserError(f"cannot read shape model {value}: {reason} (a damaged or truncated stats/shape_model.npz?)"
-                        ) from None
-    return value
-
-
 @main.command()
 @click.argument("recipe")
 @click.option("--source", type=click.Path(), default=None,
@@ -277,14 +252,16 @@ def build(recipe, source, only, mirror, out, workers, scheduler, sets, limit, re
           shape_model, keep_cache):
     """Build WebDataset shards from the corpus RECIPE found in --source (or downloaded into the data root)."""
     from .config import resolve
-    from .pipeline.build import build as run_build
+    from .pipeline.build import build as run_build, read_given_model
     from .recipe import load_recipe
     from .acquire.plan import parse_only
     from .acquire.resolve import resolve_source
 
     loaded = load_recipe(recipe)
     overrides = parse_set_options(sets)
-    resolve(loaded.defaults, loaded.name, overrides)  # every value checked before anything is downloaded or run
+    config = resolve(loaded.defaults, loaded.name, overrides)  # every value checked before anything is downloaded
+    if shape_model:
+        read_given_model(shape_model, config.shape)  # and the given shape model (the build reads it again: small)
     source = resolve_source(loaded, source, parse_only(only), mirror)
 
     report = run_build(recipe, source, out, overrides, workers=workers, scheduler=scheduler,

@@ -19,6 +19,7 @@ import re
 import socket
 import sys
 import time
+import zipfile
 from array import array
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ import numpy as np
 
 from ..config import BuildConfig, Shape, pinned, resolve, to_dict
 from ..errors import REASONS, UserError
-from ..face.shape import load_shape_model, shape_model_bytes
+from ..face.shape import ShapeModel, load_shape_model, shape_model_bytes
 from ..shards import SPLITS
 from ..files import sha256_file, write_atomic
 from ..manifest import MANIFEST, canonical_json, write_manifest
@@ -241,8 +242,7 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
     started = time.time()
     recipe = load_recipe(recipe_name)
     config = resolve(recipe.defaults, recipe.name, sets or {})
-    if shape_model:
-        _check_given_model(shape_model, config.shape)
+    given_model = read_given_model(shape_model, config.shape) if shape_model else None
     source, out = Path(source).expanduser(), Path(out).expanduser()
     work = out / WORK_DIR
     check_same_dataset(out, recipe.name)
@@ -275,7 +275,7 @@ def build(recipe_name: str, source: str | Path, out: str | Path, sets: dict | No
         for _ in run_clips(executor, ((records[int(i)].to_dict(), keys[i]) for i in todo), len(todo), config, str(work),
                            isolate=isolate, stall_timeout=clip_timeout):
             pass
-        manifest, rejects = pack(out, recipe, config, records, keys, cache, shape_model, executor, keep_cache)
+        manifest, rejects = pack(out, recipe, config, records, keys, cache, given_model, executor, keep_cache)
     write_atomic(out / "build_info.json", canonical_json({
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.time() - started, 3),
@@ -319,28 +319,37 @@ def _chunks(items, size: int):
         yield chunk
 
 
-def _check_given_model(path: str, settings: Shape) -> None:
-    """Refuse a ``--shape-model`` fitted with other shape settings than the build's (its samples would
-    follow the model while the manifest's config says otherwise), before any clip runs."""
+def read_given_model(path: str, settings: Shape) -> ShapeModel:
+    """The ``--shape-model`` file, read once before anything else: one ``UserError`` line when it cannot be
+    read (missing, empty, truncated, not talkdata's) or was fitted with other shape settings than the
+    build's (its samples would follow the model while the manifest's config says otherwise)."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"cannot read shape model {path}: no such file")
+    if file.stat().st_size == 0:
+        raise UserError(f"cannot read shape model {path}: the file is empty")
+    if not zipfile.is_zipfile(file):
+        raise UserError(f"cannot read shape model {path}: not a .npz archive (truncated, or not a "
+                        "stats/shape_model.npz)")
     try:
-        recorded = load_shape_model(path).settings
-    except (OSError, ValueError, KeyError) as err:
-        raise UserError(f"cannot read shape model {path}: {err}") from None
-    mismatch = model_mismatch(recorded, settings)
+        model = load_shape_model(file)
+    except Exception as err:  # noqa: BLE001 - any failure to read the user's file is one error line
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise UserError(f"cannot read shape model {path}: {reason} (a damaged or truncated stats/shape_model.npz?)"
+                        ) from None
+    mismatch = model_mismatch(model.settings, settings)
     if mismatch:
         name, fitted, given = mismatch
         raise UserError(f"--shape-model {path} was fitted with shape.{name}={fitted}, this build has "
                         f"shape.{name}={given}: give --set shape.{name}={fitted} to build with this model, or leave "
                         "out --shape-model to fit one with the build's settings")
+    return model
 
 
 def _shape_model(config: BuildConfig, records: RecordList, keys: Sequence[str], done: np.ndarray, frames: np.ndarray,
-                 cache: ClipCache, given: str | None, executor: Executor):
-    if given:
-        try:
-            return load_shape_model(given)
-        except (OSError, ValueError, KeyError) as err:
-            raise UserError(f"cannot read shape model {given}: {err}") from None
+                 cache: ClipCache, given: ShapeModel | None, executor: Executor):
+    if given is not None:
+        return given
     settings = config.shape
     split = settings.fit_split
     fitting = done if split == "all" else records.in_split(done, split)
@@ -393,9 +402,9 @@ def _timed(timings: dict | None, name: str):
 
 
 def pack(out: Path, recipe: Recipe, config: BuildConfig, records: RecordList, keys: Sequence[str], cache: ClipCache,
-         shape_model_path: str | None, executor: Executor, keep_cache: bool = False,
+         given_model: ShapeModel | None, executor: Executor, keep_cache: bool = False,
          timings: dict | None = None) -> tuple[dict, dict[str, int]]:
-    """Fit (or load) the shape model, write the shards, the index, the rejects, the manifest and the card."""
+    """Fit the shape model (or use ``given_model``), write the shards, the index, the rejects, the manifest and the card."""
     rejects = TableWriter(out / "rejects.parquet", ColumnTypes(REJECT_COLUMNS).schema(REJECT_COLUMNS))
     by_reason: dict[str, int] = {}
     done_list = array("q")  # 8 bytes per clip
@@ -460,7 +469,7 @@ def pack(out: Path, recipe: Recipe, config: BuildConfig, records: RecordList, ke
     model = None
     if len(done):
         with _timed(timings, "fit"):
-            model = _shape_model(config, records, keys, done, frames, cache, shape_model_path, executor)
+            model = _shape_model(config, records, keys, done, frames, cache, given_model, executor)
         (out / "stats").mkdir(exist_ok=True)
         write_atomic(out / SHAPE_MODEL, shape_model_bytes(model))
         artifacts[SHAPE_MODEL] = {"sha256": sha256_file(out / SHAPE_MODEL), "bytes": (out / SHAPE_MODEL).stat().st_size}
